@@ -1,0 +1,106 @@
+"""Request-size limit: a pure ASGI middleware, so nothing larger than ``max_body_bytes`` is
+ever held, whether or not the client declared a Content-Length (chunked bodies are counted)."""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from scion.settings import get_settings
+
+Scope = dict[str, Any]
+
+
+def _human(n: int) -> str:
+    for unit, size in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= size:
+            return f"{n / size:g} {unit}"
+    return f"{n} bytes"
+
+
+class BodySizeLimit:
+    """413 for a body over the limit; a body within it is read once and handed on whole."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = get_settings().max_body_bytes
+        declared = dict(scope.get("headers") or ()).get(b"content-length", b"").strip()
+        if declared.isdigit() and int(declared) > limit:
+            await self._refuse(send, limit)
+            return
+        chunks: list[bytes] = []
+        size, tail = 0, None
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":  # the client went away
+                tail = message
+                break
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                await self._refuse(send, limit)
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        replay = [{"type": "http.request", "body": b"".join(chunks), "more_body": False}] if tail is None else [tail]
+
+        async def replayed() -> dict[str, Any]:
+            return replay.pop() if replay else await receive()
+
+        await self.app(scope, replayed, send)
+
+    @staticmethod
+    async def _refuse(send: Any, limit: int) -> None:
+        body = json.dumps({
+            "detail": f"the request body is larger than this server's limit of {_human(limit)} ({limit} bytes; "
+                      "max_body_bytes)"
+        }).encode()
+        await send({"type": "http.response.start", "status": 413, "headers": [
+            (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+            (b"connection", b"close"),
+        ]})
+        await send({"type": "http.response.body", "body": body})
+
+
+def is_private(path: str) -> bool:
+    """Everything under /v1 needs a token when auth is on; probes, docs and the page do not."""
+    return path == "/v1" or path.startswith("/v1/")
+
+
+class AuthGate:
+    """Decides who is calling a /v1 route before anything else happens, so that a request
+    without a valid token gets 401 whatever its body (never a 400, 413 or 422 first), and its
+    body is never read. The route's dependency (api.deps.authenticate) picks the result up."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or not is_private(scope["path"]) or not get_settings().auth_enabled:
+            await self.app(scope, receive, send)
+            return
+        from fastapi import HTTPException
+        from fastapi.responses import JSONResponse
+        from sqlalchemy.exc import DBAPIError
+        from starlette.concurrency import run_in_threadpool
+        from starlette.datastructures import Headers
+
+        from api import errors
+        from api.deps import principal_for
+
+        try:
+            principal = await run_in_threadpool(principal_for, Headers(scope=scope).get("authorization"))
+        except HTTPException as exc:
+            response = JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+        except DBAPIError as exc:
+            response = await errors.database_unavailable(None, exc)
+        else:
+            scope.setdefault("state", {})["principal"] = principal
+            await self.app(scope, receive, send)
+            return
+        await response(scope, receive, send)

@@ -1,0 +1,35 @@
+"""The FastAPI application: stateless, so any number of replicas can serve one database."""
+from __future__ import annotations
+
+import logging
+
+from fastapi import Depends, FastAPI
+
+from api import errors
+from api.deps import authenticate
+from api.limits import AuthGate, BodySizeLimit
+from api.routes import catalog, health, jobs, web
+
+log = logging.getLogger(__name__)
+
+
+def create_app() -> FastAPI:
+    app = FastAPI(
+        title="Scion",
+        version="0.1.0",
+        summary="Distributed neural architecture search: submit a search, watch it, take the best network.",
+    )
+    errors.install(app)
+    app.add_middleware(BodySizeLimit)
+    app.add_middleware(AuthGate)  # outermost: no token, no body read
+    # Public: the probes, the docs and the page (which asks for a token when the API wants one).
+    # Every other router needs a token when auth is on (tests/api/test_auth.py checks each route).
+    private = [Depends(authenticate)]
+    app.include_router(health.router)
+    app.include_router(jobs.router, dependencies=private)
+    app.include_router(catalog.router, dependencies=private)
+    app.include_router(web.router)
+    return app
+
+
+app = create_app()

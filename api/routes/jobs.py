@@ -1,0 +1,155 @@
+"""/v1/jobs: submit, list, inspect and cancel searches; read their trials."""
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import numpy as np
+from fastapi import APIRouter, HTTPException, Path, Query
+from fastapi.exceptions import RequestValidationError
+from sqlalchemy import select
+
+from api.deps import MAX_ID, JobDep, PageLimit, PrincipalDep, SessionDep
+from api.routes import artifacts as artifact_routes
+from api.schemas import (
+    EpochPublic,
+    EventPublic,
+    JobCreate,
+    JobPublic,
+    JobsPublic,
+    TrialPublic,
+    TrialsPublic,
+    TrialSummary,
+)
+from scheduler.strategies.pareto import orient, pareto_mask
+from scion.nudge import nudger
+from scion.settings import get_settings
+from storage import repository as repo
+from storage.models import JOB_STATUSES, TRIAL_STATUSES, Job, Trial
+
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+router.include_router(artifact_routes.router)  # .../trials/{n}/model and .../architecture
+
+JobStatus = Literal[JOB_STATUSES]  # type: ignore[valid-type]
+TrialStatus = Literal[TRIAL_STATUSES]  # type: ignore[valid-type]
+Offset = Query(0, ge=0, le=10_000_000)
+
+
+def _public(session, job: Job) -> JobPublic:
+    return JobPublic.of(job, repo.trial_counts(session, job_id=job.id), repo.best_trial(session, job_id=job.id))
+
+
+def _check_caps(spec: JobCreate) -> None:
+    """This server's limits on a job's size (settings), within the spec's absolute bounds."""
+    settings = get_settings()
+    errors = [
+        {"type": "less_than_equal", "loc": ("body", "budget", field), "input": value, "ctx": {"le": cap},
+         "msg": f"{value} is above this server's cap of {cap} ({field}_cap)"}
+        for field, value, cap in (("max_trials", spec.budget.max_trials, settings.max_trials_cap),
+                                  ("max_parallel", spec.budget.max_parallel, settings.max_parallel_cap))
+        if value > cap
+    ]
+    if errors:
+        raise RequestValidationError(errors)
+
+
+@router.post("", status_code=201, response_model=JobPublic, summary="Submit a search job")
+def submit_job(spec: JobCreate, session: SessionDep, principal: PrincipalDep) -> JobPublic:
+    spec = artifact_routes.resolve_submission(session, spec, principal)  # a retrain job's from_job
+    _check_caps(spec)
+    job = repo.create_job(session, name=spec.name, spec=spec.model_dump(mode="json"), owner=principal.owner)
+    session.commit()
+    nudger().nudge()  # a scheduler picks the job up now, not at its next poll
+    return _public(session, job)
+
+
+@router.get("", response_model=JobsPublic, summary="List jobs, newest first")
+def list_jobs(
+    session: SessionDep, principal: PrincipalDep, limit: PageLimit, status: JobStatus | None = None,
+    offset: int = Offset,
+) -> JobsPublic:
+    jobs, total = repo.list_jobs(session, status=status, limit=limit, offset=offset, owner=principal.owner,
+                                 all_owners=principal.sees_all)
+    return JobsPublic(items=[_public(session, j) for j in jobs], total=total, limit=limit, offset=offset)
+
+
+@router.get("/{job_id}", response_model=JobPublic, summary="A job's status, counts and best trial")
+def get_job(job: JobDep, session: SessionDep) -> JobPublic:
+    return _public(session, job)
+
+
+@router.post("/{job_id}/cancel", response_model=JobPublic, summary="Cancel a job")
+def cancel_job(job: JobDep, session: SessionDep) -> JobPublic:
+    try:
+        job = repo.cancel_job(session, job_id=job.id)
+    except repo.Conflict as exc:
+        raise HTTPException(status_code=409, detail=str(exc)) from None
+    return _public(session, job)
+
+
+@router.get("/{job_id}/trials", response_model=TrialsPublic, summary="A page of a job's trials")
+def list_trials(
+    job: JobDep,
+    session: SessionDep,
+    limit: PageLimit,
+    status: TrialStatus | None = None,
+    sort: Literal["number", "objective"] = Query("number", description="'objective' sorts best first."),
+    order: Literal["asc", "desc"] | None = Query(None, description="Default: ascending numbers, best objective first."),
+    offset: int = Offset,
+) -> TrialsPublic:
+    descending = order == "desc" if order else sort == "objective"
+    trials, total = repo.list_trials(
+        session, job_id=job.id, status=status, sort=sort, descending=descending, limit=limit, offset=offset
+    )
+    return TrialsPublic(items=[TrialSummary.of(t) for t in trials], total=total, limit=limit, offset=offset)
+
+
+@router.get("/{job_id}/trials/{number}", response_model=TrialPublic, summary="One trial with its learning curve")
+def get_trial(job: JobDep, number: Annotated[int, Path(ge=0, le=MAX_ID)], session: SessionDep) -> TrialPublic:
+    trial = repo.get_trial(session, job_id=job.id, number=number)
+    if trial is None:
+        raise HTTPException(status_code=404, detail=f"job {job.id} has no trial {number}")
+    history = repo.trial_history(session, trial_id=trial.id, attempt=trial.attempts)
+    return TrialPublic(
+        **TrialSummary.of(trial).model_dump(), worker=trial.worker, fidelity=trial.fidelity,
+        history=[EpochPublic.of(h) for h in history],
+    )
+
+
+@router.get("/{job_id}/best", response_model=TrialSummary, summary="The best completed trial so far")
+def get_best(job: JobDep, session: SessionDep) -> TrialSummary:
+    best = repo.best_trial(session, job_id=job.id)
+    if best is None:
+        raise HTTPException(status_code=404, detail=f"job {job.id} has no completed trial yet")
+    return TrialSummary.of(best)
+
+
+@router.get("/{job_id}/pareto", response_model=list[TrialSummary],
+            summary="The non-dominated completed trials over the job's objectives")
+def get_pareto(job: JobDep, session: SessionDep) -> list[TrialSummary]:
+    """Best-first by the primary objective (then the others, then number); with one objective
+    the best trial(s). Trials missing an objective are left out. Only the objective values
+    are read for every trial (a JSON extraction in SQL); the front is computed in numpy."""
+    objectives = job.spec["objectives"]
+    values = [Trial.metrics[o["metric"]].as_float() for o in objectives]
+    rows = session.execute(
+        select(Trial.number, *values).where(Trial.job_id == job.id, Trial.status == "completed")
+    ).all()
+    data = np.array([tuple(r) for r in rows], dtype=float).reshape(-1, 1 + len(values))  # null -> nan
+    data = data[~np.isnan(data).any(axis=1)]
+    if not len(data):
+        return []
+    points = orient(data[:, 1:], [o["mode"] for o in objectives])
+    front = {int(data[i, 0]): tuple(-points[i]) for i in np.flatnonzero(pareto_mask(points))}
+    trials = []
+    numbers = sorted(front)
+    for start in range(0, len(numbers), 500):  # bounded IN lists
+        trials += session.scalars(
+            select(Trial).where(Trial.job_id == job.id, Trial.number.in_(numbers[start:start + 500]))
+        ).all()
+    trials.sort(key=lambda t: (*front[t.number], t.number))
+    return [TrialSummary.of(t) for t in trials]
+
+
+@router.get("/{job_id}/events", response_model=list[EventPublic], summary="What happened to a job")
+def list_events(job: JobDep, session: SessionDep, limit: PageLimit, offset: int = Offset) -> list[EventPublic]:
+    return [EventPublic.of(e) for e in repo.list_events(session, job_id=job.id, limit=limit, offset=offset)]

@@ -1,0 +1,141 @@
+"""What the API returns: plain pydantic models built from ORM rows, never the rows."""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel
+
+from scion.spec import JobSpec
+from storage.db import utcnow
+from storage.models import Job, JobEvent, Trial, TrialMetric
+
+JobCreate = JobSpec
+
+
+class ObjectivePublic(BaseModel):
+    metric: str
+    mode: str
+
+
+class TrialSummary(BaseModel):
+    number: int
+    status: str
+    arch: Any
+    arch_key: str
+    objective: float | None
+    metrics: dict[str, Any] | None
+    attempts: int
+    error: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    duration_s: float | None
+
+    @classmethod
+    def of(cls, trial: Trial) -> TrialSummary:
+        duration = (trial.finished_at - trial.started_at).total_seconds() if trial.finished_at and trial.started_at else None
+        return cls(
+            number=trial.number, status=trial.status, arch=trial.arch, arch_key=trial.arch_key,
+            objective=trial.objective, metrics=trial.metrics, attempts=trial.attempts, error=trial.error,
+            created_at=trial.created_at, started_at=trial.started_at, finished_at=trial.finished_at,
+            duration_s=duration,
+        )
+
+
+class EpochPublic(BaseModel):
+    step: int
+    metrics: dict[str, Any]
+    at: datetime
+
+    @classmethod
+    def of(cls, row: TrialMetric) -> EpochPublic:
+        return cls(step=row.step, metrics=row.metrics, at=row.created_at)
+
+
+class TrialPublic(TrialSummary):
+    worker: str | None
+    fidelity: dict[str, Any] | None
+    history: list[EpochPublic]
+
+
+class TrialsPublic(BaseModel):
+    items: list[TrialSummary]
+    total: int
+    limit: int
+    offset: int
+
+
+class JobPublic(BaseModel):
+    id: int
+    name: str
+    status: str
+    objective: ObjectivePublic
+    counts: dict[str, int]
+    trials_total: int
+    max_trials: int
+    best: TrialSummary | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    elapsed_s: float | None
+    error: str | None
+    spec: dict[str, Any]
+    owner: str | None = None  # the submitting token's owner; None when submitted with auth off
+
+    @classmethod
+    def of(cls, job: Job, counts: dict[str, int], best: Trial | None) -> JobPublic:
+        end = job.finished_at or utcnow()
+        primary = job.spec["objectives"][0]
+        return cls(
+            id=job.id, name=job.name, status=job.status,
+            objective=ObjectivePublic(metric=primary["metric"], mode=primary["mode"]),
+            counts=counts, trials_total=sum(counts.values()), max_trials=job.spec["budget"]["max_trials"],
+            best=TrialSummary.of(best) if best else None,
+            created_at=job.created_at, started_at=job.started_at, finished_at=job.finished_at,
+            elapsed_s=(end - job.started_at).total_seconds() if job.started_at else None,
+            error=job.error, spec=job.spec, owner=job.owner,
+        )
+
+
+class JobsPublic(BaseModel):
+    items: list[JobPublic]
+    total: int
+    limit: int
+    offset: int
+
+
+class EventPublic(BaseModel):
+    kind: str
+    message: str
+    at: datetime
+
+    @classmethod
+    def of(cls, event: JobEvent) -> EventPublic:
+        return cls(kind=event.kind, message=event.message, at=event.created_at)
+
+
+class ArchitecturePublic(BaseModel):
+    """A trial's network as JSON: ``spaces.make_space(space).build(arch, input_shape, num_classes)``
+    rebuilds it (input_shape is null for a file dataset until a first export has read it)."""
+
+    job_id: int
+    trial: int
+    status: str
+    space: dict[str, Any]
+    arch: Any
+    arch_key: str
+    evaluator: str
+    dataset: dict[str, Any] | None
+    input_shape: list[int] | None
+    num_classes: int | None
+    weights: bool  # trained weights are stored: GET .../model works
+
+
+class CatalogEntry(BaseModel):
+    """One thing a job spec may name, with the JSON schema of its configuration."""
+
+    name: str
+    summary: str
+    json_schema: dict[str, Any]
+    details: dict[str, Any] = {}

@@ -1,0 +1,537 @@
+"""The ``scion`` command: run searches, watch them, and start the service's processes."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import threading
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+import yaml
+from rich.console import Console
+from rich.markup import escape
+
+from client import render
+from client.sdk import ScionClient, ScionError
+from scion.settings import get_settings, is_loopback, mask_url
+
+app = typer.Typer(help="Scion: distributed neural architecture search.", no_args_is_help=True,
+                  pretty_exceptions_enable=False)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+bench_app = typer.Typer(help="Benchmarks of search quality and speed.", no_args_is_help=True)
+app.add_typer(bench_app, name="bench")
+token_app = typer.Typer(help="API tokens (an administrator's commands, run where SCION_DATABASE_URL reaches the "
+                             "database).", no_args_is_help=True)
+app.add_typer(token_app, name="token")
+
+console = Console()
+err_console = Console(stderr=True)
+
+ApiOption = Annotated[str | None, typer.Option("--api", envvar="SCION_API_URL", help="A running Scion API.")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
+
+
+def _logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def _load_spec(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        raise typer.BadParameter(f"{path} does not exist", param_hint="SPEC")
+    text = path.read_text()
+    spec = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    if not isinstance(spec, dict):
+        raise typer.BadParameter(f"{path} must hold one mapping (the job spec)", param_hint="SPEC")
+    return spec
+
+
+def _client(api: str | None) -> ScionClient:
+    url = api or get_settings().api_url
+    if not url:
+        err_console.print("[red]no API to talk to:[/] pass --api URL or set SCION_API_URL")
+        raise typer.Exit(2)
+    return ScionClient(url)
+
+
+def _fail(exc: ScionError) -> None:
+    label = f"error {exc.status_code}" if exc.status_code else "error"
+    err_console.print(f"[red]{label}:[/] {escape(exc.detail)}")
+    raise typer.Exit(1)
+
+
+def _follow(client: ScionClient, job: dict[str, Any], as_json: bool) -> dict[str, Any]:
+    """Watch a job to its end with a live progress bar, then print its leaderboard."""
+    if as_json:
+        final = client.wait(job["id"])
+        render.print_json(final)
+        return final
+    with render.JobProgress(console, job) as bar:
+        final = client.wait(job["id"], on_update=bar.update)
+    render.job_summary(console, final)
+    top = client.trials(final["id"], sort="objective", limit=10)["items"]
+    if top:
+        console.print(render.trial_table(top, final["objective"]["metric"], title="leaderboard"))
+    if final["best"]:
+        render.best_trial(console, final["best"], final["objective"]["metric"])
+    return final
+
+
+@app.command()
+def run(
+    spec: Annotated[Path, typer.Argument(help="Job spec (YAML or JSON).")],
+    api: ApiOption = None,
+    as_json: JsonOption = False,
+    workers: Annotated[int, typer.Option(help="Worker processes of the embedded stack.")] = 2,
+) -> None:
+    """Run a search to its end: on the server named by --api, else on an embedded stack."""
+    body = _load_spec(spec)
+    url = api or get_settings().api_url
+    stack = None
+    if not url:
+        from client.stack import LocalStack
+
+        stack = LocalStack(get_settings(), workers=workers)
+        if not as_json:
+            err_console.print(f"starting the embedded stack (API {stack.url}, {workers} workers, logs in {stack.logs})")
+            err_console.print(auth_line(stack.host))
+    with stack or nullcontext(), ScionClient(stack.url if stack else url) as client:
+        try:
+            job = client.submit(body)
+        except ScionError as exc:
+            _fail(exc)
+        final = _follow(client, job, as_json)
+    raise typer.Exit(0 if final["status"] == "completed" else 1)
+
+
+@app.command()
+def submit(spec: Annotated[Path, typer.Argument(help="Job spec (YAML or JSON).")],
+           api: ApiOption = None, as_json: JsonOption = False) -> None:
+    """Submit a job and print its id."""
+    with _client(api) as client:
+        try:
+            job = client.submit(_load_spec(spec))
+        except ScionError as exc:
+            _fail(exc)
+    render.print_json(job) if as_json else console.print(f"submitted job {job['id']} ({job['name']})")
+
+
+@app.command()
+def status(job_id: Annotated[int | None, typer.Argument(help="A job; all jobs when left out.")] = None,
+           api: ApiOption = None, as_json: JsonOption = False) -> None:
+    """A job's status, or a table of jobs."""
+    with _client(api) as client:
+        try:
+            result = client.job(job_id) if job_id is not None else client.jobs(limit=100)
+        except ScionError as exc:
+            _fail(exc)
+    if as_json:
+        render.print_json(result)
+    elif job_id is not None:
+        render.job_summary(console, result)
+        if result["best"]:
+            render.best_trial(console, result["best"], result["objective"]["metric"])
+    else:
+        console.print(render.job_table(result["items"]))
+
+
+@app.command()
+def trials(
+    job_id: int,
+    api: ApiOption = None,
+    as_json: JsonOption = False,
+    sort: Annotated[str, typer.Option(help="'number' or 'objective' (best first).")] = "number",
+    status_filter: Annotated[str | None, typer.Option("--status", help="Only trials in this status.")] = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> None:
+    """A page of a job's trials."""
+    with _client(api) as client:
+        try:
+            job = client.job(job_id)
+            page = client.trials(job_id, sort=sort, status=status_filter, limit=limit, offset=offset)
+        except ScionError as exc:
+            _fail(exc)
+    if as_json:
+        render.print_json(page)
+    else:
+        console.print(render.trial_table(page["items"], job["objective"]["metric"],
+                                         title=f"job {job_id}: {page['total']} trials"))
+
+
+@app.command()
+def best(job_id: int, api: ApiOption = None, as_json: JsonOption = False) -> None:
+    """The best trial of a job so far."""
+    with _client(api) as client:
+        try:
+            job, trial = client.job(job_id), client.best(job_id)
+        except ScionError as exc:
+            _fail(exc)
+    render.print_json(trial) if as_json else render.best_trial(console, trial, job["objective"]["metric"])
+
+
+@app.command()
+def pareto(job_id: int, api: ApiOption = None, as_json: JsonOption = False) -> None:
+    """The Pareto front of a job: its non-dominated trials over all its objectives."""
+    with _client(api) as client:
+        try:
+            job, front = client.job(job_id), client.pareto(job_id)
+        except ScionError as exc:
+            _fail(exc)
+    if as_json:
+        render.print_json(front)
+        return
+    objectives = [f"{o['metric']} ({o['mode']})" for o in job["spec"]["objectives"]]
+    console.print(render.trial_table(
+        front, job["objective"]["metric"], objectives=tuple(o["metric"] for o in job["spec"]["objectives"]),
+        title=f"job {job_id}: Pareto front, {len(front)} trials over {', '.join(objectives)}",
+    ))
+
+
+@app.command("export")
+def export_model(
+    job_id: Annotated[int, typer.Argument(help="The job.")],
+    trial: Annotated[int | None, typer.Option("--trial", "-t", help="Trial number; default: the job's best.")] = None,
+    fmt: Annotated[str, typer.Option("--format", "-f", help="onnx, torchscript or state_dict.")] = "onnx",
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="File (or directory) to write; default: "
+                                                "scion-jobJ-trialN.<format suffix> here.")] = None,
+    api: ApiOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Download a completed trial's trained network; a state_dict also gets FILE.json, the
+    architecture to build the network it loads into."""
+    with _client(api) as client:
+        try:
+            number = trial if trial is not None else client.best(job_id)["number"]
+            path = client.download_model(job_id, number, fmt, output)
+            sidecar = None
+            if fmt == "state_dict":
+                sidecar = path.with_suffix(".json")
+                sidecar.write_text(json.dumps(client.architecture(job_id, number), indent=2))
+        except ScionError as exc:
+            _fail(exc)
+    result = {"job_id": job_id, "trial": number, "format": fmt, "path": str(path), "bytes": path.stat().st_size,
+              "architecture": str(sidecar) if sidecar else None}
+    if as_json:
+        render.print_json(result)
+    else:
+        extra = f" and its architecture to {escape(str(sidecar))}" if sidecar else ""
+        console.print(f"wrote trial {number} of job {job_id} as {fmt} to {escape(str(path))} "
+                      f"({result['bytes'] / 1024:,.0f} KiB){extra}")
+
+
+@app.command()
+def cancel(job_id: int, api: ApiOption = None, as_json: JsonOption = False) -> None:
+    """Cancel a job: queued trials are withdrawn, running ones stop within an epoch."""
+    with _client(api) as client:
+        try:
+            job = client.cancel(job_id)
+        except ScionError as exc:
+            _fail(exc)
+    render.print_json(job) if as_json else console.print(f"job {job_id} cancelled")
+
+
+@app.command()
+def watch(job_id: int, api: ApiOption = None, as_json: JsonOption = False) -> None:
+    """Follow a running job to its end."""
+    with _client(api) as client:
+        try:
+            final = _follow(client, client.job(job_id), as_json)
+        except ScionError as exc:
+            _fail(exc)
+    raise typer.Exit(0 if final["status"] == "completed" else 1)
+
+
+@app.command("api")
+def api_server(host: str = "127.0.0.1", port: int = 8000,
+               workers: Annotated[int, typer.Option(help="uvicorn worker processes.")] = 1) -> None:
+    """Serve the REST API."""
+    import uvicorn
+
+    # The listen address decides SCION_AUTH=auto; uvicorn's worker processes inherit it.
+    os.environ["SCION_API_HOST"] = host
+    get_settings.cache_clear()
+    console.print(auth_line(host))
+    uvicorn.run("api.main:app", host=host, port=port, workers=workers, log_level="info")
+
+
+def auth_line(host: str) -> str:
+    """One line saying whether the API at ``host`` asks for tokens, and why."""
+    settings = get_settings().model_copy(update={"api_host": host})
+    where = "loopback only" if is_loopback(host) else "not loopback"
+    if settings.auth_enabled:
+        return f"API auth on (SCION_AUTH={settings.auth}, listening on {host}: {where}): requests need a token"
+    warning = "" if is_loopback(host) else " WARNING: anyone who reaches this address can use it"
+    return (f"API auth off (SCION_AUTH={settings.auth}, listening on {host}: {where}): open, no tokens"
+            f"{warning}")
+
+
+def _stop_on_signals() -> threading.Event:
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    return stop
+
+
+@app.command()
+def scheduler() -> None:
+    """Run the scheduler: claims jobs, runs their strategies, dispatches trials."""
+    from scheduler.loop import Scheduler
+
+    _logging()
+    Scheduler().run(_stop_on_signals())
+
+
+@app.command()
+def worker(
+    queues: Annotated[str, typer.Option(help="Comma-separated queues: gpu (training), cpu (look-ups).")] = "gpu,cpu",
+    concurrency: Annotated[int | None, typer.Option(help="Processes; default one per GPU, else 1.")] = None,
+) -> None:
+    """Run a Celery worker that evaluates trials (one process per GPU)."""
+    import torch
+
+    from worker.celery_app import celery_app
+
+    n = concurrency or max(1, torch.cuda.device_count())
+    os.environ.setdefault("SCION_WORKER_THREADS", str(max(1, (os.cpu_count() or 1) // n)))
+    celery_app.worker_main(["worker", f"--concurrency={n}", f"--queues={queues}", "--pool=prefork",
+                            "--loglevel=INFO", "--without-gossip", "--without-mingle"])
+
+
+@app.command()
+def up(port: int = 8000, host: str = "127.0.0.1",
+       workers: Annotated[int, typer.Option(help="Worker processes.")] = 2) -> None:
+    """Start API, scheduler and workers together on this machine, until Ctrl-C."""
+    from client.stack import LocalStack
+
+    stack = LocalStack(get_settings(), workers=workers, port=port, host=host)
+    with stack:
+        console.print(f"Scion is up: API {stack.url} (docs {stack.url}/docs), logs in {stack.logs}")
+        console.print(auth_line(host))
+        stack.wait(_stop_on_signals())
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: str = "head") -> None:
+    """Create or migrate the schema (Alembic) at SCION_DATABASE_URL."""
+    from storage.migrate import upgrade
+
+    _logging()
+    upgrade(get_settings().db_url, revision)
+    console.print(f"database at {escape(mask_url(get_settings().db_url))} is at revision {revision}")
+
+
+def _token_session():
+    from storage.db import session_scope
+
+    return session_scope(get_settings().db_url)
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def _token_db_error(exc: Exception) -> None:
+    reason = _first_line(exc)
+    hint = " (is the schema current? run `scion db upgrade`)" if "tokens" in reason else ""
+    err_console.print(f"[red]error:[/] cannot use the tokens table at {escape(mask_url(get_settings().db_url))}: "
+                      f"{escape(reason)}{hint}")
+    raise typer.Exit(1)
+
+
+@token_app.command("create")
+def token_create(
+    name: Annotated[str, typer.Option(help="A unique name for the token (it is what listings and logs show).")],
+    owner: Annotated[str | None, typer.Option(help="Whose jobs it submits and sees (default: the name).")] = None,
+    admin: Annotated[bool, typer.Option("--admin", help="May see and cancel every owner's jobs.")] = False,
+) -> None:
+    """Issue a token and print it once: it is stored hashed and cannot be shown again."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from storage.tokens import TokenError, create_token
+
+    try:
+        with _token_session() as session:
+            secret = create_token(session, name=name, owner=owner, is_admin=admin)
+    except TokenError as exc:
+        err_console.print(f"[red]error:[/] {escape(str(exc))}")
+        raise typer.Exit(1) from None
+    except SQLAlchemyError as exc:
+        _token_db_error(exc)
+    who = owner or name
+    err_console.print(f"token {escape(name)!r} for owner {escape(who)!r}{' (admin)' if admin else ''}; "
+                      "copy it now, it is not shown again (clients read SCION_TOKEN or SCION_TOKEN_FILE):")
+    typer.echo(secret)  # alone on stdout, for TOKEN=$(scion token create ...)
+
+
+@token_app.command("list")
+def token_list(as_json: JsonOption = False) -> None:
+    """The tokens by name (never their secrets)."""
+    from rich.table import Table
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from storage.tokens import list_tokens
+
+    try:
+        with _token_session() as session:
+            rows = [{"name": t.name, "owner": t.owner, "admin": t.is_admin,
+                     "created_at": t.created_at.isoformat(),
+                     "last_used_at": t.last_used_at.isoformat() if t.last_used_at else None,
+                     "revoked_at": t.revoked_at.isoformat() if t.revoked_at else None} for t in list_tokens(session)]
+    except SQLAlchemyError as exc:
+        _token_db_error(exc)
+    if as_json:
+        render.print_json(rows)
+        return
+    table = Table(title=f"{len(rows)} tokens")
+    for column in ("name", "owner", "admin", "created", "last used", "revoked"):
+        table.add_column(column)
+    for r in rows:
+        table.add_row(escape(r["name"]), escape(r["owner"]), "yes" if r["admin"] else "",
+                      r["created_at"][:19], (r["last_used_at"] or "never")[:19], (r["revoked_at"] or "")[:19])
+    console.print(table)
+
+
+@token_app.command("revoke")
+def token_revoke(name: Annotated[str, typer.Argument(help="The token's name.")]) -> None:
+    """Revoke a token: requests carrying it get 401 from now on."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from storage.tokens import TokenError, revoke_token
+
+    try:
+        with _token_session() as session:
+            revoke_token(session, name=name)
+    except TokenError as exc:
+        err_console.print(f"[red]error:[/] {escape(str(exc))}")
+        raise typer.Exit(1) from None
+    except SQLAlchemyError as exc:
+        _token_db_error(exc)
+    console.print(f"token {escape(name)!r} revoked")
+
+
+@bench_app.command("dispatch")
+def bench_dispatch(
+    table: Annotated[Path, typer.Option(help="A NAS-Bench-201-format CSV for the tabular look-ups.")] = Path(
+        "../shared/data/nb201_cifar10.csv"),
+    database_url: Annotated[str, typer.Option(help="A PostgreSQL server the benchmark may create databases on.")] = (
+        "postgresql+psycopg://postgres@127.0.0.1:5432/test"),
+    broker: Annotated[str, typer.Option(help="A Redis database the benchmark may empty.")] = "redis://127.0.0.1:6379/9",
+    trials: int = 2000,
+    workers: Annotated[int, typer.Option(help="Worker processes (Scion), processes (Optuna, Celery).")] = 2,
+    parallel: Annotated[int, typer.Option(help="Scion's max_parallel.")] = 16,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the figures here.")] = None,
+) -> None:
+    """Trials per second through the production path, against Optuna (RDB) and plain Celery."""
+    import json
+
+    from rich.table import Table
+
+    from bench import dispatch
+
+    report = dispatch.run(database_url=database_url, broker=broker, table=table, trials=trials, workers=workers,
+                          parallel=parallel)
+    table_out = Table(title=f"dispatch: {trials} trials, {workers} processes")
+    for column in ("system", "trials/s", "wall s", "notes"):
+        table_out.add_column(column)
+    s = report["scion"]
+    table_out.add_row("Scion (HTTP, scheduler, Celery/Redis, PostgreSQL)", f"{s['trials_per_s']:.1f}", f"{s['wall_s']}",
+                      f"first trial running {s['first_trial_running_s']} s; worker gap median "
+                      f"{s['worker_gap_ms_median']} ms, p99 {s['worker_gap_ms_p99']} ms")
+    table_out.add_row("Optuna (RDB on PostgreSQL, random sampler)", f"{report['optuna']['trials_per_s']:.1f}",
+                      f"{report['optuna']['wall_s']}", "")
+    table_out.add_row("plain Celery (no-op task, same broker)", f"{report['celery']['trials_per_s']:.1f}",
+                      f"{report['celery']['wall_s']}", "floor")
+    console.print(table_out)
+    console.print(f"Scion / Optuna = {report['vs_optuna']}x; Scion / Celery floor = {report['vs_celery_floor']}")
+    if json_out:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(report, indent=2))
+        console.print(f"wrote {json_out}")
+
+
+@bench_app.command("training")
+def bench_training(
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the figures here.")] = None,
+    epochs: int = 2,
+    repeats: Annotated[int, typer.Option(help="Timed runs of each loop (after one warm-up).")] = 3,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+) -> None:
+    """Samples per second of Scion's trainer against a minimal hand-written loop (ratio)."""
+    from rich.table import Table
+
+    from bench import training
+
+    report = training.run(epochs=epochs, repeats=repeats, device=device)
+    table = Table(title=f"training throughput ({report['results'][0]['device']}, {report['threads']} threads)")
+    for column in ("dataset", "network", "scion samples/s", "minimal samples/s", "ratio"):
+        table.add_column(column, justify="right")
+    for r in report["results"]:
+        table.add_row(r["dataset"], f"nb201 C={r['channels']} N={r['cells_per_stage']}",
+                      f"{r['samples_per_s_scion']:,.0f}", f"{r['samples_per_s_minimal']:,.0f}", f"{r['ratio']:.3f}")
+    console.print(table)
+    if json_out:
+        console.print(f"wrote {training.write(report, json_out)}")
+
+
+@bench_app.command("strategies")
+def bench_strategies(
+    table: Annotated[Path, typer.Option(help="A NAS-Bench-201-format CSV (arch, val_acc_12ep, test_acc_200ep).")],
+    strategies: Annotated[str, typer.Option(help="Comma-separated: rs, rea, ls, reinforce, bananas, pnas, tpe, "
+                                                 "grid or any registered strategy name.")] = "rs,rea",
+    budget: Annotated[int, typer.Option(help="Evaluations per run.")] = 100,
+    seeds: Annotated[int, typer.Option(help="Runs per strategy (seeds 0..N-1).")] = 30,
+    parallel: Annotated[str, typer.Option(help="Simulated workers P; a comma list (1,8) runs each.")] = "1",
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the full report (with curves) here.")] = None,
+    markdown: Annotated[Path | None, typer.Option(help="Write the markdown table here.")] = None,
+    plot: Annotated[Path | None, typer.Option(help="Write a PNG plot of the incumbent curves here.")] = None,
+    jobs: Annotated[int | None, typer.Option(help="Processes; default one per CPU.")] = None,
+    config: Annotated[list[str] | None, typer.Option(
+        help="Per-strategy config overrides, NAME=JSON, e.g. rea='{\"population_size\": 10}'; repeatable.")] = None,
+    update_doc: Annotated[Path | None, typer.Option(
+        help="Replace the generated block of this doc (e.g. docs/benchmarks.md) with the markdown table.")] = None,
+) -> None:
+    """Run search strategies against a tabular benchmark with P simulated asynchronous workers."""
+    import shlex
+
+    from rich.markup import escape
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from bench import strategies as bench
+
+    try:
+        ps = [int(p) for p in parallel.split(",") if p.strip()]
+    except ValueError:
+        raise typer.BadParameter(f"expected worker counts like 1 or 1,8, got {parallel!r}",
+                                 param_hint="--parallel") from None
+    command = ["scion", "bench", "strategies", "--table", str(table), "--strategies", strategies,
+               "--budget", str(budget), "--seeds", str(seeds), "--parallel", parallel]
+    for flag, value in (("--json", json_out), ("--markdown", markdown), ("--plot", plot), ("--jobs", jobs)):
+        command += [flag, str(value)] if value is not None else []
+    for item in config or []:
+        command += ["--config", item]
+    try:
+        overrides = bench.parse_config_overrides(config or [])
+        with Progress(TextColumn("runs"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                      console=err_console, transient=True) as progress:
+            task = progress.add_task("runs", total=None)
+            report = bench.run_benchmark(
+                table, strategies.split(","), budget=budget, seeds=seeds, parallel=ps, jobs=jobs,
+                overrides=overrides, command=shlex.join(command),
+                progress=lambda done, total: progress.update(task, completed=done, total=total),
+            )
+        bench.print_rich(report, console)
+        written = [bench.write_json(report, json_out)] if json_out else []
+        written += [bench.write_markdown(report, markdown)] if markdown else []
+        written += [bench.plot(report, plot)] if plot else []
+        written += [bench.update_doc(update_doc, bench.to_markdown(report))] if update_doc else []
+    except bench.BenchError as exc:
+        err_console.print(f"[red]error:[/] {escape(str(exc))}")
+        raise typer.Exit(2) from None
+    for path in written:
+        console.print(f"wrote {path}")

@@ -1,0 +1,102 @@
+"""How jobs and trials look in a terminal (Rich)."""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+SHOWN_METRICS = ("test_acc", "test_acc_200ep", "params", "flops", "latency_ms", "train_seconds")
+
+
+def fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, int) and abs(value) >= 10_000:
+        return f"{value:,}"
+    return str(value)
+
+
+class JobProgress:
+    """A live bar: trials done / budget, running trials, best objective so far."""
+
+    def __init__(self, console: Console, job: dict[str, Any]) -> None:
+        self.metric = job["objective"]["metric"]
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("running {task.fields[running]}"), TextColumn("best {task.fields[metric]} {task.fields[best]}"),
+            TimeElapsedColumn(), console=console, transient=False,
+        )
+        self.task = self.progress.add_task(
+            f"job {job['id']} {job['name']}", total=job["max_trials"], running=0, metric=self.metric, best="-"
+        )
+
+    def update(self, job: dict[str, Any]) -> None:
+        counts = job["counts"]
+        done = sum(counts.get(s, 0) for s in ("completed", "failed", "stopped", "cancelled"))
+        best = job["best"]["objective"] if job["best"] else None
+        self.progress.update(self.task, completed=done, running=counts.get("running", 0), best=fmt(best))
+
+    def __enter__(self) -> JobProgress:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.progress.stop()
+
+
+def job_table(jobs: list[dict[str, Any]]) -> Table:
+    table = Table(title="jobs")
+    for column in ("id", "name", "status", "trials", "best", "elapsed"):
+        table.add_column(column)
+    for job in jobs:
+        done = job["counts"].get("completed", 0)
+        best = job["best"]["objective"] if job["best"] else None
+        table.add_row(str(job["id"]), job["name"], job["status"], f"{done}/{job['max_trials']}",
+                      f"{job['objective']['metric']} {fmt(best)}", fmt(job["elapsed_s"]))
+    return table
+
+
+def job_summary(console: Console, job: dict[str, Any]) -> None:
+    counts = ", ".join(f"{n} {s}" for s, n in sorted(job["counts"].items()))
+    console.print(f"[bold]job {job['id']}[/] {job['name']}: [bold]{job['status']}[/] ({counts or 'no trials'})"
+                  f", elapsed {fmt(job['elapsed_s'])} s")
+    if job.get("error"):
+        console.print(f"[red]{escape(job['error'])}[/]")
+
+
+def trial_table(trials: list[dict[str, Any]], metric: str, title: str = "trials",
+                objectives: tuple[str, ...] = ()) -> Table:
+    """Objective first, then the job's other ``objectives``, then whichever held-out and cost
+    figures these trials recorded."""
+    extra = [m for m in objectives if m != metric]
+    present = extra + [m for m in SHOWN_METRICS if m != metric and m not in extra
+                       and any(m in (t.get("metrics") or {}) for t in trials)]
+    table = Table(title=title)
+    for column in ("#", "status", metric, *present):
+        table.add_column(column, no_wrap=True, justify="right" if column != "status" else "left")
+    table.add_column("architecture", overflow="fold", min_width=24)
+    for trial in trials:
+        metrics = trial.get("metrics") or {}
+        arch = trial["arch_key"]
+        if trial["status"] == "failed":
+            arch += f"\n[red]{escape((trial['error'] or '').split(chr(10), 1)[0][:200])}[/]"
+        table.add_row(str(trial["number"]), trial["status"], fmt(trial["objective"]),
+                      *(fmt(metrics.get(m)) for m in present), arch)
+    return table
+
+
+def best_trial(console: Console, trial: dict[str, Any], metric: str) -> None:
+    console.print(f"[bold green]best trial {trial['number']}[/]: {metric} = {fmt(trial['objective'])}")
+    console.print(f"  architecture: {trial['arch_key']}")
+    for name, value in sorted((trial.get("metrics") or {}).items()):
+        console.print(f"  {name}: {fmt(value)}")
+
+
+def print_json(value: Any) -> None:
+    print(json.dumps(value, indent=2, default=str))

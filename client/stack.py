@@ -1,0 +1,112 @@
+"""The embedded stack: API, scheduler and workers as local processes on one machine.
+
+``scion run`` and ``scion up`` use it when no API URL is given. Each part is the same
+process a production deployment runs, started with this machine's database and broker URLs,
+so what works here works when the parts are spread over machines.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from client.sdk import ScionClient
+from scion.settings import Settings
+from storage.migrate import upgrade
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class LocalStack:
+    def __init__(self, settings: Settings, *, workers: int = 2, port: int | None = None,
+                 host: str = "127.0.0.1") -> None:
+        self.settings, self.workers, self.host = settings, workers, host
+        self.port = port or free_port()
+        self.url = f"http://{host}:{self.port}"
+        self.home = settings.resolved_home()
+        self.log_dir = self.home / "logs"
+        self.procs: list[tuple[str, subprocess.Popen]] = []
+
+    def _env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(
+            SCION_HOME=str(self.home),
+            SCION_DATABASE_URL=self.settings.db_url,
+            SCION_BROKER_URL=self.settings.broker,
+            PYTHONUNBUFFERED="1",
+        )
+        env.pop("SCION_API_URL", None)
+        for name in ("SCION_DATABASE_URL_FILE", "SCION_BROKER_URL_FILE"):  # the values above replace them
+            env.pop(name, None)
+        return env
+
+    def _spawn(self, name: str, *args: str) -> None:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.log_dir / f"{name}.log", "ab") as log:  # the child keeps its own descriptor
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "client", *args], env=self._env(), stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        self.procs.append((name, proc))
+
+    def start(self, timeout_s: float = 60.0) -> LocalStack:
+        upgrade(self.settings.db_url)
+        self._spawn("api", "api", "--host", self.host, "--port", str(self.port))
+        self._spawn("scheduler", "scheduler")
+        if self.workers:
+            self._spawn("worker", "worker", "--concurrency", str(self.workers))
+        self._wait_ready(timeout_s)
+        return self
+
+    def _wait_ready(self, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        with ScionClient(self.url) as client:
+            while time.monotonic() < deadline:
+                for name, proc in self.procs:
+                    if proc.poll() is not None:
+                        raise RuntimeError(f"{name} exited with {proc.returncode}; see {self.log_dir / name}.log")
+                if client.ready():
+                    return
+                time.sleep(0.2)
+        raise RuntimeError(f"the API at {self.url} was not ready within {timeout_s:.0f} s; see {self.log_dir}")
+
+    def stop(self, timeout_s: float = 20.0) -> None:
+        for _, proc in self.procs:  # the leaders shut their own children down (Celery's pool, too)
+            if proc.poll() is None:
+                proc.terminate()
+        deadline = time.monotonic() + timeout_s
+        for _, proc in self.procs:
+            try:
+                proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            try:  # nothing of the stack outlives it
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self.procs.clear()
+
+    def wait(self, stop: threading.Event) -> None:
+        """Block until ``stop`` is set or a part exits, as ``scion up`` does."""
+        while not stop.wait(0.5) and all(proc.poll() is None for _, proc in self.procs):
+            pass
+
+    def __enter__(self) -> LocalStack:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def logs(self) -> Path:
+        return self.log_dir

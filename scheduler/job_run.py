@@ -1,0 +1,214 @@
+"""One job as its scheduler sees it: the strategy in memory, the trials in the database.
+
+Each ``step`` is one transaction that reaps lost trials, tells the strategy every newly
+finished trial, asks for new ones while slots are free and saves the strategy's state with
+the trial rows it produced, so a scheduler that dies at any point is replaced by one that
+continues exactly where the database says the search stood. Messages to the workers go out
+only after that commit, for every trial still ``pending``.
+"""
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+from sqlalchemy.orm import Session
+
+from scheduler.dispatch import Send
+from scheduler.early_stopping import should_stop
+from scheduler.strategies import Proposal, Strategy, TrialResult, make_strategy
+from scion.settings import Settings
+from scion.spec import JobSpec
+from spaces import InvalidArchitecture, SearchSpace, make_space
+from storage import repository as repo
+from storage.db import session_scope, utcnow
+from storage.models import Job, Trial
+from worker.evaluators import EVALUATORS
+
+log = logging.getLogger(__name__)
+
+
+class JobRun:
+    def __init__(self, job_id: int, owner: str, settings: Settings, send: Send) -> None:
+        self.job_id, self.owner, self.settings, self.send = job_id, owner, settings, send
+        self.spec: JobSpec | None = None
+        self.space: SearchSpace | None = None
+        self.strategy: Strategy | None = None
+        self.queue = "gpu"
+        self.last_report_id = 0
+        self.curves: dict[int, list[tuple[int, float]]] = {}  # running trial id -> (epoch, score) so far
+
+    def step(self) -> bool:
+        """Advance the job; False once the job is finished or no longer ours."""
+        with session_scope(durable=False) as session:
+            job = session.get(Job, self.job_id)
+            if job is None or job.status not in ("pending", "running"):
+                return False
+            if not repo.holds_lease(session, job=job, owner=self.owner):
+                return False
+            try:
+                self._load(job)
+            except Exception as exc:  # a spec this version cannot run: fail the job, say why
+                self._finish(session, job, "failed", f"cannot start the job: {exc}")
+                return False
+            if job.status == "pending":
+                job.status, job.started_at = "running", utcnow()
+                repo.add_event(session, job_id=job.id, kind="started", message=f"scheduler {self.owner} started the job")
+            running = self._advance(session, job)
+        if running:
+            self._send_pending()
+        return running
+
+    def _load(self, job: Job) -> None:
+        if self.strategy is not None:
+            return
+        self.spec = JobSpec.model_validate(job.spec)
+        self.spec.check_runnable()
+        self.space = make_space(self.spec.space)
+        self.queue = EVALUATORS[self.spec.evaluator.type].factory.queue
+        strategy = make_strategy(self.spec.strategy, self.space, self.spec.seed)
+        if job.strategy_state:
+            strategy.load_state_dict(job.strategy_state)
+        self.strategy = strategy
+
+    def _advance(self, session: Session, job: Job) -> bool:
+        budget = self.spec.budget
+        self._reap_lost(session, job)
+        if budget.time_limit_s and job.started_at and _elapsed(job.started_at) > budget.time_limit_s:
+            repo.stop_in_flight(session, job_id=job.id, reason="job time limit reached")
+            self._tell_finished(session, job)
+            self._finish(session, job, "completed", None, note=f"time limit of {budget.time_limit_s:g} s reached")
+            return False
+
+        reported = self._relay_reports(session, job)
+        in_flight = repo.in_flight_count(session, job_id=job.id)
+        told = self._tell_finished(session, job)
+        created, exhausted = 0, False
+        while job.trials_created < budget.max_trials and in_flight < budget.max_parallel:
+            proposal = self._next_proposal(job.trials_created)
+            if proposal is None:
+                exhausted = True
+                break
+            self._add_trial(session, job, proposal)
+            created += 1
+            in_flight += 1
+        if reported or told or created:
+            job.strategy_state = self.strategy.state_dict()
+
+        if in_flight == 0 and (job.trials_created >= budget.max_trials or exhausted):
+            note = "budget spent" if job.trials_created >= budget.max_trials else "no more candidates to propose"
+            self._finish(session, job, "completed", None, note=note)
+            return False
+        return True
+
+    def _next_proposal(self, number: int) -> Proposal | None:
+        if number < len(self.spec.warm_start):
+            return Proposal(self.spec.warm_start[number])
+        return self.strategy.ask()
+
+    def _add_trial(self, session: Session, job: Job, proposal: Proposal) -> None:
+        try:
+            arch = self.space.validate(proposal.arch)
+        except InvalidArchitecture as exc:
+            raise RuntimeError(f"strategy {self.spec.strategy.type!r} proposed an invalid architecture: {exc}") from exc
+        session.add(
+            Trial(
+                job_id=job.id, number=job.trials_created, status="pending", arch=arch,
+                arch_key=self.space.key(arch), fidelity=proposal.fidelity, attempts=0, told=False,
+                created_at=utcnow(),
+            )
+        )
+        job.trials_created += 1
+
+    def _tell_finished(self, session: Session, job: Job) -> int:
+        trials = repo.untold_finished(session, job_id=job.id)
+        for trial in trials:
+            objectives, scores = self.spec.strategy_view(trial.metrics or {})
+            self.strategy.tell(
+                TrialResult(
+                    number=trial.number, arch=trial.arch, status=trial.status, score=trial.score,
+                    objectives=objectives, scores=scores, fidelity=trial.fidelity,
+                )
+            )
+            trial.told = True
+            if trial.status == "failed":
+                repo.add_event(session, job_id=job.id, kind="trial_failed",
+                               message=f"trial {trial.number} failed: {(trial.error or '').splitlines()[0][:300]}")
+        return len(trials)
+
+    def _relay_reports(self, session: Session, job: Job) -> int:
+        """Hand per-epoch results to strategies that decide on them, and stop what they reject.
+
+        The stopped trial keeps the result it was judged on; its worker notices at its next
+        report (within one epoch) and ends the run."""
+        stopping = self.spec.early_stopping
+        if type(self.strategy).on_report is Strategy.on_report and stopping is None:
+            return 0
+        reports = repo.new_reports(session, job_id=job.id, after_id=self.last_report_id)
+        latest = {trial.id: step for _, trial, step, _ in reports}  # ordered by report, so the last wins
+        kth_best = repo.kth_best_score(session, job_id=job.id, k=stopping.top_k) if stopping else None
+        for report_id, trial, step, metrics in reports:
+            self.last_report_id = report_id
+            if trial.status != "running":
+                continue
+            final_epoch = (trial.fidelity or {}).get("epochs") or getattr(self.spec.evaluator, "epochs", step)
+            objective, score = self.spec.score(metrics)
+            _, scores = self.spec.strategy_view(metrics)
+            curve = self.curves.setdefault(trial.id, [])
+            if score is not None:
+                curve.append((step, score))
+            reason = None
+            if not self.strategy.on_report(trial.number, step, score, scores):
+                reason = "by the strategy"
+            elif stopping and (predicted := should_stop(stopping, curve, final_epoch, kth_best)) is not None:
+                reason = (f"by learning-curve early stopping: extrapolated {self.spec.primary.metric} "
+                          f"{predicted if self.spec.primary.mode == 'max' else -predicted:.4g} at epoch {final_epoch} cannot reach the {stopping.top_k}-th best")
+            if reason and latest[trial.id] < final_epoch:
+                trial.status, trial.finished_at = "stopped", utcnow()
+                trial.metrics, trial.objective, trial.score = {**metrics, "epochs": step}, objective, score
+                repo.add_event(session, job_id=job.id, kind="trial_stopped",
+                               message=f"trial {trial.number} stopped after epoch {step} {reason}")
+                self.curves.pop(trial.id, None)
+        return len(reports)
+
+    def _reap_lost(self, session: Session, job: Job) -> None:
+        """Re-queue trials whose worker went silent, up to the attempt budget."""
+        lost = repo.stale_running(session, job_id=job.id, older_than_s=self.settings.heartbeat_timeout_seconds)
+        for trial in lost:
+            if trial.attempts < self.spec.budget.max_attempts:
+                trial.status = "pending"
+                message = f"trial {trial.number} lost its worker {trial.worker}; attempt {trial.attempts + 1} queued"
+            else:
+                trial.status, trial.finished_at = "failed", utcnow()
+                trial.error = f"worker lost {trial.attempts} times (last: {trial.worker}); no attempts left"
+                message = f"trial {trial.number} failed: {trial.error}"
+            repo.add_event(session, job_id=job.id, kind="trial_lost", message=message)
+
+    def _finish(self, session: Session, job: Job, status: str, error: str | None, note: str = "") -> None:
+        best = repo.best_trial(session, job_id=job.id)
+        if status == "completed" and best is None and job.trials_created:
+            status, error = "failed", "no trial completed; see the trials' errors"
+        job.status, job.finished_at, job.error = status, utcnow(), error
+        job.best_trial_number = best.number if best else None
+        job.best_objective = best.objective if best else None
+        job.lease_owner = job.lease_expires_at = None
+        summary = f"best trial {best.number}: {best.objective:.4g}" if best else (error or "no trials")
+        repo.add_event(session, job_id=job.id, kind=status, message=f"job {status} ({note or error}); {summary}")
+
+    def _send_pending(self) -> None:
+        with session_scope(durable=False) as session:
+            ids = [t.id for t in repo.trials_with_status(session, job_id=self.job_id, status="pending")]
+        sent = []
+        for trial_id in ids:
+            try:
+                self.send(trial_id, self.queue)
+            except Exception:  # broker down: the trial stays pending and is sent on a later pass
+                log.warning("could not send trial %s to the broker; will retry", trial_id, exc_info=True)
+                break
+            sent.append(trial_id)
+        if sent:
+            with session_scope(durable=False) as session:
+                repo.mark_queued(session, trial_ids=sent)
+
+
+def _elapsed(since: datetime) -> float:
+    return (utcnow() - since).total_seconds()

@@ -1,0 +1,71 @@
+"""The scheduler process: claims jobs through database leases and drives each one.
+
+Any number of schedulers may run; a job's lease names the one driving it, is renewed every
+pass, and is taken over by another scheduler once it expires.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import uuid
+
+from scheduler.dispatch import Send, celery_send
+from scheduler.job_run import JobRun
+from scion.nudge import NudgeListener
+from scion.settings import Settings, get_settings
+from storage import repository as repo
+from storage.db import session_scope
+from storage.models import Job
+
+log = logging.getLogger(__name__)
+
+
+class Scheduler:
+    def __init__(self, settings: Settings | None = None, send: Send = celery_send, owner: str | None = None) -> None:
+        self.settings = settings or get_settings()
+        self.send = send
+        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.runs: dict[int, JobRun] = {}
+
+    def step(self) -> None:
+        """One pass: renew or take leases, then advance every job held."""
+        with session_scope(durable=False) as session:
+            for job_id in repo.claimable_job_ids(session, owner=self.owner):
+                # A lease of ours that lapsed since the last pass may have been taken over by
+                # another scheduler meanwhile: the job must then be reloaded from the database,
+                # never continued from the strategy held in memory.
+                job = session.get(Job, job_id)
+                renewing = job is not None and repo.holds_lease(session, job=job, owner=self.owner)
+                taken = repo.take_lease(session, job_id=job_id, owner=self.owner, seconds=self.settings.lease_seconds)
+                if taken and (job_id not in self.runs or not renewing):
+                    verb = "took" if job_id not in self.runs else "retook (lease had lapsed)"
+                    log.info("scheduler %s %s job %s", self.owner, verb, job_id)
+                    self.runs[job_id] = JobRun(job_id, self.owner, self.settings, self.send)
+        for job_id, run in list(self.runs.items()):
+            try:
+                alive = run.step()
+            except Exception:
+                log.exception("job %s: scheduler pass failed; retrying next pass", job_id)
+                continue
+            if not alive:
+                del self.runs[job_id]
+
+    def run(self, stop: threading.Event) -> None:
+        log.info("scheduler %s polling every %.2fs", self.owner, self.settings.scheduler_poll_seconds)
+        listener = NudgeListener(self.settings.broker)  # woken early by finished trials where Redis is there
+        while not stop.is_set():
+            try:
+                self.step()
+            except Exception:  # database unreachable: wait and carry on
+                log.exception("scheduler pass failed; retrying")
+            listener.wait(self.settings.scheduler_poll_seconds, stop.wait)
+        self.release_all()
+
+    def release_all(self) -> None:
+        """Hand our jobs back at shutdown so another scheduler need not wait for the lease."""
+        with session_scope(durable=False) as session:
+            for job_id in self.runs:
+                repo.release_lease(session, job_id=job_id, owner=self.owner)
+        self.runs.clear()

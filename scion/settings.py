@@ -1,0 +1,158 @@
+"""Process-wide settings, every one overridable by a ``SCION_…`` environment variable.
+
+With nothing set, Scion runs embedded: a SQLite file and a filesystem broker under
+``SCION_HOME`` (``./.scion``), so a first run needs no servers.
+"""
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    # hide_input_in_errors: a validation error never echoes the settings (and so no secret).
+    model_config = SettingsConfigDict(env_prefix="SCION_", env_file=".env", extra="ignore", hide_input_in_errors=True)
+
+    home: Path = Field(Path(".scion"), description="Where the embedded stack keeps its files.")
+    database_url: str | None = Field(None, repr=False, description="SQLAlchemy URL; SQLite under home by default.")
+    broker_url: str | None = Field(None, repr=False, description="Celery broker; filesystem under home by default.")
+    api_url: str | None = Field(None, description="A running Scion API the CLI talks to.")
+    # Secrets: kept out of repr() (and so out of logs and tracebacks); each may instead be read
+    # from a file named by SCION_…_FILE (docker secrets), whose content is the value.
+    database_url_file: Path | None = Field(None, description="A file holding database_url (docker secrets).")
+    broker_url_file: Path | None = Field(None, description="A file holding broker_url (docker secrets).")
+    token: str | None = Field(None, repr=False, description="The API token the CLI and SDK send (Bearer).")
+    token_file: Path | None = Field(None, description="A file holding token (docker secrets).")
+
+    auth: Literal["auto", "on", "off"] = Field(
+        "auto", description="API tokens: 'auto' requires them whenever the API listens on anything but loopback."
+    )
+    api_host: str | None = Field(
+        None, description="The address the API listens on; `scion api --host` sets it (for auth 'auto')."
+    )
+    max_body_bytes: int = Field(1024 * 1024, ge=1024, description="Largest request body the API reads (413 above).")
+    max_trials_cap: int = Field(100_000, ge=1, description="Largest budget.max_trials a job may ask for.")
+    max_parallel_cap: int = Field(1024, ge=1, description="Largest budget.max_parallel a job may ask for.")
+    max_page_size: int = Field(500, ge=1, description="Largest page (limit) a listing returns.")
+
+    lease_seconds: float = Field(30.0, gt=0, description="How long a scheduler's claim on a job lasts unrenewed.")
+    scheduler_poll_seconds: float = Field(0.2, gt=0, description="Pause between scheduler passes.")
+    heartbeat_seconds: float = Field(5.0, gt=0, description="How often a worker touches a running trial.")
+    heartbeat_timeout_seconds: float = Field(60.0, gt=0, description="A running trial silent this long is lost.")
+    broker_visibility_timeout: int = Field(
+        12 * 3600, gt=0, description="Seconds before an unacknowledged message is redelivered; longer than any trial."
+    )
+
+    worker_device: str = Field("auto", description="'auto', 'cpu', 'cuda' or 'cuda:N'.")
+    artifacts: Path | None = Field(
+        None, description="Trained weights and checkpoints; a path every worker shares (default: home/artifacts)."
+    )
+    data_roots: Annotated[list[Path], NoDecode] = Field(
+        default_factory=list,
+        description=(
+            "Directories that dataset files and benchmark tables named in job specs must lie under (symlinks "
+            "resolved); a JSON list or an os.pathsep-separated string. Default: home/data, ./data, ../shared/data."
+        ),
+    )
+
+    @field_validator("data_roots", mode="before")
+    @classmethod
+    def _split_roots(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip()
+            return json.loads(text) if text.startswith("[") else [p for p in text.split(os.pathsep) if p.strip()]
+        return value
+
+    @model_validator(mode="after")
+    def _default_roots(self) -> Settings:
+        if not self.data_roots:
+            self.data_roots = [self.home / "data", Path("data"), Path("..") / "shared" / "data"]
+        return self
+
+    @model_validator(mode="after")
+    def _secret_files(self) -> Settings:
+        """SCION_X_FILE names a file whose content (surrounding whitespace dropped) is SCION_X."""
+        for name in ("database_url", "broker_url", "token"):
+            path: Path | None = getattr(self, f"{name}_file")
+            if path is None:
+                continue
+            if getattr(self, name) is not None:
+                raise ValueError(f"set {name} or {name}_file, not both")
+            try:
+                value = path.expanduser().read_text(encoding="utf-8").strip()
+            except OSError as exc:  # the path only, never anything read
+                raise ValueError(f"{name}_file: cannot read {path}: {exc.strerror or type(exc).__name__}") from None
+            if not value:
+                raise ValueError(f"{name}_file: {path} is empty")
+            setattr(self, name, value)
+        return self
+
+    @property
+    def auth_enabled(self) -> bool:
+        """Whether the API asks for tokens: 'on', or 'auto' with a non-loopback listen address.
+        An app served without `scion api` (in-process, tests) has no known address: open."""
+        if self.auth != "auto":
+            return self.auth == "on"
+        return self.api_host is not None and not is_loopback(self.api_host)
+
+    def resolved_data_roots(self) -> list[Path]:
+        """The data roots as absolute paths with symlinks resolved (relative ones from the working directory)."""
+        return list(dict.fromkeys(root.expanduser().resolve() for root in self.data_roots))
+
+    def resolved_home(self) -> Path:
+        home = self.home.expanduser().resolve()
+        home.mkdir(parents=True, exist_ok=True)
+        return home
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.resolved_home() / 'scion.db'}"
+
+    @property
+    def artifact_root(self) -> Path:
+        return (self.artifacts or self.resolved_home() / "artifacts").expanduser().resolve()
+
+    @property
+    def broker(self) -> str:
+        return self.broker_url or "filesystem://"
+
+    @property
+    def broker_folder(self) -> Path:
+        folder = self.resolved_home() / "broker"
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
+
+
+def is_loopback(host: str) -> bool:
+    host = host.strip().strip("[]")
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def mask_url(url: str | None) -> str:
+    """A URL fit to print: its password (if any) replaced by ***."""
+    if not url:
+        return ""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,257 @@
+"""The job spec: one JSON/YAML document assembled from the registries.
+
+Each part (space, strategy, evaluator) is validated by the pydantic model that lives beside
+the code it configures; cross-part rules (does this evaluator score this space, is this
+metric one it reports) are checked here, with messages that name the field and the allowed
+values.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from scheduler.early_stopping import CurveStoppingConfig
+from scheduler.strategies import STRATEGIES
+from spaces import SPACES, InvalidArchitecture, make_space
+from worker.evaluators import EVALUATORS
+
+
+class Objective(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    metric: str = Field(..., min_length=1, max_length=100, description="A metric the evaluator reports.")
+    mode: Literal["max", "min"] | None = Field(None, description="Defaults to the metric's natural direction.")
+
+
+class Budget(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    max_trials: int = Field(20, ge=1, le=100_000, description="Trials to run in all.")
+    max_parallel: int = Field(2, ge=1, le=1024, description="Trials in flight at once.")
+    time_limit_s: float | None = Field(
+        None, gt=0, le=90 * 24 * 3600, description="Wall-clock limit for the whole job, in seconds."
+    )
+    max_attempts: int = Field(3, ge=1, le=20, description="Runs of a trial whose worker was lost before it fails.")
+
+
+class Constraint(BaseModel):
+    """A bound on a measured cost; a candidate outside it is not trained."""
+
+    model_config = ConfigDict(extra="forbid")
+    metric: str = Field(..., min_length=1, max_length=100, description="A cost the evaluator measures.")
+    max: float | None = Field(None, description="Upper bound (inclusive).")
+    min: float | None = Field(None, description="Lower bound (inclusive).")
+
+    @model_validator(mode="after")
+    def _bounded(self) -> Constraint:
+        if self.max is None and self.min is None:
+            raise ValueError(f"constraint on {self.metric!r} needs max or min")
+        return self
+
+    def violation(self, value: float) -> str | None:
+        if self.max is not None and value > self.max:
+            return f"{self.metric} = {value:.4g} > {self.max:g}"
+        if self.min is not None and value < self.min:
+            return f"{self.metric} = {value:.4g} < {self.min:g}"
+        return None
+
+
+class RetrainSource(BaseModel):
+    """The one architecture a retrain job trains: a trial of a job (resolved by the API at
+    submission, which then fills in ``arch`` and ``trial``) or an architecture given directly."""
+
+    model_config = ConfigDict(extra="forbid")
+    from_job: int | None = Field(
+        None, ge=0, le=2**31 - 1,
+        description="A job whose trial to retrain (its space is used unless `space` is given).",
+    )
+    trial: int | None = Field(
+        None, ge=0, le=2**31 - 1, description="That job's trial number; null: its best completed trial."
+    )
+    arch: Any = Field(None, description="The architecture, a value of the job's space; filled in from from_job.")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> RetrainSource:
+        if self.from_job is None and self.arch is None:
+            raise ValueError("retrain: give from_job (a job with a completed trial) or arch (an architecture)")
+        if self.trial is not None and self.from_job is None:
+            raise ValueError("retrain.trial: names a trial of retrain.from_job, which is missing")
+        return self
+
+
+def unstorable(value: Any) -> str | None:
+    """Why a JSON value cannot be stored and read back as it was, or None: a NaN or infinite
+    number (not JSON; PostgreSQL refuses it), or a NUL character (PostgreSQL text cannot hold
+    one). Iterative, so no nesting depth makes it fail."""
+    stack: list[tuple[str, Any]] = [("", value)]
+    while stack:
+        path, item = stack.pop()
+        if isinstance(item, float) and not math.isfinite(item):
+            return f"{path or 'body'}: {item} is not allowed; numbers in a job spec must be finite"
+        if isinstance(item, str) and "\x00" in item:
+            return f"{path or 'body'}: the NUL character (\\u0000) is not allowed in text"
+        if isinstance(item, dict):
+            for key, child in item.items():
+                if isinstance(key, str) and "\x00" in key:
+                    return f"{path or 'body'}: the NUL character (\\u0000) is not allowed in a key"
+                stack.append((f"{path}.{key}" if path else str(key), child))
+        elif isinstance(item, list):
+            stack.extend((f"{path}[{i}]", child) for i, child in enumerate(item))
+    return None
+
+
+class JobSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field("search", min_length=1, max_length=200)
+    kind: Literal["search", "retrain"] = Field(
+        "search",
+        description="'search' explores the space; 'retrain' trains one architecture (see `retrain`) with the "
+                    "evaluator's (longer) schedule and keeps its weights for export.",
+    )
+    retrain: RetrainSource | None = Field(
+        None, description="For kind 'retrain': {from_job: ID, trial: N or null (its best)} or {arch: ...}."
+    )
+    space: SPACES.config_union() | None = Field(  # type: ignore[valid-type]
+        None, description="Required, except for a retrain job from a job, which defaults to that job's space."
+    )
+    strategy: STRATEGIES.config_union() | None = Field(  # type: ignore[valid-type]
+        None, description="Required for a search; a retrain job runs none (leave it out)."
+    )
+    evaluator: EVALUATORS.config_union()  # type: ignore[valid-type]
+    objectives: list[Objective] = Field(
+        default_factory=list, max_length=8,
+        description="The first is what the strategy optimises; empty means the evaluator's default.",
+    )
+    budget: Budget = Field(default_factory=Budget)
+    seed: int = Field(0, ge=0, le=2**32 - 1)
+    warm_start: list[Any] = Field(
+        default_factory=list, max_length=1000, description="Architectures to evaluate first, in this order."
+    )
+    constraints: list[Constraint] = Field(
+        default_factory=list, max_length=8, description="Bounds on measured costs, e.g. latency_ms <= 5."
+    )
+    early_stopping: CurveStoppingConfig | None = Field(
+        None, description="Stop trials whose extrapolated learning curve cannot reach the k-th best."
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _storable(cls, data: Any) -> Any:
+        problem = unstorable(data)
+        if problem:
+            raise ValueError(problem)
+        return data
+
+    @model_validator(mode="after")
+    def _parts_fit_together(self) -> JobSpec:
+        if not self._kind_rules():  # a retrain job whose space comes from its source job: checked once resolved
+            return self
+        evaluator = EVALUATORS[self.evaluator.type].factory
+        try:
+            evaluator.check(self.evaluator, self.space.type)
+        except ValueError as exc:
+            raise ValueError(f"evaluator: {exc}") from None
+        metrics = {m.name: m for m in evaluator.objectives}
+        if not self.objectives:
+            self.objectives = [Objective(metric=evaluator.objectives[0].name)]
+        for i, objective in enumerate(self.objectives):
+            if objective.metric not in metrics:
+                raise ValueError(
+                    f"objectives[{i}].metric: {objective.metric!r} is not reported by evaluator "
+                    f"{self.evaluator.type!r}; allowed: {', '.join(metrics)}"
+                )
+            objective.mode = objective.mode or metrics[objective.metric].mode
+        costs = evaluator.constraint_metrics
+        for i, constraint in enumerate(self.constraints):
+            if constraint.metric not in costs:
+                raise ValueError(
+                    f"constraints[{i}].metric: {constraint.metric!r} is not measured before training by evaluator "
+                    f"{self.evaluator.type!r}; allowed: {', '.join(costs) or 'none'}"
+                )
+        if self.early_stopping and not hasattr(self.evaluator, "epochs"):
+            raise ValueError(f"early_stopping: evaluator {self.evaluator.type!r} reports no learning curve; "
+                             "use an evaluator that trains for epochs (train)")
+        space = make_space(self.space)
+        if self.kind == "retrain":
+            self._retrain_arch(space)
+        for i, arch in enumerate(self.warm_start):
+            try:
+                self.warm_start[i] = space.validate(arch)
+            except InvalidArchitecture as exc:
+                raise ValueError(f"warm_start[{i}]: {exc}") from None
+        if self.budget.max_parallel > self.budget.max_trials:
+            self.budget.max_parallel = self.budget.max_trials
+        return self
+
+    def _kind_rules(self) -> bool:
+        """A search needs a space and a strategy. A retrain job reuses the search machinery: its
+        architecture is the job's only warm-start entry, max_trials is 1 and the strategy (random,
+        filled in) is never asked. False while the space is unknown (from_job not yet resolved)."""
+        if self.kind == "search":
+            if self.retrain is not None:
+                raise ValueError("retrain: only a job of kind 'retrain' takes a retrain source")
+            for part in ("space", "strategy"):
+                if getattr(self, part) is None:
+                    raise ValueError(f"{part}: field required")
+            return True
+        if self.retrain is None:
+            raise ValueError("retrain: field required for kind 'retrain': "
+                             "{from_job: ID, trial: N or null} or {arch: ...}")
+        if self.strategy is None:
+            self.strategy = STRATEGIES["random"].config()
+        elif self.strategy.type != "random":
+            raise ValueError("strategy: a retrain job trains one architecture and runs no search strategy; "
+                             "leave it out")
+        if self.evaluator.type != "train":
+            raise ValueError(f"evaluator: a retrain job trains its architecture and keeps the weights; use the train "
+                             f"evaluator, not {self.evaluator.type!r}")
+        if "max_trials" in self.budget.model_fields_set and self.budget.max_trials != 1:
+            raise ValueError("budget.max_trials: a retrain job runs exactly one trial; leave max_trials out")
+        self.budget.max_trials = self.budget.max_parallel = 1
+        if "name" not in self.model_fields_set:
+            self.name = "retrain"
+        if self.space is None and self.retrain.from_job is None:
+            raise ValueError("space: field required (a retrain job takes its space from retrain.from_job only)")
+        return self.space is not None
+
+    def _retrain_arch(self, space: Any) -> None:
+        if self.retrain.arch is None:
+            if self.warm_start:
+                raise ValueError("warm_start: a retrain job trains retrain's architecture alone; leave warm_start out")
+            return  # from_job, not resolved yet: check_runnable refuses to run it
+        try:
+            arch = space.validate(self.retrain.arch)
+        except InvalidArchitecture as exc:
+            raise ValueError(f"retrain.arch: {exc}") from None
+        if self.warm_start and self.warm_start not in ([self.retrain.arch], [arch]):
+            raise ValueError("warm_start: a retrain job trains retrain's architecture alone; leave warm_start out")
+        self.retrain.arch, self.warm_start = arch, [arch]
+
+    def check_runnable(self) -> None:
+        """Raise ValueError unless a scheduler can run this spec as stored: a retrain job's source
+        must have been resolved to an architecture (the API does that at submission)."""
+        if self.kind == "retrain" and (self.retrain.arch is None or self.space is None):
+            raise ValueError("retrain.from_job was never resolved to an architecture; submit retrain jobs through "
+                             "the API, which resolves it")
+
+    @property
+    def primary(self) -> Objective:
+        return self.objectives[0]
+
+    def score(self, metrics: dict[str, Any]) -> tuple[float | None, float | None]:
+        """(objective, score): the primary metric and its value oriented so higher is better."""
+        value = metrics.get(self.primary.metric)
+        if value is None or math.isnan(value):
+            return None, None
+        value = float(value)
+        return value, value if self.primary.mode == "max" else -value
+
+    def strategy_view(self, metrics: dict[str, Any]) -> tuple[dict[str, float], dict[str, float]]:
+        """The objective metrics only, as measured and oriented higher-is-better: held-out
+        figures never reach a strategy, nor missing values (a NaN is stored as null)."""
+        values = {
+            o.metric: float(metrics[o.metric]) for o in self.objectives if metrics.get(o.metric) is not None
+        }
+        scores = {o.metric: values[o.metric] * (1 if o.mode == "max" else -1) for o in self.objectives
+                  if o.metric in values}
+        return values, scores

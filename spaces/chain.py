@@ -1,0 +1,319 @@
+"""A chain (macro) space in the MnasNet / ProxylessNAS style (Tan et al., CVPR 2019; Cai et al.,
+ICLR 2019): a fixed sequence of stages, each a run of inverted-residual blocks whose shape is
+searched per stage.
+
+An architecture is the JSON list of per-stage settings, one object per stage::
+
+    [{"depth": 2, "kernel": 5, "expand": 6, "width": 1.0, "se": true}, ...]
+
+- ``depth``: blocks in the stage; the first block applies the stage's stride and width change,
+  the others keep the shape and carry a residual connection;
+- ``kernel``: the depthwise convolution's size;
+- ``expand``: the expansion ratio of the 1x1 convolution before it (MobileNetV2);
+- ``width``: multiplier of the stage's base channels (rounded to the nearest integer);
+- ``se``: squeeze-and-excitation after the depthwise convolution.
+
+Every setting matters for every stage, so the canonical form is the list itself with ``width``
+written as a float; ``key`` is ``d2-k5-e6-w1.0-se1|...`` (stages separated by ``|``). The options
+of each decision come from the config (MnasNet's defaults: depth 1-4, kernel 3/5/7, expansion
+3/6, width 0.75/1.0/1.25, SE on/off), so a user can narrow or widen the space.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from spaces.base import InvalidArchitecture
+
+FIELDS: tuple[str, ...] = ("depth", "kernel", "expand", "width", "se")
+_TYPES: dict[str, tuple[type, ...]] = {
+    "depth": (int,), "kernel": (int,), "expand": (int,), "width": (float, int), "se": (bool,)
+}
+
+
+def scaled_channels(base: int, width: float) -> int:
+    """Stage channels for a width multiplier: the nearest integer (halves round up), at least 1."""
+    return max(1, math.floor(base * width + 0.5))
+
+
+class ChainConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["chain"] = "chain"
+    channels: list[int] = Field(
+        [16, 24, 40, 80, 160], min_length=1, max_length=12,
+        description="Base output channels of each stage (one entry per stage), scaled by the "
+        "stage's width multiplier.",
+    )
+    strides: list[int] = Field(
+        [1, 2, 2, 2, 1], min_length=1, max_length=12,
+        description="Stride of each stage's first block (1 or 2), one entry per stage.",
+    )
+    stem_channels: int = Field(16, ge=1, le=1024, description="Channels of the 3x3 stem convolution.")
+    head_channels: int = Field(
+        0, ge=0, le=4096,
+        description="Channels of a 1x1 convolution before global pooling (MnasNet uses 1280); "
+        "0 leaves it out.",
+    )
+    depths: list[int] = Field([1, 2, 3, 4], min_length=1, description="Options for blocks per stage.")
+    kernels: list[int] = Field([3, 5, 7], min_length=1, description="Options for the depthwise kernel size (odd).")
+    expansions: list[int] = Field([3, 6], min_length=1, description="Options for the expansion ratio.")
+    widths: list[float] = Field(
+        [0.75, 1.0, 1.25], min_length=1, description="Options for the stage width multiplier."
+    )
+    se: list[bool] = Field(
+        [False, True], min_length=1, description="Options for squeeze-and-excitation."
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> ChainConfig:
+        if len(self.strides) != len(self.channels):
+            raise ValueError(
+                f"strides has {len(self.strides)} entries but channels has {len(self.channels)}; "
+                "give one stride per stage"
+            )
+        if any(s not in (1, 2) for s in self.strides):
+            raise ValueError(f"strides must each be 1 or 2, got {self.strides}")
+        if any(c < 1 for c in self.channels):
+            raise ValueError(f"channels must each be at least 1, got {self.channels}")
+        checks = [
+            ("depths", self.depths, lambda v: 1 <= v <= 16, "between 1 and 16"),
+            ("kernels", self.kernels, lambda v: v >= 1 and v % 2 == 1 and v <= 15, "odd, 1 to 15"),
+            ("expansions", self.expansions, lambda v: 1 <= v <= 16, "between 1 and 16"),
+            ("widths", self.widths, lambda v: 0 < v <= 8, "in (0, 8]"),
+        ]
+        for name, values, ok, rule in checks:
+            if len(set(values)) != len(values):
+                raise ValueError(f"{name} has repeated options: {values}")
+            bad = [v for v in values if not ok(v)]
+            if bad:
+                raise ValueError(f"{name} must be {rule}; got {bad}")
+        if len(set(self.se)) != len(self.se):
+            raise ValueError(f"se has repeated options: {self.se}")
+        for stage, base in enumerate(self.channels):
+            widths = [scaled_channels(base, w) for w in self.widths]
+            if len(set(widths)) != len(widths):
+                raise ValueError(
+                    f"stage {stage}: width multipliers {self.widths} give channels {widths} for base "
+                    f"{base}, so two options build the same network; use wider base channels or "
+                    "fewer widths"
+                )
+        return self
+
+
+class ChainSpace:
+    """Per-stage inverted-residual settings; stage widths and strides come from the config."""
+
+    def __init__(self, config: ChainConfig | None = None) -> None:
+        self.config = config if config is not None else ChainConfig()
+        c = self.config
+        self.options: dict[str, tuple[Any, ...]] = {
+            "depth": tuple(c.depths),
+            "kernel": tuple(c.kernels),
+            "expand": tuple(c.expansions),
+            "width": tuple(float(w) for w in c.widths),
+            "se": tuple(c.se),
+        }
+        self.stages = len(c.channels)
+        self._lookup = {f: {v: i for i, v in enumerate(opts)} for f, opts in self.options.items()}
+
+    # -- internal forms ------------------------------------------------------------------------
+
+    def _allowed(self, field: str) -> str:
+        if field == "se":
+            return ", ".join("true" if v else "false" for v in self.options[field])
+        return ", ".join(_fmt(field, v) for v in self.options[field])
+
+    def _index(self, stage: int, field: str, value: Any) -> int:
+        if type(value) in _TYPES[field]:  # exact types: True must not pass for 1
+            index = self._lookup[field].get(value)
+            if index is not None:
+                return index
+        if isinstance(value, (np.integer, np.floating, np.bool_)):
+            return self._index(stage, field, value.item())
+        where = f"stage {stage} {field}"
+        allowed = self._allowed(field)
+        if field == "se" and not isinstance(value, bool):
+            raise InvalidArchitecture(f"{where}: expected true or false, got {value!r}; allowed: {allowed}")
+        if field != "se" and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise InvalidArchitecture(f"{where}: expected a number, got {value!r}; allowed: {allowed}")
+        raise InvalidArchitecture(f"{where}: {value!r} is not an option; allowed: {allowed}")
+
+    def _indices(self, arch: Any) -> list[list[int]]:
+        """Per stage, the option index of each field."""
+        if isinstance(arch, str):
+            arch = self.from_key(arch)
+        example = '{"depth": 2, "kernel": 5, "expand": 6, "width": 1.0, "se": true}'
+        if not isinstance(arch, (list, tuple)):
+            raise InvalidArchitecture(
+                f"a chain architecture is a list of {self.stages} stage objects like {example}, "
+                f"got {type(arch).__name__}"
+            )
+        if len(arch) != self.stages:
+            raise InvalidArchitecture(
+                f"a chain architecture has one object per stage: expected {self.stages}, got {len(arch)}"
+            )
+        out = []
+        for stage, item in enumerate(arch):
+            if not isinstance(item, dict):
+                raise InvalidArchitecture(f"stage {stage}: expected an object like {example}, got {item!r}")
+            if len(item) != len(FIELDS) or any(f not in item for f in FIELDS):
+                missing = [f for f in FIELDS if f not in item]
+                extra = sorted(str(k) for k in item if k not in FIELDS)
+                detail = "; ".join(
+                    part for part in (
+                        f"missing {', '.join(missing)}" if missing else "",
+                        f"unexpected {', '.join(extra)}" if extra else "",
+                    ) if part
+                )
+                raise InvalidArchitecture(
+                    f"stage {stage}: a stage has exactly the fields {', '.join(FIELDS)} ({detail})"
+                )
+            out.append([self._index(stage, f, item[f]) for f in FIELDS])
+        return out
+
+    def _to_json(self, indices: list[list[int]]) -> list[dict[str, Any]]:
+        return [{f: self.options[f][i] for f, i in zip(FIELDS, stage)} for stage in indices]
+
+    # -- sampling and neighbourhoods -----------------------------------------------------------
+
+    def sample(self, rng: np.random.Generator) -> list[dict[str, Any]]:
+        return self._to_json(
+            [[int(rng.integers(len(self.options[f]))) for f in FIELDS] for _ in range(self.stages)]
+        )
+
+    def _edits(self, indices: list[list[int]]) -> list[list[list[int]]]:
+        out = []
+        for stage, row in enumerate(indices):
+            for j, f in enumerate(FIELDS):
+                for i in range(len(self.options[f])):
+                    if i != row[j]:
+                        new = [list(r) for r in indices]
+                        new[stage][j] = i
+                        out.append(new)
+        return out
+
+    def mutate(self, arch: Any, rng: np.random.Generator) -> list[dict[str, Any]]:
+        """One stage's one setting changed to another of its options."""
+        edits = self._edits(self._indices(arch))
+        if not edits:
+            raise InvalidArchitecture("this chain space has a single architecture: nothing to mutate")
+        return self._to_json(edits[int(rng.integers(len(edits)))])
+
+    def neighbours(self, arch: Any) -> list[list[dict[str, Any]]]:
+        return [self._to_json(e) for e in self._edits(self._indices(arch))]
+
+    # -- categorical decisions and encoding ----------------------------------------------------
+
+    def decisions(self) -> list[tuple[str, tuple[str, ...]]]:
+        return [
+            (f"stage {s} {f}", tuple(("on" if v else "off") if f == "se" else _fmt(f, v) for v in self.options[f]))
+            for s in range(self.stages)
+            for f in FIELDS
+        ]
+
+    def to_choices(self, arch: Any) -> list[int]:
+        return [i for row in self._indices(arch) for i in row]
+
+    def from_choices(self, choices: list[int]) -> list[dict[str, Any]]:
+        decisions = self.decisions()
+        if len(choices) != len(decisions):
+            raise InvalidArchitecture(
+                f"chain takes {len(decisions)} choices ({len(FIELDS)} per stage), got {len(choices)}"
+            )
+        for (name, options), c in zip(decisions, choices):
+            if not 0 <= int(c) < len(options):
+                raise InvalidArchitecture(f"{name}: choice {c} is out of range 0..{len(options) - 1}")
+        n = len(FIELDS)
+        return self._to_json([[int(c) for c in choices[s * n : (s + 1) * n]] for s in range(self.stages)])
+
+    def encode(self, arch: Any) -> np.ndarray:
+        """One-hot per stage and setting, stage-major in ``decisions()`` order."""
+        sizes = [len(self.options[f]) for f in FIELDS] * self.stages
+        vec = np.zeros(sum(sizes), dtype=np.float32)
+        offset = 0
+        for size, c in zip(sizes, self.to_choices(arch)):
+            vec[offset + c] = 1.0
+            offset += size
+        return vec
+
+    # -- canonical forms -----------------------------------------------------------------------
+
+    def key(self, arch: Any) -> str:
+        return "|".join(
+            "-".join(f"{_PREFIX[f]}{_fmt(f, self.options[f][i])}" for f, i in zip(FIELDS, row))
+            for row in self._indices(arch)
+        )
+
+    def from_key(self, text: str) -> list[dict[str, Any]]:
+        example = "d2-k5-e6-w1.0-se1|..."
+        stages = text.strip().split("|")
+        if len(stages) != self.stages:
+            raise InvalidArchitecture(
+                f"a chain key lists {self.stages} '|'-separated stages like {example}, got "
+                f"{len(stages)} in {text!r}"
+            )
+        arch = []
+        for stage, part in enumerate(stages):
+            items = part.split("-")
+            if len(items) != len(FIELDS) or not all(
+                it.startswith(_PREFIX[f]) for it, f in zip(items, FIELDS)
+            ):
+                raise InvalidArchitecture(
+                    f"stage {stage}: expected 'd<depth>-k<kernel>-e<expand>-w<width>-se<0|1>', got {part!r}"
+                )
+            values: dict[str, Any] = {}
+            for it, f in zip(items, FIELDS):
+                raw = it[len(_PREFIX[f]):]
+                try:
+                    if f == "se":
+                        if raw not in ("0", "1"):
+                            raise ValueError
+                        values[f] = raw == "1"
+                    elif f == "width":
+                        values[f] = float(raw)
+                    else:
+                        values[f] = int(raw)
+                except ValueError:
+                    raise InvalidArchitecture(
+                        f"stage {stage} {f}: cannot read {raw!r} in {part!r}; allowed: {self._allowed(f)}"
+                    ) from None
+            arch.append(values)
+        return arch
+
+    def validate(self, arch: Any) -> list[dict[str, Any]]:
+        return self._to_json(self._indices(arch))
+
+    def size(self) -> int:
+        return math.prod(len(self.options[f]) for f in FIELDS) ** self.stages
+
+    # -- networks ------------------------------------------------------------------------------
+
+    def build(self, arch: Any, input_shape: tuple[int, ...], num_classes: int) -> Any:
+        stages = self.validate(arch)
+        from spaces.chain_net import ChainNetwork  # torch stays out of the API's import path
+
+        c = self.config
+        return ChainNetwork(
+            stages,
+            input_shape=tuple(input_shape),
+            num_classes=num_classes,
+            channels=list(c.channels),
+            strides=list(c.strides),
+            stem_channels=c.stem_channels,
+            head_channels=c.head_channels,
+        )
+
+
+_PREFIX = {"depth": "d", "kernel": "k", "expand": "e", "width": "w", "se": "se"}
+
+
+def _fmt(field: str, value: Any) -> str:
+    if field == "se":
+        return "1" if value else "0"
+    if field == "width":
+        return repr(float(value))
+    return str(value)

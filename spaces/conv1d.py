@@ -1,0 +1,284 @@
+"""A 1-D convolutional space for sequences (MNIST-1D, a user's time series).
+
+An architecture is the JSON list of its layers, between ``min_layers`` and ``max_layers`` long::
+
+    [{"kernel": 5, "channels": 32, "dilation": 2, "pool": "max", "skip": true}, ...]
+
+Each layer is a dilated ``Conv1d`` ("same" padding), BatchNorm and ReLU; ``skip`` adds a
+residual shortcut around it (a 1x1 convolution when the width changes); ``pool`` then halves the
+length with max or average pooling of size 2, or keeps it (``none``). A global average pool and a
+linear classifier follow the last layer. Images ``(C, H, W)`` are read as sequences of length
+``H * W`` (row by row), so the space also runs on digits.
+
+Depth is a decision of its own: ``decisions()`` lists ``depth`` first and then every setting of
+all ``max_layers`` layers; the settings of layers past ``depth`` are ignored, and written as each
+decision's first option by ``to_choices`` (so equal networks have equal choices, keys and
+encodings). The key is ``k5-c32-d2-pmax-s1|...``, one item per layer.
+"""
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from spaces.base import InvalidArchitecture
+
+FIELDS: tuple[str, ...] = ("kernel", "channels", "dilation", "pool", "skip")
+POOLS: tuple[str, ...] = ("none", "max", "avg")
+_TYPES: dict[str, type] = {"kernel": int, "channels": int, "dilation": int, "pool": str, "skip": bool}
+_PREFIX = {"kernel": "k", "channels": "c", "dilation": "d", "pool": "p", "skip": "s"}
+
+
+class Conv1DConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["conv1d"] = "conv1d"
+    min_layers: int = Field(2, ge=1, le=32, description="Fewest convolutional layers.")
+    max_layers: int = Field(6, ge=1, le=32, description="Most convolutional layers.")
+    kernels: list[int] = Field([3, 5, 7, 9], min_length=1, description="Options for the kernel size (odd).")
+    channels: list[int] = Field([16, 32, 64], min_length=1, description="Options for a layer's output channels.")
+    dilations: list[int] = Field([1, 2, 4], min_length=1, description="Options for the dilation.")
+    pools: list[Literal["none", "max", "avg"]] = Field(
+        list(POOLS), min_length=1, description="Options for the pooling after a layer (size 2, stride 2)."
+    )
+    skips: list[bool] = Field([False, True], min_length=1, description="Options for the residual shortcut.")
+
+    @model_validator(mode="after")
+    def _check(self) -> Conv1DConfig:
+        if self.min_layers > self.max_layers:
+            raise ValueError(f"min_layers ({self.min_layers}) is larger than max_layers ({self.max_layers})")
+        checks = [
+            ("kernels", self.kernels, lambda v: 1 <= v <= 63 and v % 2 == 1, "odd, 1 to 63"),
+            ("channels", self.channels, lambda v: 1 <= v <= 4096, "between 1 and 4096"),
+            ("dilations", self.dilations, lambda v: 1 <= v <= 64, "between 1 and 64"),
+        ]
+        for name, values, ok, rule in checks:
+            bad = [v for v in values if not ok(v)]
+            if bad:
+                raise ValueError(f"{name} must be {rule}; got {bad}")
+        for name, values in (*[(n, v) for n, v, _, _ in checks], ("pools", self.pools), ("skips", self.skips)):
+            if len(set(values)) != len(values):
+                raise ValueError(f"{name} has repeated options: {values}")
+        return self
+
+
+class Conv1DSpace:
+    """Variable-depth stacks of 1-D convolution layers."""
+
+    def __init__(self, config: Conv1DConfig | None = None) -> None:
+        self.config = config if config is not None else Conv1DConfig()
+        c = self.config
+        self.options: dict[str, tuple[Any, ...]] = {
+            "kernel": tuple(c.kernels),
+            "channels": tuple(c.channels),
+            "dilation": tuple(c.dilations),
+            "pool": tuple(c.pools),
+            "skip": tuple(c.skips),
+        }
+        self.depths = tuple(range(c.min_layers, c.max_layers + 1))
+        self._lookup = {f: {v: i for i, v in enumerate(opts)} for f, opts in self.options.items()}
+
+    # -- internal forms ------------------------------------------------------------------------
+
+    def _allowed(self, field: str) -> str:
+        if field == "skip":
+            return ", ".join("true" if v else "false" for v in self.options[field])
+        return ", ".join(str(v) for v in self.options[field])
+
+    def _index(self, layer: int, field: str, value: Any) -> int:
+        if type(value) is _TYPES[field]:  # exact types: True must not pass for 1
+            index = self._lookup[field].get(value)
+            if index is not None:
+                return index
+        if isinstance(value, (np.integer, np.bool_, np.str_)):
+            return self._index(layer, field, value.item())
+        where = f"layer {layer} {field}"
+        allowed = self._allowed(field)
+        if type(value) is not _TYPES[field]:
+            expected = {"skip": "true or false", "pool": "a string"}.get(field, "an integer")
+            raise InvalidArchitecture(f"{where}: expected {expected}, got {value!r}; allowed: {allowed}")
+        raise InvalidArchitecture(f"{where}: {value!r} is not an option; allowed: {allowed}")
+
+    def _indices(self, arch: Any) -> list[list[int]]:
+        """Per layer, the option index of each field."""
+        if isinstance(arch, str):
+            arch = self.from_key(arch)
+        example = '{"kernel": 5, "channels": 32, "dilation": 2, "pool": "max", "skip": true}'
+        lo, hi = self.depths[0], self.depths[-1]
+        if not isinstance(arch, (list, tuple)):
+            raise InvalidArchitecture(
+                f"a conv1d architecture is a list of {lo} to {hi} layer objects like {example}, "
+                f"got {type(arch).__name__}"
+            )
+        if not lo <= len(arch) <= hi:
+            raise InvalidArchitecture(
+                f"a conv1d architecture has {lo} to {hi} layers (min_layers..max_layers), got {len(arch)}"
+            )
+        out = []
+        for layer, item in enumerate(arch):
+            if not isinstance(item, dict):
+                raise InvalidArchitecture(f"layer {layer}: expected an object like {example}, got {item!r}")
+            if len(item) != len(FIELDS) or any(f not in item for f in FIELDS):
+                missing = [f for f in FIELDS if f not in item]
+                extra = sorted(str(k) for k in item if k not in FIELDS)
+                detail = "; ".join(
+                    part for part in (
+                        f"missing {', '.join(missing)}" if missing else "",
+                        f"unexpected {', '.join(extra)}" if extra else "",
+                    ) if part
+                )
+                raise InvalidArchitecture(
+                    f"layer {layer}: a layer has exactly the fields {', '.join(FIELDS)} ({detail})"
+                )
+            out.append([self._index(layer, f, item[f]) for f in FIELDS])
+        return out
+
+    def _to_json(self, indices: list[list[int]]) -> list[dict[str, Any]]:
+        return [{f: self.options[f][i] for f, i in zip(FIELDS, row)} for row in indices]
+
+    # -- sampling and neighbourhoods -----------------------------------------------------------
+
+    def _random_layer(self, rng: np.random.Generator) -> list[int]:
+        return [int(rng.integers(len(self.options[f]))) for f in FIELDS]
+
+    def sample(self, rng: np.random.Generator) -> list[dict[str, Any]]:
+        """Depth uniform over min_layers..max_layers, then every layer's settings uniform."""
+        depth = self.depths[int(rng.integers(len(self.depths)))]
+        return self._to_json([self._random_layer(rng) for _ in range(depth)])
+
+    def _edits(self, indices: list[list[int]]) -> list[list[list[int]]]:
+        """One setting of one layer changed, or the depth changed (layers cut from the end, or
+        added there with each setting's first option, as ``from_choices`` would)."""
+        out = []
+        for layer, row in enumerate(indices):
+            for j, f in enumerate(FIELDS):
+                for i in range(len(self.options[f])):
+                    if i != row[j]:
+                        new = [list(r) for r in indices]
+                        new[layer][j] = i
+                        out.append(new)
+        for depth in self.depths:
+            if depth < len(indices):
+                out.append([list(r) for r in indices[:depth]])
+            elif depth > len(indices):
+                out.append([list(r) for r in indices] + [[0] * len(FIELDS)] * (depth - len(indices)))
+        return out
+
+    def mutate(self, arch: Any, rng: np.random.Generator) -> list[dict[str, Any]]:
+        """Uniform over ``neighbours``: one layer setting or the depth changed."""
+        edits = self._edits(self._indices(arch))
+        if not edits:
+            raise InvalidArchitecture("this conv1d space has a single architecture: nothing to mutate")
+        return self._to_json(edits[int(rng.integers(len(edits)))])
+
+    def neighbours(self, arch: Any) -> list[list[dict[str, Any]]]:
+        return [self._to_json(e) for e in self._edits(self._indices(arch))]
+
+    # -- categorical decisions and encoding ----------------------------------------------------
+
+    def decisions(self) -> list[tuple[str, tuple[str, ...]]]:
+        out = [("depth", tuple(str(d) for d in self.depths))]
+        for layer in range(self.depths[-1]):
+            for f in FIELDS:
+                options = tuple(
+                    ("on" if v else "off") if f == "skip" else str(v) for v in self.options[f]
+                )
+                out.append((f"layer {layer} {f}", options))
+        return out
+
+    def to_choices(self, arch: Any) -> list[int]:
+        indices = self._indices(arch)
+        choices = [self.depths.index(len(indices))]
+        for layer in range(self.depths[-1]):
+            choices += indices[layer] if layer < len(indices) else [0] * len(FIELDS)
+        return choices
+
+    def from_choices(self, choices: list[int]) -> list[dict[str, Any]]:
+        decisions = self.decisions()
+        if len(choices) != len(decisions):
+            raise InvalidArchitecture(
+                f"conv1d takes {len(decisions)} choices (depth, then {len(FIELDS)} per layer for "
+                f"{self.depths[-1]} layers), got {len(choices)}"
+            )
+        for (name, options), c in zip(decisions, choices):
+            if not 0 <= int(c) < len(options):
+                raise InvalidArchitecture(f"{name}: choice {c} is out of range 0..{len(options) - 1}")
+        depth = self.depths[int(choices[0])]
+        n = len(FIELDS)
+        return self._to_json([[int(c) for c in choices[1 + i * n : 1 + (i + 1) * n]] for i in range(depth)])
+
+    def encode(self, arch: Any) -> np.ndarray:
+        """One-hot depth, then one-hot settings per layer; layers past the depth are all zeros."""
+        indices = self._indices(arch)
+        sizes = [len(self.options[f]) for f in FIELDS]
+        per_layer = sum(sizes)
+        vec = np.zeros(len(self.depths) + per_layer * self.depths[-1], dtype=np.float32)
+        vec[self.depths.index(len(indices))] = 1.0
+        for layer, row in enumerate(indices):
+            offset = len(self.depths) + layer * per_layer
+            for size, c in zip(sizes, row):
+                vec[offset + c] = 1.0
+                offset += size
+        return vec
+
+    # -- canonical forms -----------------------------------------------------------------------
+
+    def key(self, arch: Any) -> str:
+        return "|".join(
+            "-".join(f"{_PREFIX[f]}{_fmt(f, self.options[f][i])}" for f, i in zip(FIELDS, row))
+            for row in self._indices(arch)
+        )
+
+    def from_key(self, text: str) -> list[dict[str, Any]]:
+        example = "k5-c32-d2-pmax-s1|..."
+        arch = []
+        for layer, part in enumerate(text.strip().split("|")):
+            items = part.split("-")
+            if len(items) != len(FIELDS) or not all(
+                it.startswith(_PREFIX[f]) for it, f in zip(items, FIELDS)
+            ):
+                raise InvalidArchitecture(
+                    f"layer {layer}: a conv1d key lists layers like {example} "
+                    f"('k<kernel>-c<channels>-d<dilation>-p<none|max|avg>-s<0|1>'), got {part!r}"
+                )
+            values: dict[str, Any] = {}
+            for it, f in zip(items, FIELDS):
+                raw = it[len(_PREFIX[f]):]
+                if f == "pool":
+                    values[f] = raw
+                elif f == "skip":
+                    if raw not in ("0", "1"):
+                        raise InvalidArchitecture(f"layer {layer} skip: expected s0 or s1, got {it!r}")
+                    values[f] = raw == "1"
+                elif raw.isdigit():
+                    values[f] = int(raw)
+                else:
+                    raise InvalidArchitecture(
+                        f"layer {layer} {f}: cannot read {raw!r} in {part!r}; allowed: {self._allowed(f)}"
+                    )
+            arch.append(values)
+        return arch
+
+    def validate(self, arch: Any) -> list[dict[str, Any]]:
+        return self._to_json(self._indices(arch))
+
+    def size(self) -> int:
+        per_layer = 1
+        for f in FIELDS:
+            per_layer *= len(self.options[f])
+        return sum(per_layer**d for d in self.depths)
+
+    # -- networks ------------------------------------------------------------------------------
+
+    def build(self, arch: Any, input_shape: tuple[int, ...], num_classes: int) -> Any:
+        layers = self.validate(arch)
+        from spaces.conv1d_net import Conv1DNetwork  # torch stays out of the API's import path
+
+        return Conv1DNetwork(layers, input_shape=tuple(input_shape), num_classes=num_classes)
+
+
+def _fmt(field: str, value: Any) -> str:
+    if field == "skip":
+        return "1" if value else "0"
+    return str(value)

@@ -1,0 +1,177 @@
+"""The NAS-Bench-201 cell space (Dong & Yang, ICLR 2020).
+
+An architecture is the JSON list of the 6 edge operations in the benchmark's edge order, so that
+it is readable in job specs and trial rows; ``key`` gives the benchmark's own string so that
+results can be joined with the published tables (``shared/data/nb201_cifar10.csv``).
+"""
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from spaces.base import InvalidArchitecture
+
+OPS: tuple[str, ...] = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
+# (to, from) per edge, in the order the benchmark string lists them.
+EDGES: tuple[tuple[int, int], ...] = ((1, 0), (2, 0), (2, 1), (3, 0), (3, 1), (3, 2))
+NUM_NODES = 4
+
+_OP_INDEX = {op: i for i, op in enumerate(OPS)}
+_ALLOWED = ", ".join(OPS)
+
+
+class NB201Config(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["nb201"] = "nb201"
+    channels: int = Field(
+        16, ge=1, le=256, description="C: channels of the first stage (doubled at each reduction)."
+    )
+    cells_per_stage: int = Field(
+        5, ge=1, le=20, description="N: cells in each of the three stages."
+    )
+
+
+def _edge_name(index: int) -> str:
+    to, frm = EDGES[index]
+    return f"edge {index} ({to}<-{frm})"
+
+
+class NB201Space:
+    """Operations on NAS-Bench-201 cells; the network widths come from the config."""
+
+    def __init__(self, config: NB201Config | None = None) -> None:
+        self.config = config if config is not None else NB201Config()
+
+    # -- sampling and neighbourhoods -----------------------------------------------------------
+
+    def sample(self, rng: np.random.Generator) -> list[str]:
+        return [OPS[i] for i in rng.integers(0, len(OPS), size=len(EDGES))]
+
+    def mutate(self, arch: Any, rng: np.random.Generator) -> list[str]:
+        ops = self.validate(arch)
+        edge = int(rng.integers(len(EDGES)))
+        others = [op for op in OPS if op != ops[edge]]
+        ops[edge] = others[int(rng.integers(len(others)))]
+        return ops
+
+    def neighbours(self, arch: Any) -> list[list[str]]:
+        ops = self.validate(arch)
+        result: list[list[str]] = []
+        for edge, current in enumerate(ops):
+            for op in OPS:
+                if op != current:
+                    result.append(ops[:edge] + [op] + ops[edge + 1 :])
+        return result
+
+    def encode(self, arch: Any) -> np.ndarray:
+        """One-hot per edge, edge-major: a flat vector that distance-based models can use."""
+        ops = self.validate(arch)
+        vec = np.zeros(len(EDGES) * len(OPS), dtype=np.float32)
+        for edge, op in enumerate(ops):
+            vec[edge * len(OPS) + _OP_INDEX[op]] = 1.0
+        return vec
+
+    # -- categorical decisions -----------------------------------------------------------------
+
+    def decisions(self) -> list[tuple[str, tuple[str, ...]]]:
+        return [(_edge_name(e), OPS) for e in range(len(EDGES))]
+
+    def to_choices(self, arch: Any) -> list[int]:
+        return [_OP_INDEX[op] for op in self.validate(arch)]
+
+    def from_choices(self, choices: list[int]) -> list[str]:
+        return self.validate([OPS[int(c)] for c in choices])
+
+    # -- canonical forms -----------------------------------------------------------------------
+
+    def key(self, arch: Any) -> str:
+        ops = self.validate(arch)
+        nodes: list[str] = []
+        for to in range(1, NUM_NODES):
+            items = [f"{ops[e]}~{frm}" for e, (t, frm) in enumerate(EDGES) if t == to]
+            nodes.append("|" + "|".join(items) + "|")
+        return "+".join(nodes)
+
+    def from_key(self, text: str) -> list[str]:
+        """Parse the benchmark string strictly, so a key never maps to two different lists."""
+        s = text.strip()
+        example = "|op~0|+|op~0|op~1|+|op~0|op~1|op~2|"
+        segments = s.split("+")
+        if len(segments) != NUM_NODES - 1:
+            raise InvalidArchitecture(
+                f"NAS-Bench-201 string needs {NUM_NODES - 1} '+'-separated nodes like {example}, "
+                f"got {len(segments)} in {text!r}"
+            )
+        ops: list[str] = []
+        for to, segment in enumerate(segments, start=1):
+            if len(segment) < 2 or not (segment.startswith("|") and segment.endswith("|")):
+                raise InvalidArchitecture(
+                    f"node {to} must be written between '|' like {example}, got {segment!r}"
+                )
+            items = segment[1:-1].split("|")
+            if len(items) != to:
+                raise InvalidArchitecture(
+                    f"node {to} must list {to} incoming edge(s) (~0..~{to - 1}), "
+                    f"got {len(items)} in {segment!r}"
+                )
+            for frm, item in enumerate(items):
+                op, sep, src = item.partition("~")
+                if not sep or src != str(frm):
+                    raise InvalidArchitecture(
+                        f"node {to}, item {item!r}: expected 'op~{frm}' "
+                        f"(inputs in order ~0..~{to - 1})"
+                    )
+                if op not in _OP_INDEX:
+                    edge = EDGES.index((to, frm))
+                    raise InvalidArchitecture(
+                        f"{_edge_name(edge)}: {op!r} is not an operation; allowed: {_ALLOWED}"
+                    )
+                ops.append(op)
+        # The string lists edges node by node, which is exactly EDGES' order.
+        return ops
+
+    def validate(self, arch: Any) -> list[str]:
+        if isinstance(arch, str):
+            return self.from_key(arch)
+        if not isinstance(arch, (list, tuple)):
+            raise InvalidArchitecture(
+                f"an nb201 architecture is a list of {len(EDGES)} operation names or a "
+                f"NAS-Bench-201 string, got {type(arch).__name__}"
+            )
+        if len(arch) != len(EDGES):
+            order = ", ".join(f"({t}<-{f})" for t, f in EDGES)
+            raise InvalidArchitecture(
+                f"an nb201 architecture has {len(EDGES)} edges, got {len(arch)} operations; "
+                f"expected {len(EDGES)} in the order {order}"
+            )
+        for edge, op in enumerate(arch):
+            if not isinstance(op, str):
+                raise InvalidArchitecture(
+                    f"{_edge_name(edge)}: expected an operation name, got {op!r} "
+                    f"({type(op).__name__}); allowed: {_ALLOWED}"
+                )
+            if op not in _OP_INDEX:
+                raise InvalidArchitecture(
+                    f"{_edge_name(edge)}: {op!r} is not an operation; allowed: {_ALLOWED}"
+                )
+        return list(arch)
+
+    def size(self) -> int:
+        return len(OPS) ** len(EDGES)
+
+    # -- networks ------------------------------------------------------------------------------
+
+    def build(self, arch: Any, input_shape: tuple[int, ...], num_classes: int) -> Any:
+        ops = self.validate(arch)
+        from spaces.nb201_net import NB201Network  # torch stays out of the API's import path
+
+        return NB201Network(
+            ops,
+            input_shape=tuple(input_shape),
+            num_classes=num_classes,
+            channels=self.config.channels,
+            cells_per_stage=self.config.cells_per_stage,
+        )

@@ -1,0 +1,78 @@
+"""Engines and the one transactional scope every repository call runs in."""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.orm import Session, sessionmaker
+
+from scion.settings import get_settings
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    """WAL and a long busy timeout let the API, scheduler and workers share one SQLite file."""
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def make_engine(url: str) -> Engine:
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    # No pre-ping: it costs a round trip on every checkout, a third of a cheap trial's database
+    # time. A connection that died with the server is invalidated on first use (SQLAlchemy drops
+    # the whole pool on a disconnect error), and every caller retries its unit of work.
+    return create_engine(url, pool_size=10, max_overflow=20, pool_recycle=600)
+
+
+_ENGINES: dict[str, Engine] = {}
+_SESSIONS: dict[str, sessionmaker[Session]] = {}
+
+
+def get_engine(url: str | None = None) -> Engine:
+    url = url or get_settings().db_url
+    if url not in _ENGINES:
+        _ENGINES[url] = make_engine(url)
+        _SESSIONS[url] = sessionmaker(bind=_ENGINES[url], expire_on_commit=False)
+    return _ENGINES[url]
+
+
+@contextmanager
+def session_scope(url: str | None = None, *, durable: bool = True) -> Iterator[Session]:
+    """Commit on success, roll back on error, always close.
+
+    ``durable=False`` lets PostgreSQL acknowledge the commit before its WAL reaches the disk
+    (``synchronous_commit off`` for this transaction only). A server crash may then forget the
+    last fraction of a second of such transactions, but never half of one. It is for work the
+    service redoes anyway (claims, heartbeats, scheduler passes), never for results or requests.
+    """
+    url = url or get_settings().db_url
+    engine = get_engine(url)
+    session = _SESSIONS[url]()
+    try:
+        if not durable and engine.dialect.name == "postgresql":
+            session.execute(text("SET LOCAL synchronous_commit TO OFF"))
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+def dispose_engines() -> None:
+    """Forget pooled connections inherited across fork; each process opens its own."""
+    for engine in _ENGINES.values():
+        engine.dispose(close=False)

@@ -1,0 +1,117 @@
+"""ORM models: the database is the one source of truth for jobs, trials and their history.
+
+Only Alembic creates these tables (migrations/); the API maps rows to schemas before they
+leave the process.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from storage.types import UTCDateTime
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON, datetime: UTCDateTime()}
+
+
+JOB_STATUSES = ("pending", "running", "completed", "failed", "cancelled")
+TRIAL_STATUSES = ("pending", "queued", "running", "completed", "failed", "stopped", "cancelled")
+TERMINAL_TRIAL_STATUSES = ("completed", "failed", "stopped", "cancelled")
+TERMINAL_JOB_STATUSES = ("completed", "failed", "cancelled")
+
+
+class Job(Base):
+    __tablename__ = "jobs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(16), default="pending", index=True)
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime]
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    error: Mapped[str | None] = mapped_column(Text)
+
+    lease_owner: Mapped[str | None] = mapped_column(String(200))
+    lease_expires_at: Mapped[datetime | None]
+    strategy_state: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    trials_created: Mapped[int] = mapped_column(Integer, default=0)
+    best_trial_number: Mapped[int | None] = mapped_column(Integer)
+    best_objective: Mapped[float | None] = mapped_column(Float)
+    owner: Mapped[str | None] = mapped_column(String(100), index=True)  # the submitting token's owner
+
+
+class Trial(Base):
+    __tablename__ = "trials"
+    __table_args__ = (
+        UniqueConstraint("job_id", "number", name="uq_trials_job_number"),
+        Index("ix_trials_job_status", "job_id", "status"),
+        Index("ix_trials_job_score", "job_id", "score"),
+        Index("ix_trials_job_told", "job_id", "told"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    number: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    arch: Mapped[Any] = mapped_column(JSON)
+    arch_key: Mapped[str] = mapped_column(String(1000))
+    fidelity: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    worker: Mapped[str | None] = mapped_column(String(200))
+    metrics: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    objective: Mapped[float | None] = mapped_column(Float)
+    score: Mapped[float | None] = mapped_column(Float)  # objective oriented so higher is better
+    error: Mapped[str | None] = mapped_column(Text)
+    told: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[datetime]
+    queued_at: Mapped[datetime | None]
+    started_at: Mapped[datetime | None]
+    heartbeat_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+
+
+class TrialMetric(Base):
+    """One row per reported epoch: the learning curve."""
+
+    __tablename__ = "trial_metrics"
+    __table_args__ = (UniqueConstraint("trial_id", "attempt", "step", name="uq_trial_metrics_step"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    trial_id: Mapped[int] = mapped_column(ForeignKey("trials.id", ondelete="CASCADE"), index=True)
+    attempt: Mapped[int] = mapped_column(Integer)
+    step: Mapped[int] = mapped_column(Integer)
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime]
+
+
+class JobEvent(Base):
+    """What happened to a job and when, for users reading its history."""
+
+    __tablename__ = "job_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(40))
+    message: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime]
+
+
+class ApiToken(Base):
+    """A bearer token for the API. Only the SHA-256 of the secret is stored: the secret is 256
+    random bits, so a fast hash is enough, and a token is found by its hash in one index look-up."""
+
+    __tablename__ = "tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    owner: Mapped[str] = mapped_column(String(100))
+    secret_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    is_admin: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[datetime]
+    last_used_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]

@@ -1,0 +1,320 @@
+"""Repository functions: every read and write the API, scheduler and workers make.
+
+Each takes the session first and keyword arguments after; state changes that two processes
+could race on are single conditional UPDATEs, so they are safe on SQLite and PostgreSQL alike.
+"""
+from __future__ import annotations
+
+import math
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import Row, func, select, update
+from sqlalchemy.orm import Session
+
+from storage.db import utcnow
+from storage.models import (
+    TERMINAL_JOB_STATUSES,
+    TERMINAL_TRIAL_STATUSES,
+    Job,
+    JobEvent,
+    Trial,
+    TrialMetric,
+)
+
+IN_FLIGHT = ("pending", "queued", "running")
+
+
+class Conflict(Exception):
+    """The request does not fit the object's current state (e.g. cancelling a finished job)."""
+
+
+# ---------------------------------------------------------------- jobs
+
+
+def create_job(session: Session, *, name: str, spec: dict[str, Any], owner: str | None = None) -> Job:
+    job = Job(name=name, spec=spec, status="pending", created_at=utcnow(), trials_created=0, owner=owner)
+    session.add(job)
+    session.flush()
+    add_event(session, job_id=job.id, kind="submitted", message=f"job {name!r} submitted")
+    return job
+
+
+def get_job(session: Session, *, job_id: int) -> Job | None:
+    return session.get(Job, job_id)
+
+
+def list_jobs(
+    session: Session, *, status: str | None, limit: int, offset: int, owner: str | None = None, all_owners: bool = True
+) -> tuple[list[Job], int]:
+    """Newest first; ``all_owners=False`` keeps only ``owner``'s jobs."""
+    query = select(Job)
+    count = select(func.count(Job.id))
+    if status:
+        query, count = query.where(Job.status == status), count.where(Job.status == status)
+    if not all_owners:
+        query, count = query.where(Job.owner == owner), count.where(Job.owner == owner)
+    jobs = session.scalars(query.order_by(Job.id.desc()).limit(limit).offset(offset)).all()
+    return list(jobs), session.scalar(count) or 0
+
+
+def trial_counts(session: Session, *, job_id: int) -> dict[str, int]:
+    rows = session.execute(
+        select(Trial.status, func.count(Trial.id)).where(Trial.job_id == job_id).group_by(Trial.status)
+    ).all()
+    return {status: n for status, n in rows}
+
+
+def best_trial(session: Session, *, job_id: int) -> Trial | None:
+    return session.scalars(
+        select(Trial)
+        .where(Trial.job_id == job_id, Trial.status == "completed", Trial.score.is_not(None))
+        .order_by(Trial.score.desc(), Trial.number)
+        .limit(1)
+    ).first()
+
+
+def kth_best_score(session: Session, *, job_id: int, k: int) -> float | None:
+    """The k-th best score among completed trials (None while fewer than k completed)."""
+    return session.scalar(
+        select(Trial.score)
+        .where(Trial.job_id == job_id, Trial.status == "completed", Trial.score.is_not(None))
+        .order_by(Trial.score.desc())
+        .limit(1)
+        .offset(k - 1)
+    )
+
+
+def cancel_job(session: Session, *, job_id: int) -> Job:
+    """Cancel a job: queued trials are withdrawn now, running ones stop at their next epoch."""
+    job = session.get(Job, job_id, with_for_update=True)
+    if job is None:
+        raise KeyError(job_id)
+    if job.status in TERMINAL_JOB_STATUSES:
+        raise Conflict(f"job {job_id} is already {job.status}; only pending or running jobs can be cancelled")
+    now = utcnow()
+    job.status, job.finished_at = "cancelled", now
+    session.execute(
+        update(Trial)
+        .where(Trial.job_id == job_id, Trial.status.in_(IN_FLIGHT))
+        .values(status="cancelled", finished_at=now, error="job cancelled")
+    )
+    add_event(session, job_id=job_id, kind="cancelled", message="job cancelled by the user")
+    return job
+
+
+def add_event(session: Session, *, job_id: int, kind: str, message: str) -> None:
+    session.add(JobEvent(job_id=job_id, kind=kind, message=message, created_at=utcnow()))
+
+
+def list_events(session: Session, *, job_id: int, limit: int, offset: int) -> list[JobEvent]:
+    return list(
+        session.scalars(
+            select(JobEvent).where(JobEvent.job_id == job_id).order_by(JobEvent.id).limit(limit).offset(offset)
+        )
+    )
+
+
+# ---------------------------------------------------------------- trials (read side)
+
+
+def list_trials(
+    session: Session, *, job_id: int, status: str | None, sort: str, descending: bool, limit: int, offset: int
+) -> tuple[list[Trial], int]:
+    query = select(Trial).where(Trial.job_id == job_id)
+    count = select(func.count(Trial.id)).where(Trial.job_id == job_id)
+    if status:
+        query, count = query.where(Trial.status == status), count.where(Trial.status == status)
+    column = Trial.score if sort == "objective" else Trial.number
+    order = column.desc().nulls_last() if descending else column.asc().nulls_last()
+    trials = session.scalars(query.order_by(order, Trial.number).limit(limit).offset(offset)).all()
+    return list(trials), session.scalar(count) or 0
+
+
+def get_trial(session: Session, *, job_id: int, number: int) -> Trial | None:
+    return session.scalars(select(Trial).where(Trial.job_id == job_id, Trial.number == number)).first()
+
+
+def trial_history(session: Session, *, trial_id: int, attempt: int) -> list[TrialMetric]:
+    return list(
+        session.scalars(
+            select(TrialMetric)
+            .where(TrialMetric.trial_id == trial_id, TrialMetric.attempt == attempt)
+            .order_by(TrialMetric.step)
+        )
+    )
+
+
+# ---------------------------------------------------------------- scheduler side
+
+
+def claimable_job_ids(session: Session, *, owner: str) -> list[int]:
+    now = utcnow()
+    return list(
+        session.scalars(
+            select(Job.id).where(
+                Job.status.in_(("pending", "running")),
+                (Job.lease_owner.is_(None)) | (Job.lease_expires_at < now) | (Job.lease_owner == owner),
+            ).order_by(Job.id)
+        )
+    )
+
+
+def take_lease(session: Session, *, job_id: int, owner: str, seconds: float) -> bool:
+    """Claim or renew the job's lease; False when another live scheduler holds it."""
+    now = utcnow()
+    result = session.execute(
+        update(Job)
+        .where(
+            Job.id == job_id,
+            Job.status.in_(("pending", "running")),
+            (Job.lease_owner.is_(None)) | (Job.lease_expires_at < now) | (Job.lease_owner == owner),
+        )
+        .values(lease_owner=owner, lease_expires_at=now + timedelta(seconds=seconds))
+    )
+    return result.rowcount == 1
+
+
+def release_lease(session: Session, *, job_id: int, owner: str) -> None:
+    session.execute(
+        update(Job).where(Job.id == job_id, Job.lease_owner == owner).values(lease_owner=None, lease_expires_at=None)
+    )
+
+
+def holds_lease(session: Session, *, job: Job, owner: str) -> bool:
+    return job.lease_owner == owner and job.lease_expires_at is not None and job.lease_expires_at > utcnow()
+
+
+def untold_finished(session: Session, *, job_id: int) -> list[Trial]:
+    return list(
+        session.scalars(
+            select(Trial)
+            .where(Trial.job_id == job_id, Trial.told.is_(False), Trial.status.in_(TERMINAL_TRIAL_STATUSES))
+            .order_by(Trial.finished_at, Trial.number)
+        )
+    )
+
+
+def in_flight_count(session: Session, *, job_id: int) -> int:
+    return session.scalar(
+        select(func.count(Trial.id)).where(Trial.job_id == job_id, Trial.status.in_(IN_FLIGHT))
+    ) or 0
+
+
+def trials_with_status(session: Session, *, job_id: int, status: str) -> list[Trial]:
+    """In trial-number order, so messages go out (and workers start) oldest first."""
+    return list(
+        session.scalars(select(Trial).where(Trial.job_id == job_id, Trial.status == status).order_by(Trial.number))
+    )
+
+
+def stale_running(session: Session, *, job_id: int, older_than_s: float) -> list[Trial]:
+    cutoff = utcnow() - timedelta(seconds=older_than_s)
+    return list(
+        session.scalars(
+            select(Trial).where(Trial.job_id == job_id, Trial.status == "running", Trial.heartbeat_at < cutoff)
+        )
+    )
+
+
+def mark_queued(session: Session, *, trial_ids: list[int]) -> None:
+    if trial_ids:
+        session.execute(
+            update(Trial)
+            .where(Trial.id.in_(trial_ids), Trial.status == "pending")
+            .values(status="queued", queued_at=utcnow())
+        )
+
+
+def stop_in_flight(session: Session, *, job_id: int, reason: str) -> None:
+    """Withdraw queued trials and ask running ones to stop (their workers see it next epoch)."""
+    session.execute(
+        update(Trial)
+        .where(Trial.job_id == job_id, Trial.status.in_(IN_FLIGHT))
+        .values(status="cancelled", finished_at=utcnow(), error=reason)
+    )
+
+
+def new_reports(session: Session, *, job_id: int, after_id: int) -> list[tuple[int, Trial, int, dict[str, Any]]]:
+    """Per-epoch reports of the job's running trials newer than ``after_id``, oldest first."""
+    rows = session.execute(
+        select(TrialMetric.id, Trial, TrialMetric.step, TrialMetric.metrics)
+        .join(Trial, Trial.id == TrialMetric.trial_id)
+        .where(Trial.job_id == job_id, Trial.status == "running", TrialMetric.attempt == Trial.attempts,
+               TrialMetric.id > after_id)
+        .order_by(TrialMetric.id)
+    ).all()
+    return [tuple(row) for row in rows]
+
+
+# ---------------------------------------------------------------- worker side
+
+
+def claim_trial(session: Session, *, trial_id: int, worker: str) -> Row | None:
+    """Move a queued trial to running, in one statement; returns what the worker needs (id,
+    job_id, number, arch, fidelity, attempts: this attempt's number), or None if the trial is
+    not runnable (already running elsewhere, finished, cancelled): the idempotence guard."""
+    now = utcnow()
+    return session.execute(
+        update(Trial)
+        .where(Trial.id == trial_id, Trial.status.in_(("pending", "queued")))
+        .values(status="running", worker=worker, attempts=Trial.attempts + 1, started_at=now, heartbeat_at=now)
+        .returning(Trial.id, Trial.job_id, Trial.number, Trial.arch, Trial.fidelity, Trial.attempts)
+    ).first()
+
+
+def job_spec(session: Session, *, job_id: int) -> dict[str, Any]:
+    return session.scalar(select(Job.spec).where(Job.id == job_id))
+
+
+def heartbeat(session: Session, *, trial_id: int, attempt: int) -> bool:
+    """Touch a running trial; False when this attempt should stop (cancelled, stopped, superseded)."""
+    result = session.execute(
+        update(Trial)
+        .where(Trial.id == trial_id, Trial.attempts == attempt, Trial.status == "running")
+        .values(heartbeat_at=utcnow())
+    )
+    if result.rowcount != 1:
+        return False
+    job_status = session.scalar(select(Job.status).join(Trial, Trial.job_id == Job.id).where(Trial.id == trial_id))
+    return job_status not in TERMINAL_JOB_STATUSES
+
+
+def _json_safe(value: Any) -> Any:
+    """NaN and ±inf become null: PostgreSQL's json rejects them and they are not valid JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def record_step(session: Session, *, trial_id: int, attempt: int, step: int, metrics: dict[str, Any]) -> None:
+    session.add(
+        TrialMetric(trial_id=trial_id, attempt=attempt, step=step, metrics=_json_safe(metrics), created_at=utcnow())
+    )
+
+
+def finish_trial(
+    session: Session,
+    *,
+    trial_id: int,
+    attempt: int,
+    status: str,
+    metrics: dict[str, Any] | None = None,
+    objective: float | None = None,
+    score: float | None = None,
+    error: str | None = None,
+) -> bool:
+    """Write an attempt's outcome; ignored (False) if the trial moved on without it."""
+    result = session.execute(
+        update(Trial)
+        .where(Trial.id == trial_id, Trial.attempts == attempt, Trial.status == "running")
+        .values(
+            status=status, metrics=_json_safe(metrics), objective=objective, score=score, error=error,
+            finished_at=utcnow(),
+        )
+    )
+    return result.rowcount == 1

@@ -1,0 +1,102 @@
+"""Every search space's networks export: build, train one (short) epoch with the real trainer, checkpoint
+it the way a worker does, export through the artifact store and check that the ONNX model
+(onnxruntime), the TorchScript module and the state_dict all predict what the trained network
+predicts, at a batch size other than the one traced."""
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from spaces import SPACES
+from storage import artifacts
+from tests.contract.test_spaces import SMALL
+from worker.training.datasets import DATASETS, load_dataset
+from worker.training.trainer import train
+
+pytestmark = pytest.mark.timeout(300)
+
+DATASET_FOR: dict[str, dict[str, Any]] = {"conv1d": {"type": "mnist1d", "num_samples": 1000}}
+
+
+@pytest.mark.parametrize("name", SPACES.names())
+def test_a_trained_network_of_every_space_exports_to_every_format(name: str, tmp_path: Path) -> None:
+    import onnxruntime as ort
+
+    space_config = SPACES[name].config(**SMALL.get(name, {}))
+    dataset = DATASET_FOR.get(name, {"type": "digits"})
+    spec = {"space": space_config.model_dump(mode="json"), "evaluator": {"type": "train", "dataset": dataset}}
+    space = SPACES[name].factory(space_config)
+    arch = space.sample(np.random.default_rng(1))
+    data = load_dataset(DATASETS[dataset["type"]].config.model_validate(dataset))
+    assert artifacts.signature(spec) == (tuple(data.input_shape), data.num_classes)
+
+    torch.manual_seed(0)
+    model = space.build(arch, data.input_shape, data.num_classes)
+    checkpoint = artifacts.checkpoint_path(1, 0, root=tmp_path)
+    short = dataclasses.replace(data, x_train=data.x_train[:256], y_train=data.y_train[:256])  # 2 CPU cores
+    train(model, short, epochs=1, batch_size=64, lr=0.05, checkpoint=checkpoint)
+    model.eval()
+    x = np.array(data.x_test[:37])  # not the traced batch size
+    with torch.no_grad():
+        expected = model(torch.from_numpy(x)).numpy()
+
+    paths = {fmt: artifacts.export(spec, 1, 0, arch, "completed", fmt, root=tmp_path) for fmt in artifacts.FORMATS}
+    fresh = space.build(arch, data.input_shape, data.num_classes).eval()
+    fresh.load_state_dict(torch.load(paths["state_dict"], weights_only=True))
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        scripted = torch.jit.load(str(paths["torchscript"]))
+        got = {"state_dict": fresh(torch.from_numpy(x)).numpy(), "torchscript": scripted(torch.from_numpy(x)).numpy()}
+    session = ort.InferenceSession(str(paths["onnx"]), providers=["CPUExecutionProvider"])
+    got["onnx"] = session.run(["logits"], {"input": x})[0]
+    for fmt, logits in got.items():
+        np.testing.assert_allclose(logits, expected, atol=1e-4, err_msg=f"{name} {fmt}")
+    assert [i.shape[0] for i in session.get_inputs()] == ["batch"]
+
+
+def test_formats_and_api_literal_agree() -> None:
+    from api.routes.artifacts import Format
+
+    assert set(Format.__args__) == set(artifacts.FORMATS)
+
+
+def test_a_network_trained_on_a_file_dataset_exports_once_its_files_are_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file dataset's input shape is known only from its files: the architecture says null
+    until an export has read them (and recorded it); a missing file is an ArtifactError."""
+    from scion.settings import get_settings
+
+    data_root = tmp_path / "data"
+    data_root.mkdir()
+    rng = np.random.default_rng(0)
+    np.savez(data_root / "toy.npz", x=rng.normal(size=(60, 2, 6, 6)).astype(np.float32), y=np.arange(60) % 3)
+    monkeypatch.setenv("SCION_DATA_ROOTS", str(data_root))
+    get_settings.cache_clear()
+    try:
+        space_config = SPACES["nb201"].config(**SMALL["nb201"])
+        dataset = DATASETS["npz"].config.model_validate({"type": "npz", "path": str(data_root / "toy.npz")})
+        spec = {"space": space_config.model_dump(mode="json"),
+                "evaluator": {"type": "train", "dataset": dataset.model_dump(mode="json")}}
+        arch = ["nor_conv_3x3"] * 6
+        assert artifacts.describe(spec, 1, 0, arch, "k", root=tmp_path)["input_shape"] is None
+
+        model = SPACES["nb201"].factory(space_config).build(arch, (2, 6, 6), 3)
+        checkpoint = artifacts.checkpoint_path(1, 0, root=tmp_path)
+        checkpoint.parent.mkdir(parents=True)
+        torch.save({"model": model.state_dict(), "epoch": 0}, checkpoint)
+        onnx_path = artifacts.export(spec, 1, 0, arch, "completed", "onnx", root=tmp_path)
+        info = artifacts.describe(spec, 1, 0, arch, "k", root=tmp_path)
+        assert info["input_shape"] == [2, 6, 6] and info["num_classes"] == 3 and onnx_path.stat().st_size > 0
+
+        (data_root / "toy.npz").unlink()
+        with pytest.raises(artifacts.ArtifactError, match="readable by the API"):
+            artifacts.export(spec, 1, 0, arch, "completed", "torchscript", root=tmp_path)
+    finally:
+        get_settings.cache_clear()

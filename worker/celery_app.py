@@ -1,0 +1,46 @@
+"""The Celery application shared by the scheduler (which sends) and the workers (which run).
+
+The broker only carries "evaluate trial N" messages: the database holds everything else, so a
+lost message costs a re-send, never a result.
+"""
+from __future__ import annotations
+
+from celery import Celery
+
+from scion.settings import get_settings
+
+QUEUES = ("gpu", "cpu")
+
+
+def make_celery() -> Celery:
+    settings = get_settings()
+    app = Celery("scion", broker=settings.broker, include=["worker.tasks"])
+    transport_options: dict = {"visibility_timeout": settings.broker_visibility_timeout}
+    if settings.broker.startswith("filesystem"):
+        folder = str(settings.broker_folder)
+        transport_options |= {
+            "data_folder_in": folder,
+            "data_folder_out": folder,
+            "control_folder": str(settings.broker_folder / "control"),
+            "store_processed": False,
+            "polling_interval": 0.1,
+        }
+    app.conf.update(
+        broker_transport_options=transport_options,
+        broker_connection_retry_on_startup=True,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_ignore_result=True,
+        result_backend=None,
+        task_default_queue="gpu",
+        task_serializer="json",
+        accept_content=["json"],
+        worker_hijack_root_logger=False,
+        worker_send_task_events=False,
+        broker_heartbeat=0,
+    )
+    return app
+
+
+celery_app = make_celery()

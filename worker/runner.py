@@ -1,0 +1,136 @@
+"""Running one attempt of one trial: claim it, evaluate it, write back what happened.
+
+Called by the Celery task with nothing but the trial id, so a duplicate or late message is
+harmless: the claim is a conditional UPDATE and only one attempt can hold the trial.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import traceback
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Row
+
+from scion.nudge import nudger
+from scion.settings import get_settings
+from scion.spec import Constraint, JobSpec
+from spaces import SearchSpace, make_space
+from storage import repository as repo
+from storage.db import session_scope
+from worker.evaluators import make_evaluator
+from worker.evaluators.base import Evaluator, TrialFailed, TrialStopped
+
+log = logging.getLogger(__name__)
+
+_ERROR_LIMIT = 4000
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class TrialContext:
+    """The evaluator's line back to the database: epochs, heartbeats and stop requests."""
+
+    def __init__(self, trial: Row, attempt: int, device: str, constraints: list[Constraint]) -> None:
+        self.trial_id, self.job_id, self.number = trial.id, trial.job_id, trial.number
+        self.attempt, self.device, self.fidelity = attempt, device, trial.fidelity
+        self.constraints = constraints
+        self._stop = threading.Event()
+        self._done = threading.Event()
+        self._beat = threading.Thread(target=self._beat_loop, name=f"heartbeat-{self.trial_id}", daemon=True)
+
+    def __enter__(self) -> TrialContext:
+        self._beat.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._done.set()
+        self._beat.join()
+
+    def _beat_loop(self) -> None:
+        interval = get_settings().heartbeat_seconds
+        while not self._done.wait(interval):
+            try:
+                with session_scope(durable=False) as session:
+                    if not repo.heartbeat(session, trial_id=self.trial_id, attempt=self.attempt):
+                        self._stop.set()
+            except Exception:  # a database blip must not kill the trial; the next beat retries
+                log.warning("heartbeat for trial %s failed", self.trial_id, exc_info=True)
+
+    def artifact_path(self, number: int) -> Path:
+        return get_settings().artifact_root / f"job-{self.job_id}" / f"trial-{number}" / "checkpoint.pt"
+
+    def check_costs(self, costs: dict[str, float]) -> None:
+        broken = [v for c in self.constraints if c.metric in costs and (v := c.violation(costs[c.metric]))]
+        if broken:
+            raise TrialFailed(f"infeasible, not trained: {'; '.join(broken)}", metrics=costs)
+
+    def report(self, epoch: int, metrics: dict[str, float]) -> None:
+        with session_scope() as session:
+            repo.record_step(session, trial_id=self.trial_id, attempt=self.attempt, step=epoch, metrics=metrics)
+            if not repo.heartbeat(session, trial_id=self.trial_id, attempt=self.attempt):
+                self._stop.set()
+        if self._stop.is_set():
+            raise TrialStopped(f"stop requested after epoch {epoch}")
+
+
+_PLANS: dict[tuple[str, int], tuple[JobSpec, SearchSpace, Evaluator]] = {}
+
+
+def _job_plan(job_id: int, raw_spec: dict[str, Any]) -> tuple[JobSpec, SearchSpace, Evaluator]:
+    """A job's validated spec, space and evaluator, built once per worker process: a job's spec
+    never changes, and validating it (file checks included) on every trial would dominate
+    cheap trials."""
+    key = (get_settings().db_url, job_id)
+    if key not in _PLANS:
+        if len(_PLANS) >= 64:
+            _PLANS.pop(next(iter(_PLANS)))
+        spec = JobSpec.model_validate(raw_spec)
+        _PLANS[key] = (spec, make_space(spec.space), make_evaluator(spec.evaluator))
+    return _PLANS[key]
+
+
+def run_trial(trial_id: int, device: str) -> str:
+    """Evaluate the trial if it is still waiting for a worker; returns the outcome's status."""
+    with session_scope(durable=False) as session:  # a claim lost in a server crash is re-sent
+        trial = repo.claim_trial(session, trial_id=trial_id, worker=worker_name())
+        if trial is None:
+            return "skipped"
+        attempt = trial.attempts
+        plan = _PLANS.get((get_settings().db_url, trial.job_id))
+        raw_spec = None if plan else repo.job_spec(session, job_id=trial.job_id)
+
+    outcome: dict[str, Any]
+    try:
+        spec, space, evaluator = plan or _job_plan(trial.job_id, raw_spec)
+        with TrialContext(trial, attempt, device, spec.constraints) as ctx:
+            metrics = evaluator.evaluate(space, trial.arch, ctx)
+        objective, score = spec.score(metrics)
+        if objective is None:
+            outcome = dict(status="failed", metrics=metrics,
+                           error=f"objective {spec.primary.metric!r} is missing or NaN in the result")
+        else:
+            outcome = dict(status="completed", metrics=metrics, objective=objective, score=score)
+    except TrialStopped as exc:
+        outcome = dict(status="stopped", error=str(exc))
+    except TrialFailed as exc:
+        outcome = dict(status="failed", error=str(exc), metrics=exc.metrics)
+    except MemoryError:
+        outcome = dict(status="failed", error="out of memory: the candidate did not fit in host memory")
+    except Exception as exc:  # a broken candidate fails alone; the worker lives on
+        if type(exc).__name__ == "OutOfMemoryError":
+            outcome = dict(status="failed", error=f"out of memory: {exc}"[:_ERROR_LIMIT])
+        else:
+            tail = "".join(traceback.format_exception(exc)[-3:])
+            outcome = dict(status="failed", error=f"{type(exc).__name__}: {exc}\n{tail}"[:_ERROR_LIMIT])
+        log.warning("trial %s failed: %s", trial_id, exc)
+
+    with session_scope() as session:
+        repo.finish_trial(session, trial_id=trial_id, attempt=attempt, **outcome)
+    nudger().nudge()
+    return outcome["status"]

@@ -1,0 +1,42 @@
+"""Celery tasks and per-process set-up of the worker."""
+from __future__ import annotations
+
+import os
+
+from celery.signals import worker_process_init
+
+from scion.settings import get_settings
+from storage.db import dispose_engines
+from worker.celery_app import celery_app
+from worker.runner import run_trial
+
+_device: str | None = None  # chosen per pool process at start-up
+
+
+@worker_process_init.connect
+def _init_process(**_: object) -> None:
+    """Each pool process gets its own database connections, its own GPU and its share of the
+    CPU threads, and imports torch now rather than during its first trial."""
+    global _device
+    dispose_engines()
+    import sklearn.datasets  # noqa: F401  (first-trial latency: pay the imports at start-up)
+    import torch
+    import torch.utils.flop_counter  # noqa: F401
+    from billiard.process import current_process
+
+    from worker.training.trainer import pick_device
+
+    threads = int(os.environ.get("SCION_WORKER_THREADS", "0"))
+    if threads > 0:
+        torch.set_num_threads(threads)
+    _device = pick_device(get_settings().worker_device)
+    if _device == "cuda" and torch.cuda.device_count() > 1:
+        index = getattr(current_process(), "index", 0) or 0
+        _device = f"cuda:{index % torch.cuda.device_count()}"
+
+
+@celery_app.task(name="scion.evaluate_trial", acks_late=True, ignore_result=True)
+def evaluate_trial(trial_id: int) -> str:
+    from worker.training.trainer import pick_device
+
+    return run_trial(trial_id, _device or pick_device(get_settings().worker_device))

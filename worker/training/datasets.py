@@ -1,0 +1,252 @@
+"""Built-in offline datasets that a ``train`` evaluator can fit candidates on.
+
+Everything here is generated or shipped with a Python package (no downloads), split once with a
+fixed seed that does not depend on the job, and cached per process so that a worker pays the
+loading cost once however many trials it runs. Only numpy and scikit-learn are imported at module
+level, so the API can build the catalogue and validate job specs without torch.
+"""
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from scion.registry import Registry
+
+SPLIT_SEED = 0  # the train/val/test split never depends on the job's seed
+VAL_FRACTION = 0.15
+TEST_FRACTION = 0.15
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """One dataset, already split; arrays are read-only because the cached copy is shared."""
+
+    name: str
+    x_train: np.ndarray  # float32, (N, *input_shape)
+    y_train: np.ndarray  # int64, (N,)
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    input_shape: tuple[int, ...]
+    num_classes: int
+    augment: bool = False  # random crop + flip per training batch (images; see worker.training.augment)
+
+
+@dataclass(frozen=True)
+class DatasetSource:
+    """How to produce a dataset's examples, and what it looks like without producing them.
+
+    File sources (worker.training.file_datasets) know their shape only from the files (None here),
+    return their arrays already split and normalised, and give a ``fingerprint`` (resolved paths and
+    modification times) so that a changed file is read again."""
+
+    input_shape: tuple[int, ...] | None
+    num_classes: int | None
+    num_examples: Callable[[Any], int] | None  # config -> total examples (before splitting)
+    load: Callable[[Any], Any]  # config -> (x float, y int), unsplit; or a file source's FileData
+    standardise: bool  # scale x with the train split's mean and std after splitting
+    fingerprint: Callable[[Any], str] | None = None
+
+
+DATASETS: Registry[DatasetSource] = Registry("dataset")
+
+
+# -- digits ------------------------------------------------------------------------------------
+
+
+class DigitsConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["digits"] = Field("digits", description="scikit-learn's 8x8 handwritten digits.")
+
+
+def _load_digits(config: DigitsConfig) -> tuple[np.ndarray, np.ndarray]:
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    x = (bunch.images.astype(np.float32) / 16.0)[:, None, :, :]  # pixel values are 0..16
+    return x, bunch.target.astype(np.int64)
+
+
+DATASETS.register(
+    "digits",
+    DigitsConfig,
+    DatasetSource((1, 8, 8), 10, lambda _c: 1797, _load_digits, standardise=True),
+    "scikit-learn's 1,797 handwritten digits, 8x8 grey images, 10 classes; "
+    "seconds to train on a CPU.",
+)
+
+
+# -- mnist1d -----------------------------------------------------------------------------------
+
+MNIST1D_SEED = 0
+
+
+class MNIST1DConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["mnist1d"] = Field(
+        "mnist1d", description="Greydanus' MNIST-1D, generated offline."
+    )
+    num_samples: int = Field(
+        4000,
+        ge=1000,
+        le=100_000,
+        description="Examples to generate (rounded down to a multiple of 10, one tenth per class).",
+    )
+
+
+def _mnist1d_examples(config: MNIST1DConfig) -> int:
+    return config.num_samples // 10 * 10
+
+
+def _load_mnist1d(config: MNIST1DConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Generate with the package's default arguments; never ``get_dataset``, which downloads.
+
+    ``make_dataset`` reseeds numpy's and Python's global generators, so both are restored after.
+    """
+    from mnist1d.data import get_dataset_args, make_dataset
+
+    args = get_dataset_args()
+    args.num_samples = config.num_samples
+    args.seed = MNIST1D_SEED
+    np_state, py_state = np.random.get_state(), random.getstate()
+    try:
+        data = make_dataset(args)
+    finally:
+        np.random.set_state(np_state)
+        random.setstate(py_state)
+    x = np.concatenate([data["x"], data["x_test"]]).astype(np.float32)[:, None, :]
+    y = np.concatenate([data["y"], data["y_test"]]).astype(np.int64)
+    return x, y  # already centred and scaled by the generator
+
+
+DATASETS.register(
+    "mnist1d",
+    MNIST1DConfig,
+    DatasetSource((1, 40), 10, _mnist1d_examples, _load_mnist1d, standardise=False),
+    "MNIST-1D: 10 classes of 1-D signals of length 40, generated offline; harder than its size.",
+)
+
+
+# -- splitting, loading, describing ------------------------------------------------------------
+
+
+def split_sizes(n: int) -> tuple[int, int, int]:
+    """(train, val, test) sizes for ``n`` examples: 15% validation, 15% test, the rest train."""
+    n_val = round(n * VAL_FRACTION)
+    n_test = round(n * TEST_FRACTION)
+    return n - n_val - n_test, n_val, n_test
+
+
+def _split_off(x: np.ndarray, y: np.ndarray, n: int) -> list[np.ndarray]:
+    """(x_rest, x_held, y_rest, y_held) with ``n`` examples held out, seeded, stratified by class
+    unless some class is too small for that (user files), then plainly random."""
+    from sklearn.model_selection import train_test_split
+
+    try:
+        return train_test_split(x, y, test_size=n, stratify=y, random_state=SPLIT_SEED)
+    except ValueError:  # a class with one example, or fewer held-out examples than classes
+        return train_test_split(x, y, test_size=n, random_state=SPLIT_SEED)
+
+
+def _split(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, ...]:
+    _, n_val, n_test = split_sizes(len(y))
+    x_rest, x_test, y_rest, y_test = _split_off(x, y, n_test)
+    x_train, x_val, y_train, y_val = _split_off(x_rest, y_rest, n_val)
+    return x_train, y_train, x_val, y_val, x_test, y_test
+
+
+def _config_for(config: BaseModel | str) -> BaseModel:
+    if isinstance(config, str):
+        return DATASETS[config].config()
+    return config
+
+
+def load_dataset(config: BaseModel | str) -> Dataset:
+    """The split dataset for ``config`` (or a dataset name); loaded once per process (a file
+    dataset again when its files change). A file dataset whose files are missing or malformed on
+    this machine raises TrialFailed naming the path."""
+    config = _config_for(config)
+    source = DATASETS[config.type].factory  # type: ignore[attr-defined]
+    if source.fingerprint is None:
+        return _load_cached(config.type, config.model_dump_json())  # type: ignore[attr-defined]
+    try:
+        stamp = source.fingerprint(config)
+        return _load_cached(config.type, config.model_dump_json(), stamp)  # type: ignore[attr-defined]
+    except (OSError, ValueError) as exc:
+        from worker.evaluators.base import TrialFailed  # not at module level: evaluators import this module
+
+        raise TrialFailed(f"dataset {config.type}: {exc}") from None  # type: ignore[attr-defined]
+
+
+@lru_cache(maxsize=8)
+def _load_cached(name: str, config_json: str, stamp: str = "") -> Dataset:
+    entry = DATASETS[name]
+    source = entry.factory
+    config = entry.config.model_validate_json(config_json)
+    loaded = source.load(config)
+    if isinstance(loaded, tuple):  # built-in: (x, y) to split here
+        x_train, y_train, x_val, y_val, x_test, y_test = _split(*loaded)
+        if source.standardise:
+            mean, std = float(x_train.mean()), float(x_train.std()) or 1.0
+            x_train, x_val, x_test = ((a - mean) / std for a in (x_train, x_val, x_test))
+        shape, classes, augment = source.input_shape, source.num_classes, False
+    else:  # a file source's FileData: split and normalised by its loader
+        x_train, y_train, x_val, y_val, x_test, y_test = loaded.arrays
+        shape, classes, augment = loaded.input_shape, loaded.num_classes, loaded.augment
+    arrays = [
+        np.ascontiguousarray(a, dtype=dt)
+        for a, dt in zip(
+            (x_train, y_train, x_val, y_val, x_test, y_test),
+            (np.float32, np.int64) * 3,
+            strict=True,
+        )
+    ]
+    for a in arrays:
+        a.flags.writeable = False
+    return Dataset(name, *arrays, input_shape=shape, num_classes=classes, augment=augment)
+
+
+def describe() -> list[dict[str, Any]]:
+    """Catalogue entries for every dataset, shaped like the API's ``CatalogEntry`` (name,
+    summary, json_schema, details); details give input_shape, num_classes and the split sizes
+    at default settings. Cheap: no data is loaded or generated. A file dataset's details are null
+    where only its files can tell, and ``files`` says so."""
+    result = []
+    for entry in DATASETS.entries():
+        source = entry.factory
+        details: dict[str, Any] = {
+            "input_shape": list(source.input_shape) if source.input_shape else None,
+            "num_classes": source.num_classes,
+            "splits": None,
+        }
+        if source.num_examples is not None:
+            train, val, test = split_sizes(source.num_examples(entry.config()))
+            details["splits"] = {"train": train, "val": val, "test": test}
+        if source.fingerprint is not None:
+            details["files"] = "read from 'path' on each worker, under its data roots (SCION_DATA_ROOTS)"
+        result.append(
+            {
+                "name": entry.name,
+                "summary": entry.summary,
+                "json_schema": entry.config.model_json_schema(),
+                "details": details,
+            }
+        )
+    return result
+
+
+__all__ = ["DATASETS", "Dataset", "DatasetSource", "DigitsConfig", "MNIST1DConfig", "describe",
+           "load_dataset", "split_sizes"]
+
+# Datasets from the user's files (npz, image_folder, cifar10, cifar100) register themselves; last,
+# so that module can import everything above.
+import worker.training.file_datasets  # noqa: E402, F401

@@ -1,0 +1,248 @@
+"""A small, fast training loop for candidate networks on in-memory datasets.
+
+The whole dataset lives on the device as tensors and batches are index slices, so that tiny
+networks are not bottlenecked by a DataLoader. The schedule is SGD with cosine annealing stepped
+once per batch (from ``lr`` down to 0 at the end of the last epoch), cross entropy, gradient
+clipping at norm 5, and bf16 autocast on CUDA when ``amp`` is set.
+"""
+from __future__ import annotations
+
+import gc
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from worker.evaluators.base import TrialFailed
+from worker.training.augment import augment_batch, epoch_generator
+from worker.training.datasets import Dataset
+
+OnEpoch = Callable[[int, dict[str, float]], None]
+GRAD_CLIP = 5.0
+EVAL_BATCH = 1024
+
+
+def pick_device(setting: str) -> str:
+    """Turn the ``worker_device`` setting into a torch device string."""
+    s = setting.strip().lower()
+    if s == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if s in ("cpu", "cuda") or (s.startswith("cuda:") and s[5:].isdigit()):
+        return s
+    raise ValueError(f"unknown device {setting!r}; allowed: 'auto', 'cpu', 'cuda', 'cuda:N'")
+
+
+def run_oom_guarded(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Call ``fn``; a CUDA out-of-memory error becomes TrialFailed after freeing the cache.
+
+    The cache is emptied after the ``except`` block, once the traceback (which holds the failed
+    step's tensors) has been released.
+    """
+    try:
+        return fn(*args, **kwargs)
+    except torch.cuda.OutOfMemoryError as exc:
+        message = (str(exc).splitlines() or ["CUDA out of memory"])[0]
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    raise TrialFailed(f"out of memory: {message}")
+
+
+def _batches(n: int, batch_size: int) -> list[tuple[int, int]]:
+    """Slice bounds covering ``n``; a trailing batch of one is dropped (BatchNorm cannot train
+    on a single example)."""
+    bounds = [(i, min(i + batch_size, n)) for i in range(0, n, batch_size)]
+    if len(bounds) > 1 and bounds[-1][1] - bounds[-1][0] == 1:
+        bounds.pop()
+    return bounds
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+@torch.inference_mode()
+def accuracy(model: nn.Module, x: Tensor, y: Tensor, autocast: bool) -> float:
+    """Top-1 accuracy (%) in eval mode; the model is left in train mode."""
+    model.eval()
+    correct = 0
+    try:
+        for start in range(0, len(y), EVAL_BATCH):
+            with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=autocast):
+                logits = model(x[start : start + EVAL_BATCH])
+            correct += int((logits.argmax(1) == y[start : start + EVAL_BATCH]).sum())
+    finally:
+        model.train()
+    return 100.0 * correct / max(len(y), 1)
+
+
+def train(
+    model: nn.Module,
+    data: Dataset,
+    *,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    momentum: float = 0.9,
+    weight_decay: float = 5e-4,
+    nesterov: bool = True,
+    device: str = "cpu",
+    amp: bool = True,
+    seed: int = 0,
+    on_epoch: OnEpoch | None = None,
+    schedule_epochs: int | None = None,
+    resume: Path | None = None,
+    checkpoint: Path | None = None,
+) -> dict[str, float]:
+    """Train ``model`` (already on ``device``) and return train_loss, val_acc, test_acc (%) and
+    train_seconds.
+
+    ``on_epoch(epoch, metrics)`` is called after every epoch (1-based) with train_loss,
+    train_acc, val_acc and epoch_seconds; whatever it raises (e.g. TrialStopped) propagates.
+    A non-finite loss raises TrialFailed at once; CUDA out of memory raises TrialFailed.
+
+    Multi-fidelity training continues rather than restarts: ``schedule_epochs`` fixes the cosine
+    schedule's length (the largest budget), ``resume`` names a checkpoint written by an earlier,
+    shorter run of the same network (training goes on from its epoch up to ``epochs``), and
+    ``checkpoint`` is where this run leaves its own weights and optimiser state.
+    """
+    return run_oom_guarded(
+        _train, model, data, epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum,
+        weight_decay=weight_decay, nesterov=nesterov, device=device, amp=amp, seed=seed,
+        on_epoch=on_epoch, schedule_epochs=schedule_epochs or epochs, resume=resume, checkpoint=checkpoint,
+    )
+
+
+def _train(
+    model: nn.Module,
+    data: Dataset,
+    *,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    momentum: float,
+    weight_decay: float,
+    nesterov: bool,
+    device: str,
+    amp: bool,
+    seed: int,
+    on_epoch: OnEpoch | None,
+    schedule_epochs: int,
+    resume: Path | None,
+    checkpoint: Path | None,
+) -> dict[str, float]:
+    started = time.perf_counter()
+    dev = torch.device(device)
+    autocast = amp and dev.type == "cuda"
+
+    x_train, y_train, x_val, y_val, x_test, y_test = device_tensors(data, dev)
+    n = len(y_train)
+    bounds = _batches(n, batch_size)
+
+    optimizer = torch.optim.SGD(
+        model.parameters(),
+        lr=lr,
+        momentum=momentum,
+        weight_decay=weight_decay,
+        nesterov=nesterov and momentum > 0,
+    )
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=schedule_epochs * len(bounds))
+    criterion = nn.CrossEntropyLoss()
+    done = 0
+    if resume is not None:
+        state = torch.load(resume, map_location=dev, weights_only=True)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        done = int(state["epoch"])
+    model.train()
+    train_loss = math.nan
+    val_acc = 0.0
+    for epoch in range(done + 1, epochs + 1):
+        epoch_start = time.perf_counter()
+        # seeded per epoch, so a resumed run sees the same batches as an uninterrupted one
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 10_007 + epoch)).to(dev)
+        augment = epoch_generator(dev, seed, epoch) if getattr(data, "augment", False) else None  # images: crop + flip
+        seen = 0
+        # summed on the device: no host sync per step; a NaN is caught at the end of the epoch
+        loss_sum = torch.zeros((), dtype=torch.float32, device=dev)
+        correct = torch.zeros((), dtype=torch.long, device=dev)
+        for start, stop in bounds:
+            index = order[start:stop]
+            xb, yb = x_train[index], y_train[index]
+            if augment is not None:
+                xb = augment_batch(xb, augment)
+            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=autocast):
+                logits = model(xb)
+                loss = criterion(logits.float(), yb)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(model.parameters(), GRAD_CLIP)
+            optimizer.step()
+            scheduler.step()
+            loss_sum += loss.detach() * (stop - start)
+            correct += (logits.detach().argmax(1) == yb).sum()
+            seen += stop - start
+        train_loss = float(loss_sum) / seen
+        if not math.isfinite(train_loss):
+            raise TrialFailed(f"loss became NaN at epoch {epoch}")
+        val_acc = accuracy(model, x_val, y_val, autocast)
+        _sync(dev)
+        if on_epoch is not None:
+            on_epoch(
+                epoch,
+                {
+                    "train_loss": train_loss,
+                    "train_acc": 100.0 * int(correct) / seen,
+                    "val_acc": val_acc,
+                    "epoch_seconds": time.perf_counter() - epoch_start,
+                },
+            )
+
+    if checkpoint is not None:
+        save_checkpoint(checkpoint, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                                     "scheduler": scheduler.state_dict(), "epoch": max(done, epochs)})
+    test_acc = accuracy(model, x_test, y_test, autocast)
+    _sync(dev)
+    return {
+        "train_loss": train_loss,
+        "val_acc": val_acc,
+        "test_acc": test_acc,
+        "train_seconds": time.perf_counter() - started,
+    }
+
+
+_DEVICE_DATA: dict[tuple[int, str], tuple[Dataset, tuple[Tensor, ...]]] = {}
+
+
+def device_tensors(data: Dataset, device: torch.device) -> tuple[Tensor, ...]:
+    """The dataset's six arrays as tensors on ``device``, copied once per worker process (through
+    pinned memory on CUDA) and reused by every later trial on the same data."""
+    key = (id(data), str(device))
+    if key not in _DEVICE_DATA:
+        arrays = (data.x_train, data.y_train, data.x_val, data.y_val, data.x_test, data.y_test)
+        tensors = []
+        for array in arrays:
+            host = torch.from_numpy(array.copy())  # the cached arrays are read-only
+            host = host.float() if host.is_floating_point() else host.long()
+            if device.type == "cuda":
+                host = host.pin_memory()
+            tensors.append(host.to(device, non_blocking=True))
+        _DEVICE_DATA[key] = (data, tuple(tensors))  # holding ``data`` keeps its id from being reused
+    return _DEVICE_DATA[key][1]
+
+
+def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    """Write atomically: a reader never sees half a checkpoint, even on a shared filesystem."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".partial")
+    torch.save(state, partial)
+    partial.replace(path)
+
+
+__all__ = ["accuracy", "pick_device", "run_oom_guarded", "save_checkpoint", "train"]
