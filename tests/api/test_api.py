@@ -225,7 +225,7 @@ def invalid_cases(csv: Path) -> list[tuple[str, dict[str, Any] | str, list[str]]
     return [
         ("unknown strategy", {**base, "strategy": {"type": "hill_climb"}}, ["strategy", "evolution", "random"]),
         ("strategy without type", {**base, "strategy": {"population_size": 4}}, ["strategy", "type"]),
-        ("unknown space", {**base, "space": {"type": "darts"}}, ["space", "nb201"]),
+        ("unknown space", {**base, "space": {"type": "hexagon"}}, ["space", "hexagon", "nb201", "darts"]),
         ("unknown evaluator", {**base, "evaluator": {"type": "oracle"}}, ["evaluator", "tabular", "train"]),
         ("unknown dataset", train_spec(evaluator={"type": "train", "dataset": "svhn"}),
          ["dataset", "svhn", "digits", "mnist1d"]),

@@ -2,6 +2,7 @@
 user runs it: a subprocess, from the repository root, with nothing configured."""
 from __future__ import annotations
 
+import csv
 import json
 import os
 import subprocess
@@ -31,7 +32,9 @@ def test_tabular_example_completes_and_reports_held_out_accuracy(tmp_path, nb201
     assert job["counts"] == {"completed": 100}
     best = job["best"]
     assert best["metrics"]["val_acc_12ep"] == best["objective"]
-    assert 85.0 < best["metrics"]["test_acc_200ep"] <= 94.37
+    with nb201_csv.open() as f:
+        table_best = max(float(row["test_acc_200ep"]) for row in csv.DictReader(f))
+    assert 85.0 < best["metrics"]["test_acc_200ep"] <= table_best
     assert len(best["arch"]) == 6
 
 
