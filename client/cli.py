@@ -455,6 +455,48 @@ def bench_dispatch(
         console.print(f"wrote {json_out}")
 
 
+@bench_app.command("scheduler")
+def bench_scheduler(
+    table: Annotated[Path, typer.Option(help="A NAS-Bench-201-format CSV for the tabular look-ups.")] = Path(
+        "../shared/data/nb201_cifar10.csv"),
+    database_url: Annotated[str, typer.Option(help="A PostgreSQL server the benchmark may create databases on.")] = (
+        "postgresql+psycopg://postgres@127.0.0.1:5432/test"),
+    broker: Annotated[str, typer.Option(help="A Redis database the benchmark may empty.")] = "redis://127.0.0.1:6379/9",
+    sizes: Annotated[str, typer.Option(help="Finished trials already in the one job, comma-separated.")] = (
+        "100,1000,10000"),
+    measured: Annotated[int, typer.Option(help="Trials timed after each size.")] = 200,
+    jobs: Annotated[int, typer.Option(help="Jobs running at once in the last case (0: skip it).")] = 50,
+    strategy: Annotated[str, typer.Option(help="The jobs' strategy (random, evolution, ...).")] = "random",
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the figures here.")] = None,
+) -> None:
+    """Scheduler CPU time per trial as a job's finished trials grow, and with many jobs at once."""
+    from rich.table import Table
+
+    from bench import scheduler_cost
+    from bench.strategies import write_json
+
+    try:
+        counts = tuple(int(n) for n in sizes.split(",") if n.strip())
+    except ValueError:
+        raise typer.BadParameter(f"expected counts like 100,1000, got {sizes!r}", param_hint="--sizes") from None
+    report = scheduler_cost.run(database_url=database_url, broker=broker, table=table, sizes=counts,
+                                measured=measured, jobs=jobs, strategy=strategy)
+    table_out = Table(title=f"scheduler cost ({strategy}, {report['settings']['finished_per_pass']} trials "
+                            "finished per pass)")
+    for column in ("jobs", "finished/job", "max_parallel", "trials timed", "CPU ms/trial", "wall ms/trial",
+                   "SQL/trial", "idle pass CPU ms", "takeover CPU ms"):
+        table_out.add_column(column, justify="right")
+    for c in report["cases"]:
+        table_out.add_row(*(str(c[k]) for k in ("jobs", "finished_per_job", "max_parallel", "measured_trials",
+                                                "cpu_ms_per_trial", "wall_ms_per_trial", "statements_per_trial",
+                                                "idle_pass_cpu_ms", "takeover_cpu_ms")))
+    console.print(table_out)
+    console.print(f"CPU per trial, largest job / smallest: {report['cpu_per_trial_largest_vs_smallest']}x; "
+                  f"{jobs} jobs / one: {report['cpu_per_trial_many_jobs_vs_one']}x")
+    if json_out:
+        console.print(f"wrote {write_json(report, json_out)}")
+
+
 @bench_app.command("training")
 def bench_training(
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the figures here.")] = None,
