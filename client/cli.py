@@ -75,7 +75,8 @@ def _follow(client: ScionClient, job: dict[str, Any], as_json: bool) -> dict[str
     render.job_summary(console, final)
     top = client.trials(final["id"], sort="objective", limit=10)["items"]
     if top:
-        console.print(render.trial_table(top, final["objective"]["metric"], title="leaderboard"))
+        console.print(render.trial_table(top, final["objective"]["metric"], title="leaderboard",
+                                         width=console.width))
     if final["best"]:
         render.best_trial(console, final["best"], final["objective"]["metric"])
     return final
@@ -160,7 +161,7 @@ def trials(
         render.print_json(page)
     else:
         console.print(render.trial_table(page["items"], job["objective"]["metric"],
-                                         title=f"job {job_id}: {page['total']} trials"))
+                                         title=f"job {job_id}: {page['total']} trials", width=console.width))
 
 
 @app.command()
@@ -189,6 +190,7 @@ def pareto(job_id: int, api: ApiOption = None, as_json: JsonOption = False) -> N
     console.print(render.trial_table(
         front, job["objective"]["metric"], objectives=tuple(o["metric"] for o in job["spec"]["objectives"]),
         title=f"job {job_id}: Pareto front, {len(front)} trials over {', '.join(objectives)}",
+        width=console.width,
     ))
 
 

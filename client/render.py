@@ -71,23 +71,32 @@ def job_summary(console: Console, job: dict[str, Any]) -> None:
 
 
 def trial_table(trials: list[dict[str, Any]], metric: str, title: str = "trials",
-                objectives: tuple[str, ...] = ()) -> Table:
+                objectives: tuple[str, ...] = (), width: int | None = None) -> Table:
     """Objective first, then the job's other ``objectives``, then whichever held-out and cost
-    figures these trials recorded."""
+    figures these trials recorded; on a console ``width`` wide, trailing figures that would not
+    fit are left out rather than every column squeezed into ellipses."""
     extra = [m for m in objectives if m != metric]
     present = extra + [m for m in SHOWN_METRICS if m != metric and m not in extra
                        and any(m in (t.get("metrics") or {}) for t in trials)]
-    table = Table(title=title)
-    for column in ("#", "status", metric, *present):
-        table.add_column(column, no_wrap=True, justify="right" if column != "status" else "left")
-    table.add_column("architecture", overflow="fold", min_width=24)
+    rows = []
     for trial in trials:
         metrics = trial.get("metrics") or {}
         arch = trial["arch_key"]
         if trial["status"] == "failed":
             arch += f"\n[red]{escape((trial['error'] or '').split(chr(10), 1)[0][:200])}[/]"
-        table.add_row(str(trial["number"]), trial["status"], fmt(trial["objective"]),
-                      *(fmt(metrics.get(m)) for m in present), arch)
+        rows.append([str(trial["number"]), trial["status"], fmt(trial["objective"]),
+                     *(fmt(metrics.get(m)) for m in present), arch])
+    columns = ["#", "status", metric, *present]
+    widths = [max([len(c)] + [len(r[i]) for r in rows]) + 3 for i, c in enumerate(columns)]
+    keep = len(columns)
+    while width is not None and keep > 3 and sum(widths[:keep]) + 24 > width:
+        keep -= 1
+    table = Table(title=title)
+    for column in columns[:keep]:
+        table.add_column(column, no_wrap=True, justify="right" if column != "status" else "left")
+    table.add_column("architecture", overflow="fold", min_width=24)
+    for row in rows:
+        table.add_row(*row[:keep], row[-1])
     return table
 
 

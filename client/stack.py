@@ -6,6 +6,7 @@ so what works here works when the parts are spread over machines.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -90,10 +91,8 @@ class LocalStack:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-            try:  # nothing of the stack outlives it
+            with contextlib.suppress(ProcessLookupError):  # nothing of the stack outlives it
                 os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
         self.procs.clear()
 
     def wait(self, stop: threading.Event) -> None:
