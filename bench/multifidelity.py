@@ -4,13 +4,14 @@ Runs, on an embedded stack (API, scheduler, worker processes), a random search o
 trainings and ASHA over the same space and data, then compares the best accuracy reached and
 the training time spent (the sum of every trained epoch's wall time, stopped trials included).
 
-    python -m bench.multifidelity --json bench/out/multifidelity.json
+    python -m bench.multifidelity --seeds 3 --json bench/out/multifidelity.json
 """
 from __future__ import annotations
 
 import argparse
 import json
 import platform
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -51,41 +52,74 @@ def measure(client: ScionClient, spec: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+RUNS = ("full trainings", "ASHA promotion", "ASHA stopping")
+
+
+def specs(args: argparse.Namespace, seed: int) -> dict[str, dict[str, Any]]:
+    """The same seed makes every run draw the same candidates in the same order (and each
+    architecture trains with its own fixed seed), so the three runs differ only in how much
+    of each candidate's training they buy."""
+    asha = {"type": "asha", "mode": "promotion", "min_epochs": args.min_epochs, "max_epochs": args.epochs,
+            "reduction_factor": args.eta}
+    return {
+        "full trainings": job_spec("full", {"type": "random"}, args.full_trainings, args.epochs, args.dataset, seed),
+        "ASHA promotion": job_spec("asha", asha, args.asha_trials, args.epochs, args.dataset, seed),
+        "ASHA stopping": job_spec("asha-stop", asha | {"mode": "stopping"}, args.full_trainings, args.epochs,
+                                  args.dataset, seed),
+    }
+
+
+def summarise(per_seed: list[dict[str, dict[str, Any]]]) -> dict[str, dict[str, Any]]:
+    """Means over seeds; the gap to the baseline's best is the figure the claim rests on."""
+    summary = {}
+    for name in RUNS:
+        rows = [seed_results[name] for seed_results in per_seed]
+        summary[name] = {
+            "mean_best_val_acc": round(statistics.mean(r["best_val_acc"] for r in rows), 2),
+            "mean_best_test_acc": round(statistics.mean(r["best_test_acc"] or 0.0 for r in rows), 2),
+            "mean_train_seconds": round(statistics.mean(r["train_seconds"] for r in rows), 1),
+            "mean_epochs_trained": round(statistics.mean(r["epochs_trained"] for r in rows), 1),
+            "train_time_ratio": round(sum(r["train_seconds"] for r in rows)
+                                      / sum(s["full trainings"]["train_seconds"] for s in per_seed), 3),
+            "best_matched_seeds": sum(r["best_val_acc"] >= s["full trainings"]["best_val_acc"]
+                                      for r, s in zip(rows, per_seed)),
+        }
+    for row in summary.values():
+        row["best_val_gap"] = round(row["mean_best_val_acc"] - summary["full trainings"]["mean_best_val_acc"], 2)
+    return summary
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--full-trainings", type=int, default=12, help="K: trials of the baseline.")
     parser.add_argument("--epochs", type=int, default=9, help="A full training, in epochs.")
-    parser.add_argument("--asha-trials", type=int, default=30, help="ASHA's trials (promotions included).")
+    parser.add_argument("--min-epochs", type=int, default=1, help="ASHA's bottom rung, in epochs.")
+    parser.add_argument("--eta", type=int, default=3, help="ASHA's reduction factor.")
+    parser.add_argument("--asha-trials", type=int, default=17, help="ASHA promotion's trials (promotions included).")
     parser.add_argument("--dataset", default="digits")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", type=int, default=3, help="Repeat everything with seeds 0..N-1.")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
 
-    asha = {"type": "asha", "mode": "promotion", "min_epochs": 1, "max_epochs": args.epochs, "reduction_factor": 3}
-    runs = {
-        "full trainings (random search)": job_spec("full", {"type": "random"}, args.full_trainings, args.epochs,
-                                                   args.dataset, args.seed),
-        "ASHA (promotion from checkpoints)": job_spec("asha", asha, args.asha_trials, args.epochs, args.dataset,
-                                                      args.seed),
-        "ASHA (stopping)": job_spec("asha-stop", asha | {"mode": "stopping"}, args.full_trainings, args.epochs,
-                                    args.dataset, args.seed),
-    }
-    with tempfile.TemporaryDirectory() as home, LocalStack(Settings(home=Path(home)), workers=args.workers) as stack:
-        with ScionClient(stack.url) as client:
-            results = {name: measure(client, spec) for name, spec in runs.items()}
-
-    baseline = results["full trainings (random search)"]
-    for result in results.values():
-        result["train_time_ratio"] = round(result["train_seconds"] / baseline["train_seconds"], 3)
-    print(f"{'run':36} {'trials':>6} {'configs':>7} {'epochs':>6} {'train s':>8} {'ratio':>6} {'best val':>8} {'test':>6}")
-    for name, r in results.items():
-        print(f"{name:36} {r['trials']:6d} {r['configurations']:7d} {r['epochs_trained']:6d} {r['train_seconds']:8.1f}"
-              f" {r['train_time_ratio']:6.2f} {r['best_val_acc']:8.2f} {r['best_test_acc'] or 0:6.2f}")
+    per_seed = []
+    with tempfile.TemporaryDirectory() as home, LocalStack(Settings(home=Path(home)), workers=args.workers) as stack, \
+            ScionClient(stack.url) as client:
+        for seed in range(args.seeds):
+            results = {name: measure(client, spec) for name, spec in specs(args, seed).items()}
+            per_seed.append(results)
+            print(f"seed {seed}: " + ", ".join(f"{name} best {r['best_val_acc']:.2f} in {r['train_seconds']:.0f} s"
+                                               for name, r in results.items()), flush=True)
+    summary = summarise(per_seed)
+    print(f"{'run':16} {'epochs':>7} {'train s':>8} {'ratio':>6} {'best val':>8} {'gap':>6} {'test':>6} {'matched':>7}")
+    for name, r in summary.items():
+        print(f"{name:16} {r['mean_epochs_trained']:7.1f} {r['mean_train_seconds']:8.1f} {r['train_time_ratio']:6.2f}"
+              f" {r['mean_best_val_acc']:8.2f} {r['best_val_gap']:+6.2f} {r['mean_best_test_acc']:6.2f}"
+              f" {r['best_matched_seeds']:>4}/{args.seeds}")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"args": vars(args) | {"json": str(args.json)}, "machine": platform.processor()
-                                         or platform.machine(), "results": results}, indent=2))
+                                         or platform.machine(), "summary": summary, "per_seed": per_seed}, indent=2))
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from scheduler.strategies import Proposal, Strategy, TrialResult, make_strategy
 from scion.settings import Settings
 from scion.spec import JobSpec
 from spaces import InvalidArchitecture, SearchSpace, make_space
+from spaces.base import training_settings
 from storage import repository as repo
 from storage.db import session_scope, utcnow
 from storage.models import Job, Trial
@@ -102,7 +103,9 @@ class JobRun:
 
     def _next_proposal(self, number: int) -> Proposal | None:
         if number < len(self.spec.warm_start):
-            return Proposal(self.spec.warm_start[number])
+            # a retrain job trains for its evaluator's schedule, whatever epochs its architecture carries
+            retrain = {"epochs": self.spec.evaluator.epochs} if self.spec.kind == "retrain" else None
+            return Proposal(self.spec.warm_start[number], retrain)
         return self.strategy.ask()
 
     def _add_trial(self, session: Session, job: Job, proposal: Proposal) -> None:
@@ -150,7 +153,9 @@ class JobRun:
             self.last_report_id = report_id
             if trial.status != "running":
                 continue
-            final_epoch = (trial.fidelity or {}).get("epochs") or getattr(self.spec.evaluator, "epochs", step)
+            final_epoch = ((trial.fidelity or {}).get("epochs")
+                           or training_settings(self.space, trial.arch).get("epochs")
+                           or getattr(self.spec.evaluator, "epochs", step))
             objective, score = self.spec.score(metrics)
             _, scores = self.spec.strategy_view(metrics)
             curve = self.curves.setdefault(trial.id, [])

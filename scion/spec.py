@@ -10,12 +10,14 @@ from __future__ import annotations
 import math
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from scheduler.early_stopping import CurveStoppingConfig
 from scheduler.strategies import STRATEGIES
 from spaces import SPACES, InvalidArchitecture, make_space
+from spaces.base import InvalidSpace, check_input, searched_settings
 from worker.evaluators import EVALUATORS
+from worker.training.datasets import DATASETS
 
 
 class Objective(BaseModel):
@@ -172,6 +174,7 @@ class JobSpec(BaseModel):
             raise ValueError(f"early_stopping: evaluator {self.evaluator.type!r} reports no learning curve; "
                              "use an evaluator that trains for epochs (train)")
         space = make_space(self.space)
+        self._space_fits(space)
         if self.kind == "retrain":
             self._retrain_arch(space)
         for i, arch in enumerate(self.warm_start):
@@ -182,6 +185,36 @@ class JobSpec(BaseModel):
         if self.budget.max_parallel > self.budget.max_trials:
             self.budget.max_parallel = self.budget.max_trials
         return self
+
+    def _space_fits(self, space: Any) -> None:
+        """What a space asks of the rest of the job: its networks must take the dataset's inputs
+        (whose shape a built-in dataset declares; a file dataset's is known from its files only,
+        so a worker's build checks it), and the training settings it searches (a declared space's
+        hyperparameters) must be ones the evaluator trains with, within the evaluator's bounds,
+        and not ones the strategy sets per trial."""
+        dataset = getattr(self.evaluator, "dataset", None)
+        shape = DATASETS[dataset.type].factory.input_shape if dataset is not None else None
+        if shape is not None:
+            try:
+                check_input(space, shape)
+            except InvalidSpace as exc:
+                raise ValueError(f"space.{exc} (dataset {dataset.type!r} has inputs of shape {tuple(shape)})") from None
+        evaluator = EVALUATORS[self.evaluator.type].factory
+        strategy = STRATEGIES[self.strategy.type].factory
+        for name, options in searched_settings(space).items():
+            where = f"space.hyperparameters.{name}"
+            if name not in evaluator.tunable:
+                raise ValueError(f"{where}: evaluator {self.evaluator.type!r} does not train with {name}; it takes: "
+                                 f"{', '.join(evaluator.tunable) or 'none (leave hyperparameters out)'}")
+            if name in strategy.fidelity_settings:
+                raise ValueError(f"{where}: strategy {self.strategy.type!r} sets each trial's {name} itself; "
+                                 f"leave {name} out of the searched hyperparameters")
+            for value in options:
+                try:
+                    type(self.evaluator).__pydantic_validator__.validate_assignment(
+                        self.evaluator.model_copy(), name, value)
+                except ValidationError as exc:
+                    raise ValueError(f"{where}: {value!r} is not allowed: {exc.errors()[0]['msg']}") from None
 
     def _kind_rules(self) -> bool:
         """A search needs a space and a strategy. A retrain job reuses the search machinery: its
