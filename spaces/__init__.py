@@ -9,6 +9,8 @@ from spaces.base import Arch, InvalidArchitecture, SearchSpace
 from spaces.chain import ChainConfig, ChainSpace
 from spaces.conv1d import Conv1DConfig, Conv1DSpace
 from spaces.darts import DARTSConfig, DARTSSpace
+from spaces.declared import DeclaredSpace
+from spaces.declared_config import DeclaredConfig
 from spaces.nb201 import NB201Config, NB201Space
 
 SPACES: Registry[Callable[[Any], SearchSpace]] = Registry("space")
@@ -24,6 +26,11 @@ SPACES.register(
 SPACES.register(
     "conv1d", Conv1DConfig, Conv1DSpace,
     "1-D CNN for sequences: depth, then kernel, channels, dilation, pooling, skip per layer.",
+)
+SPACES.register(
+    "declared", DeclaredConfig, DeclaredSpace,
+    "Declared in the job spec: ordered layer choices from an operation vocabulary (linear, conv1d/conv2d, pooling, "
+    "batchnorm, dropout, activations, identity), optional conditions, and hyperparameters searched jointly.",
 )
 
 

@@ -49,3 +49,35 @@ class SearchSpace(Protocol):
 
     def build(self, arch: Arch, input_shape: tuple[int, ...], num_classes: int) -> Any:
         """A torch.nn.Module taking a batch of ``input_shape`` tensors."""
+
+
+class InvalidSpace(ValueError):
+    """A space that cannot build a network for the job's data (a declared space whose layers do
+    not fit the input shape); the message names the choice and why."""
+
+
+# A space may also search training settings jointly with the network (a declared space's
+# hyperparameters) and depend on the shape of the data (a declared space's layers). These
+# helpers let the job spec, the scheduler and the train evaluator ask any space, without every
+# space having to answer.
+
+
+def searched_settings(space: SearchSpace) -> dict[str, tuple[Any, ...]]:
+    """Training settings (evaluator config fields such as ``lr``) searched with the network, with
+    their options; empty for spaces that search networks only."""
+    settings = getattr(space, "searched_settings", None)
+    return dict(settings()) if settings is not None else {}
+
+
+def training_settings(space: SearchSpace, arch: Arch) -> dict[str, Any]:
+    """The training settings ``arch`` carries, which override the evaluator's config for its trial."""
+    settings = getattr(space, "training_settings", None)
+    return dict(settings(arch)) if settings is not None else {}
+
+
+def check_input(space: SearchSpace, input_shape: tuple[int, ...]) -> None:
+    """Raise InvalidSpace when some network of ``space`` cannot take inputs of ``input_shape``
+    (checked at submission, where the dataset's shape is known without loading it)."""
+    check = getattr(space, "check_input", None)
+    if check is not None:
+        check(tuple(input_shape))

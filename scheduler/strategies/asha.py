@@ -55,6 +55,7 @@ def rung_budgets(config: ASHAConfig) -> list[int]:
 
 class ASHA(Strategy):
     Config = ASHAConfig
+    fidelity_settings = ("epochs",)
 
     def __init__(self, space, config, rng) -> None:
         super().__init__(space, config, rng)

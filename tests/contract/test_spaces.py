@@ -24,6 +24,14 @@ SMALL: dict[str, dict[str, Any]] = {
     "darts": {"channels": 4, "layers": 3, "stem_multiplier": 1},
     "chain": {"channels": [4, 8, 8], "strides": [1, 2, 2], "stem_channels": 4, "depths": [1, 2]},
     "conv1d": {"max_layers": 3, "channels": [4, 8]},
+    "declared": {"layers": [  # operations that fit images and sequences alike
+        {"name": "norm", "ops": ["identity", "batchnorm"]},
+        {"name": "pool", "ops": ["identity", {"op": "avg_pool", "kernel": 2}, {"op": "max_pool", "kernel": 2}]},
+        {"name": "head", "ops": ["flatten", "global_avg_pool"]},
+        {"name": "hidden", "ops": [{"op": "dense", "units": [4, 8]}, "skip"]},
+        {"name": "act", "ops": ["relu", "gelu", "silu", "tanh", "leaky_relu"], "when": {"hidden": ["linear"]}},
+        {"name": "drop", "ops": ["identity", {"op": "dropout", "p": 0.1}]},
+    ]},
 }
 GARBAGE: list[Any] = [None, 42, 3.5, {"not": "an arch"}, [], "definitely not an arch", [[[]]]]
 NB201_CSV = Path(__file__).resolve().parents[3] / "shared/data/nb201_cifar10.csv"

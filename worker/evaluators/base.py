@@ -58,6 +58,7 @@ class Evaluator(ABC):
     objectives: ClassVar[tuple[Metric, ...]]  # metrics a job may optimise; the first is the default
     recorded: ClassVar[tuple[str, ...]] = ()  # further metrics stored with the trial, never shown to a strategy
     constraint_metrics: ClassVar[tuple[str, ...]] = ()  # costs measured before training, usable as constraints
+    tunable: ClassVar[tuple[str, ...]] = ()  # config fields a space may search per trial (training_settings)
 
     def __init__(self, config: BaseModel) -> None:
         self.config = config

@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from spaces.base import Arch, SearchSpace
+from spaces.base import Arch, SearchSpace, training_settings
 from worker.evaluators.base import EvalContext, Evaluator, Metric, TrialFailed
 from worker.training.datasets import DATASETS
 
@@ -69,6 +69,7 @@ class TrainEvaluator(Evaluator):
     )
     recorded = ("test_acc", "train_loss", "latency_ms_batch")
     constraint_metrics = ("params", "flops", "latency_ms", "latency_ms_batch")
+    tunable = ("lr", "batch_size", "weight_decay", "epochs")
 
     config: TrainConfig
 
@@ -79,7 +80,7 @@ class TrainEvaluator(Evaluator):
         from worker.training.datasets import load_dataset
         from worker.training.trainer import run_oom_guarded, train
 
-        cfg = self.config
+        cfg = self.config.model_copy(update=training_settings(space, arch))  # this trial's own lr, batch size...
         data = load_dataset(cfg.dataset)
         seed = arch_seed(space.key(arch))
         fidelity = ctx.fidelity or {}
@@ -88,7 +89,9 @@ class TrainEvaluator(Evaluator):
         if fidelity.get("resume_from") is not None:
             resume = ctx.artifact_path(int(fidelity["resume_from"]))
             if not resume.exists():
-                raise TrialFailed(f"checkpoint of trial {fidelity['resume_from']} to continue from is missing: {resume}")
+                raise TrialFailed(
+                    f"checkpoint of trial {fidelity['resume_from']} to continue from is missing: {resume}"
+                )
 
         def run() -> dict[str, Any]:
             torch.manual_seed(seed)  # same initial weights for the same architecture

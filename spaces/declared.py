@@ -1,0 +1,304 @@
+"""A space the user declares in the job spec: an ordered list of layer choices, each a set of
+operations from the vocabulary in ``spaces.declared_ops``, optional conditions, and training
+hyperparameters searched jointly with the network.
+
+::
+
+    layers:
+      - {name: conv, ops: [{op: conv2d, channels: [8, 16], kernel: [3, 5]}, identity]}
+      - {name: act, ops: [relu, gelu], when: {conv: [conv2d]}}   # only when conv is a conv2d
+      - {name: head, ops: [flatten, global_avg_pool]}
+    hyperparameters: {lr: [0.02, 0.05], batch_size: [32, 64]}
+
+A list-valued parameter expands into one option per value (every combination), so each choice
+is one categorical decision over concrete options such as ``conv2d(channels=8,kernel=3,stride=1,
+dilation=1)`` (its *label*). A choice with ``when`` exists only while every named earlier choice
+took one of the given operations (by name, or by full label). The network is the active choices
+in order, then a flatten and a linear classifier. An architecture is::
+
+    {"layers": {"conv": "conv2d(...)", "act": "relu", "head": "flatten"},
+     "hyperparameters": {"lr": 0.05, "batch_size": 32}}
+
+with inactive choices left out (``validate`` also takes an operation object such as ``{"op":
+"conv2d", "channels": 8}`` for a label); the key is ``conv=conv2d(...)|act=relu|...|lr=0.05``.
+``decisions()`` lists every choice and then every hyperparameter; an inactive choice is written
+as its first option by ``to_choices`` and ignored by ``from_choices``, as conv1d does with unused
+layers. Every network of the space must fit the data: ``check_input`` walks every reachable
+input shape, so a space with, say, a conv2d that may follow a flatten is refused at submission.
+"""
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from spaces.base import InvalidArchitecture, InvalidSpace
+from spaces.declared_config import DeclaredConfig, layer_options, matching
+from spaces.declared_ops import Option, Shape, ShapeError, expand, output_shape
+
+MAX_STATES = 100_000  # distinct (shape, condition) states walked when checking a space
+
+Picks = tuple[int | None, ...]  # per choice, the option index (None: inactive)
+Walk = dict[tuple[Any, Picks], tuple[int, tuple[str, ...]]]  # (shape, picks) -> (networks, example path)
+
+
+def _add(into: Walk, state: tuple[Any, Picks], count: int, path: tuple[str, ...]) -> None:
+    before = into.get(state)
+    into[state] = (count + before[0], before[1]) if before else (count, path)
+
+
+class DeclaredSpace:
+    """A user-declared space of layer choices and training hyperparameters."""
+
+    def __init__(self, config: DeclaredConfig | None = None) -> None:
+        self.config = config if config is not None else DeclaredConfig()
+        self.names = [layer.name for layer in self.config.layers]
+        self.options = [layer_options(layer, layer.name) for layer in self.config.layers]
+        self.index = [{o.label: i for i, o in enumerate(opts)} for opts in self.options]
+        self.conditions = [
+            [(self.names.index(ref), matching(self.options[self.names.index(ref)], accepted, ref))
+             for ref, accepted in (layer.when or {}).items()]
+            for layer in self.config.layers
+        ]
+        self.referenced = {r for conds in self.conditions for r, _ in conds}
+        self.settings = self.config.hyperparameters.options()
+
+    # -- internal forms ------------------------------------------------------------------------
+
+    def _active(self, i: int, picks: Sequence[int | None]) -> bool:
+        """Whether choice ``i`` exists, given (at least) the picks of the choices before it."""
+        return all(picks[r] in accepted for r, accepted in self.conditions[i])
+
+    def _settle(self, picks: list[int | None]) -> tuple[int | None, ...]:
+        """Picks with conditions applied in order: a choice that lost its condition is dropped, one
+        that gained it takes its first option (as ``from_choices`` would)."""
+        for i in range(len(picks)):
+            if not self._active(i, picks):
+                picks[i] = None
+            elif picks[i] is None:
+                picks[i] = 0
+        return tuple(picks)
+
+    def _layer_index(self, i: int, value: Any) -> int:
+        name = self.names[i]
+        label = value
+        if isinstance(value, dict):
+            try:
+                expanded = expand(value)
+            except ValueError as exc:
+                raise InvalidArchitecture(f"layers.{name}: {exc}") from None
+            label = expanded[0].label if len(expanded) == 1 else value
+        if isinstance(label, str) and label in self.index[i]:
+            return self.index[i][label]
+        allowed = ", ".join(self.index[i])
+        raise InvalidArchitecture(f"layers.{name}: {value!r} is not an option; allowed: {allowed}")
+
+    def _setting_index(self, name: str, value: Any) -> int:
+        options = self.settings[name]
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value in options:
+            return options.index(value)
+        allowed = ", ".join(json.dumps(v) for v in options)
+        raise InvalidArchitecture(f"hyperparameters.{name}: {value!r} is not an option; allowed: {allowed}")
+
+    def _parse(self, arch: Any) -> tuple[Picks, tuple[int, ...]]:
+        if isinstance(arch, str):
+            arch = self.from_key(arch)
+        example = '{"layers": {"<choice>": "<option label>", ...}, "hyperparameters": {"lr": 0.05, ...}}'
+        if not isinstance(arch, dict) or not isinstance(arch.get("layers"), dict):
+            raise InvalidArchitecture(f"a declared architecture is an object like {example}, got {arch!r}"[:500])
+        unexpected = sorted(str(k) for k in arch if k not in ("layers", "hyperparameters"))
+        if unexpected:
+            raise InvalidArchitecture(f"unexpected field {', '.join(unexpected)}; allowed: layers, hyperparameters")
+        layers = arch["layers"]
+        unknown = sorted(str(k) for k in layers if k not in self.names)
+        if unknown:
+            raise InvalidArchitecture(f"layers: unknown choice {', '.join(unknown)}; choices: {', '.join(self.names)}")
+        picks: list[int | None] = []
+        for i, name in enumerate(self.names):
+            value = layers.get(name)
+            if not self._active(i, picks):
+                if value is not None:
+                    raise InvalidArchitecture(f"layers.{name}: exists only when {self._condition(i)}; leave it out")
+                picks.append(None)
+            elif value is None:
+                raise InvalidArchitecture(f"layers.{name}: missing; allowed: {', '.join(self.index[i])}")
+            else:
+                picks.append(self._layer_index(i, value))
+        given = arch.get("hyperparameters", {})
+        if not isinstance(given, dict):
+            raise InvalidArchitecture(f"hyperparameters: expected an object like {{'lr': 0.05}}, got {given!r}")
+        extra = sorted(str(k) for k in given if k not in self.settings)
+        missing = [k for k in self.settings if k not in given]
+        if extra or missing:
+            raise InvalidArchitecture(f"hyperparameters: the searched ones are {', '.join(self.settings) or 'none'}"
+                                      f" (missing: {', '.join(missing) or '-'}; unexpected: {', '.join(extra) or '-'})")
+        return tuple(picks), tuple(self._setting_index(k, given[k]) for k in self.settings)
+
+    def _condition(self, i: int) -> str:
+        return " and ".join(
+            f"{self.names[r]} is {' or '.join(sorted({self.options[r][j].op for j in accepted}))}"
+            for r, accepted in self.conditions[i]
+        )
+
+    def _to_json(self, picks: Picks, settings: tuple[int, ...]) -> dict[str, Any]:
+        return {
+            "layers": {name: self.options[i][p].label for i, (name, p) in enumerate(zip(self.names, picks))
+                       if p is not None},
+            "hyperparameters": {name: self.settings[name][s] for name, s in zip(self.settings, settings)},
+        }
+
+    # -- sampling and neighbourhoods -----------------------------------------------------------
+
+    def sample(self, rng: np.random.Generator) -> dict[str, Any]:
+        """Every active choice and every hyperparameter uniform, in declared order."""
+        picks: list[int | None] = []
+        for i, options in enumerate(self.options):
+            picks.append(int(rng.integers(len(options))) if self._active(i, picks) else None)
+        settings = tuple(int(rng.integers(len(v))) for v in self.settings.values())
+        return self._to_json(tuple(picks), settings)
+
+    def _edits(self, picks: Picks, settings: tuple[int, ...]) -> list[tuple[Picks, tuple[int, ...]]]:
+        """One active choice or one hyperparameter changed (conditions settled after it)."""
+        out = []
+        for i, p in enumerate(picks):
+            if p is not None:
+                for j in range(len(self.options[i])):
+                    if j != p:
+                        out.append((self._settle([*picks[:i], j, *picks[i + 1:]]), settings))
+        for k, values in enumerate(self.settings.values()):
+            for j in range(len(values)):
+                if j != settings[k]:
+                    out.append((picks, (*settings[:k], j, *settings[k + 1:])))
+        return out
+
+    def mutate(self, arch: Any, rng: np.random.Generator) -> dict[str, Any]:
+        """Uniform over ``neighbours``."""
+        edits = self._edits(*self._parse(arch))
+        if not edits:
+            raise InvalidArchitecture("this declared space has a single architecture: nothing to mutate")
+        return self._to_json(*edits[int(rng.integers(len(edits)))])
+
+    def neighbours(self, arch: Any) -> list[dict[str, Any]]:
+        return [self._to_json(*e) for e in self._edits(*self._parse(arch))]
+
+    # -- categorical decisions and encoding ----------------------------------------------------
+
+    def decisions(self) -> list[tuple[str, tuple[str, ...]]]:
+        layers = [(name, tuple(self.index[i])) for i, name in enumerate(self.names)]
+        return layers + [(name, tuple(json.dumps(v) for v in values)) for name, values in self.settings.items()]
+
+    def to_choices(self, arch: Any) -> list[int]:
+        picks, settings = self._parse(arch)
+        return [0 if p is None else p for p in picks] + list(settings)
+
+    def from_choices(self, choices: list[int]) -> dict[str, Any]:
+        decisions = self.decisions()
+        if len(choices) != len(decisions):
+            raise InvalidArchitecture(f"this declared space takes {len(decisions)} choices ({len(self.names)} layer "
+                                      f"choices, then {len(self.settings)} hyperparameters), got {len(choices)}")
+        for (name, options), c in zip(decisions, choices):
+            if not 0 <= int(c) < len(options):
+                raise InvalidArchitecture(f"{name}: choice {c} is out of range 0..{len(options) - 1}")
+        n = len(self.names)
+        picks = self._settle([int(c) for c in choices[:n]])
+        return self._to_json(picks, tuple(int(c) for c in choices[n:]))
+
+    def encode(self, arch: Any) -> np.ndarray:
+        """One-hot per choice (all zeros while inactive), then one-hot per hyperparameter."""
+        picks, settings = self._parse(arch)
+        sizes = [len(o) for o in self.options] + [len(v) for v in self.settings.values()]
+        vec = np.zeros(sum(sizes), dtype=np.float32)
+        offset = 0
+        for size, p in zip(sizes, [*picks, *settings]):
+            if p is not None:
+                vec[offset + p] = 1.0
+            offset += size
+        return vec
+
+    # -- canonical forms -----------------------------------------------------------------------
+
+    def key(self, arch: Any) -> str:
+        canonical = self.validate(arch)
+        return "|".join([*(f"{name}={label}" for name, label in canonical["layers"].items()),
+                         *(f"{name}={json.dumps(v)}" for name, v in canonical["hyperparameters"].items())])
+
+    def from_key(self, text: str) -> dict[str, Any]:
+        layers: dict[str, Any] = {}
+        settings: dict[str, Any] = {}
+        for part in text.strip().split("|"):
+            name, sep, value = part.partition("=")
+            if not sep:
+                raise InvalidArchitecture(f"a declared key lists 'choice=option' items separated by '|', like "
+                                          f"'{self.names[0]}={next(iter(self.index[0]))}|...', got {part!r}"[:500])
+            if name in self.settings:
+                try:
+                    settings[name] = json.loads(value)
+                except ValueError:
+                    raise InvalidArchitecture(f"hyperparameters.{name}: cannot read {value!r} as a number") from None
+            else:
+                layers[name] = value
+        return {"layers": layers, "hyperparameters": settings}
+
+    def validate(self, arch: Any) -> dict[str, Any]:
+        return self._to_json(*self._parse(arch))
+
+    def size(self) -> int:
+        return sum(count for count, _ in self._walk(None).values()) * math.prod(len(v) for v in self.settings.values())
+
+    # -- training settings and data shape ------------------------------------------------------
+
+    def searched_settings(self) -> dict[str, tuple[Any, ...]]:
+        return dict(self.settings)
+
+    def training_settings(self, arch: Any) -> dict[str, Any]:
+        return self.validate(arch)["hyperparameters"]
+
+    def check_input(self, input_shape: tuple[int, ...]) -> None:
+        """Raise InvalidSpace unless every network of the space takes inputs of ``input_shape``."""
+        self._walk(tuple(input_shape))
+
+    def _walk(self, shape: Shape | None) -> Walk:
+        """Every reachable (shape after the last choice, picks that conditions read), with how many
+        networks reach it and one example of the shape-changing choices on the way. Without a
+        shape it only counts; with one, an option that cannot take an input it may meet raises
+        InvalidSpace naming the choice."""
+        blank: Picks = (None,) * len(self.names)
+        states = {(shape, blank): (1, ())}
+        for i, options in enumerate(self.options):
+            reached: Walk = {}
+            for (now, picks), (count, path) in states.items():
+                if not self._active(i, picks):
+                    _add(reached, (now, picks), count, path)
+                    continue
+                for j, option in enumerate(options):
+                    out = None if now is None else self._shape(i, option, now, path)
+                    kept = (*picks[:i], j, *picks[i + 1:]) if i in self.referenced else picks
+                    step = (f"{self.names[i]}={option.label}",) if out != now else ()
+                    _add(reached, (out, kept), count, path + step)
+            if len(reached) > MAX_STATES:
+                raise InvalidSpace(f"layers[{i}] {self.names[i]!r}: over {MAX_STATES:,} distinct shapes to check; "
+                                   "offer fewer strides, kernels or channels per choice")
+            states = reached
+        return states
+
+    def _shape(self, i: int, option: Option, shape: Shape, path: tuple[str, ...]) -> Shape:
+        try:
+            return output_shape(option, shape)
+        except ShapeError as exc:
+            after = f" (e.g. after {', '.join(path[-3:])})" if path else ""
+            raise InvalidSpace(f"layers[{i}] {self.names[i]!r}: option {exc}{after}") from None
+
+    # -- networks ------------------------------------------------------------------------------
+
+    def build(self, arch: Any, input_shape: tuple[int, ...], num_classes: int) -> Any:
+        picks, _ = self._parse(arch)
+        from spaces.declared_net import DeclaredNetwork  # torch stays out of the API's import path
+
+        chosen = [(self.names[i], self.options[i][p]) for i, p in enumerate(picks) if p is not None]
+        return DeclaredNetwork(chosen, input_shape=tuple(input_shape), num_classes=num_classes)
+
+
+__all__ = ["DeclaredConfig", "DeclaredSpace"]
