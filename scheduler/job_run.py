@@ -4,16 +4,18 @@ Each ``step`` is one transaction that reaps lost trials, tells the strategy ever
 finished trial, asks for new ones while slots are free and saves the strategy's state with
 the trial rows it produced, so a scheduler that dies at any point is replaced by one that
 continues exactly where the database says the search stood. Messages to the workers go out
-only after that commit, for every trial still ``pending``.
+only after that commit, for every trial still ``pending``; a queued trial whose message the
+broker lost is put back to ``pending`` and so sent again.
 """
 from __future__ import annotations
 
 import logging
+import time
 from datetime import datetime
 
 from sqlalchemy.orm import Session
 
-from scheduler.dispatch import Send
+from scheduler.dispatch import Send, Waiting, celery_waiting
 from scheduler.early_stopping import should_stop
 from scheduler.strategies import Proposal, Strategy, TrialResult, make_strategy
 from scion.settings import Settings
@@ -29,8 +31,10 @@ log = logging.getLogger(__name__)
 
 
 class JobRun:
-    def __init__(self, job_id: int, owner: str, settings: Settings, send: Send) -> None:
-        self.job_id, self.owner, self.settings, self.send = job_id, owner, settings, send
+    def __init__(self, job_id: int, owner: str, settings: Settings, send: Send,
+                 waiting: Waiting = celery_waiting) -> None:
+        self.job_id, self.owner, self.settings, self.send, self.waiting = job_id, owner, settings, send, waiting
+        self.next_loss_check = time.monotonic() + settings.resend_after_seconds / 2
         self.spec: JobSpec | None = None
         self.space: SearchSpace | None = None
         self.strategy: Strategy | None = None
@@ -38,8 +42,10 @@ class JobRun:
         self.last_report_id = 0
         self.curves: dict[int, list[tuple[int, float]]] = {}  # running trial id -> (epoch, score) so far
 
-    def step(self) -> bool:
-        """Advance the job; False once the job is finished or no longer ours."""
+    def step(self, reap_lost: bool = True) -> bool:
+        """Advance the job; False once the job is finished or no longer ours. ``reap_lost=False``
+        spares trials with stale heartbeats: right after a database outage every heartbeat is
+        stale, though the workers live."""
         with session_scope(durable=False) as session:
             job = session.get(Job, self.job_id)
             if job is None or job.status not in ("pending", "running"):
@@ -53,8 +59,9 @@ class JobRun:
                 return False
             if job.status == "pending":
                 job.status, job.started_at = "running", utcnow()
-                repo.add_event(session, job_id=job.id, kind="started", message=f"scheduler {self.owner} started the job")
-            running = self._advance(session, job)
+                repo.add_event(session, job_id=job.id, kind="started",
+                               message=f"scheduler {self.owner} started the job")
+            running = self._advance(session, job, reap_lost)
         if running:
             self._send_pending()
         return running
@@ -71,9 +78,13 @@ class JobRun:
             strategy.load_state_dict(job.strategy_state)
         self.strategy = strategy
 
-    def _advance(self, session: Session, job: Job) -> bool:
+    def _advance(self, session: Session, job: Job, reap_lost: bool) -> bool:
         budget = self.spec.budget
-        self._reap_lost(session, job)
+        if reap_lost:
+            self._reap_lost(session, job)
+        if budget.trial_time_limit_s:
+            self._stop_overdue(session, job, budget.trial_time_limit_s)
+        self._resend_lost(session, job)
         if budget.time_limit_s and job.started_at and _elapsed(job.started_at) > budget.time_limit_s:
             repo.stop_in_flight(session, job_id=job.id, reason="job time limit reached")
             self._tell_finished(session, job)
@@ -165,8 +176,9 @@ class JobRun:
             if not self.strategy.on_report(trial.number, step, score, scores):
                 reason = "by the strategy"
             elif stopping and (predicted := should_stop(stopping, curve, final_epoch, kth_best)) is not None:
-                reason = (f"by learning-curve early stopping: extrapolated {self.spec.primary.metric} "
-                          f"{predicted if self.spec.primary.mode == 'max' else -predicted:.4g} at epoch {final_epoch} cannot reach the {stopping.top_k}-th best")
+                shown = predicted if self.spec.primary.mode == "max" else -predicted
+                reason = (f"by learning-curve early stopping: extrapolated {self.spec.primary.metric} {shown:.4g} "
+                          f"at epoch {final_epoch} cannot reach the {stopping.top_k}-th best")
             if reason and latest[trial.id] < final_epoch:
                 trial.status, trial.finished_at = "stopped", utcnow()
                 trial.metrics, trial.objective, trial.score = {**metrics, "epochs": step}, objective, score
@@ -187,6 +199,41 @@ class JobRun:
                 trial.error = f"worker lost {trial.attempts} times (last: {trial.worker}); no attempts left"
                 message = f"trial {trial.number} failed: {trial.error}"
             repo.add_event(session, job_id=job.id, kind="trial_lost", message=message)
+
+    def _stop_overdue(self, session: Session, job: Job, limit_s: float) -> None:
+        """Record trials running past the per-trial time limit as stopped; each worker sees it at
+        its next heartbeat and ends the run at its next epoch, its late result ignored."""
+        for trial in repo.running_longer_than(session, job_id=job.id, seconds=limit_s):
+            trial.status, trial.finished_at = "stopped", utcnow()
+            trial.error = f"exceeded the trial time limit of {limit_s:g} s"
+            self.curves.pop(trial.id, None)
+            repo.add_event(session, job_id=job.id, kind="trial_stopped",
+                           message=f"trial {trial.number} stopped: {trial.error}")
+
+    def _resend_lost(self, session: Session, job: Job) -> None:
+        """Put back to pending (to be sent again) the trials queued for ``resend_after_seconds``
+        while the broker holds no message in their queue: it lost them (restarted without
+        persistence, flushed). Checked every half of that interval. A message that was not lost
+        after all becomes a duplicate, which the worker's claim skips."""
+        if time.monotonic() < self.next_loss_check:
+            return
+        self.next_loss_check = time.monotonic() + self.settings.resend_after_seconds / 2
+        overdue = repo.queued_longer_than(session, job_id=job.id, seconds=self.settings.resend_after_seconds)
+        if not overdue:
+            return
+        try:
+            if self.waiting(self.queue):
+                return  # the queue is still draining: these trials wait their turn
+        except Exception as exc:  # broker down: nothing can be sent now anyway
+            log.warning("could not count the messages in queue %r (%s); will ask again", self.queue, exc)
+            return
+        for trial in overdue:
+            trial.status = "pending"
+        numbers = ", ".join(str(t.number) for t in overdue[:20]) + (f" and {len(overdue) - 20} more"
+                                                                     if len(overdue) > 20 else "")
+        repo.add_event(session, job_id=job.id, kind="trials_resent",
+                       message=f"trial(s) {numbers} queued for over {self.settings.resend_after_seconds:g} s with "
+                               f"no message left in queue {self.queue!r} (lost by the broker?); sending them again")
 
     def _finish(self, session: Session, job: Job, status: str, error: str | None, note: str = "") -> None:
         best = repo.best_trial(session, job_id=job.id)

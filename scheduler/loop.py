@@ -1,33 +1,38 @@
 """The scheduler process: claims jobs through database leases and drives each one.
 
 Any number of schedulers may run; a job's lease names the one driving it, is renewed every
-pass, and is taken over by another scheduler once it expires.
+pass, and is taken over by another scheduler once it expires. A pass the database fails is
+retried with growing pauses; the jobs it touched are reloaded from their saved state.
 """
 from __future__ import annotations
 
 import logging
+import math
 import os
 import socket
 import threading
+import time
 import uuid
 
-from scheduler.dispatch import Send, celery_send
+from scheduler.dispatch import Send, Waiting, celery_send, celery_waiting
 from scheduler.job_run import JobRun
 from scion.nudge import NudgeListener
 from scion.settings import Settings, get_settings
 from storage import repository as repo
-from storage.db import session_scope
+from storage.db import is_unreachable, session_scope
 from storage.models import Job
 
 log = logging.getLogger(__name__)
 
 
 class Scheduler:
-    def __init__(self, settings: Settings | None = None, send: Send = celery_send, owner: str | None = None) -> None:
+    def __init__(self, settings: Settings | None = None, send: Send = celery_send, owner: str | None = None,
+                 waiting: Waiting = celery_waiting) -> None:
         self.settings = settings or get_settings()
-        self.send = send
+        self.send, self.waiting = send, waiting
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.runs: dict[int, JobRun] = {}
+        self.unreachable_at = -math.inf  # when a pass last found the database unreachable (monotonic)
 
     def step(self) -> None:
         """One pass: renew or take leases, then advance every job held."""
@@ -42,12 +47,21 @@ class Scheduler:
                 if taken and (job_id not in self.runs or not renewing):
                     verb = "took" if job_id not in self.runs else "retook (lease had lapsed)"
                     log.info("scheduler %s %s job %s", self.owner, verb, job_id)
-                    self.runs[job_id] = JobRun(job_id, self.owner, self.settings, self.send)
+                    self.runs[job_id] = JobRun(job_id, self.owner, self.settings, self.send, self.waiting)
+        # Workers could not beat while the database was away: give them one timeout to resume.
+        reap_lost = time.monotonic() - self.unreachable_at > self.settings.heartbeat_timeout_seconds
         for job_id, run in list(self.runs.items()):
             try:
-                alive = run.step()
-            except Exception:
-                log.exception("job %s: scheduler pass failed; retrying next pass", job_id)
+                alive = run.step(reap_lost=reap_lost)
+            except Exception as exc:
+                # The strategy in memory may have seen what the database rolled back: the next
+                # pass reloads the job from its last committed state.
+                del self.runs[job_id]
+                if not is_unreachable(exc):
+                    log.exception("job %s: scheduler pass failed; retrying next pass", job_id)
+                    continue
+                self.unreachable_at = time.monotonic()
+                log.warning("job %s: database unreachable (%s); retrying", job_id, type(exc).__name__)
                 continue
             if not alive:
                 del self.runs[job_id]
@@ -55,12 +69,19 @@ class Scheduler:
     def run(self, stop: threading.Event) -> None:
         log.info("scheduler %s polling every %.2fs", self.owner, self.settings.scheduler_poll_seconds)
         listener = NudgeListener(self.settings.broker)  # woken early by finished trials where Redis is there
+        poll, failures = self.settings.scheduler_poll_seconds, 0
         while not stop.is_set():
             try:
                 self.step()
-            except Exception:  # database unreachable: wait and carry on
-                log.exception("scheduler pass failed; retrying")
-            listener.wait(self.settings.scheduler_poll_seconds, stop.wait)
+                failures = 0
+            except Exception as exc:
+                failures += 1
+                if is_unreachable(exc):
+                    self.unreachable_at = time.monotonic()
+                    log.warning("database unreachable (%s); retry %d", type(exc).__name__, failures)
+                else:
+                    log.exception("scheduler pass failed; retrying")
+            listener.wait(min(poll * 2**failures, max(poll, 2.0)), stop.wait)
         self.release_all()
 
     def release_all(self) -> None:

@@ -50,6 +50,16 @@ class Settings(BaseSettings):
     broker_visibility_timeout: int = Field(
         12 * 3600, gt=0, description="Seconds before an unacknowledged message is redelivered; longer than any trial."
     )
+    resend_after_seconds: float = Field(
+        60.0, gt=0,
+        description="A trial queued this long while its broker queue is empty lost its message (e.g. the broker "
+                    "restarted without persistence) and is sent again.",
+    )
+    database_retry_seconds: float = Field(
+        300.0, gt=0,
+        description="How long a worker retries a claim, an epoch's report or a result while the database is "
+                    "unreachable, before it gives the attempt up (the trial is then re-run).",
+    )
 
     worker_device: str = Field("auto", description="'auto', 'cpu', 'cuda' or 'cuda:N'.")
     artifacts: Path | None = Field(

@@ -1,14 +1,21 @@
 """Engines and the one transactional scope every repository call runs in."""
 from __future__ import annotations
 
-from collections.abc import Iterator
+import logging
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from typing import TypeVar
 
 from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from scion.settings import get_settings
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def utcnow() -> datetime:
@@ -76,3 +83,27 @@ def dispose_engines() -> None:
     """Forget pooled connections inherited across fork; each process opens its own."""
     for engine in _ENGINES.values():
         engine.dispose(close=False)
+
+
+def is_unreachable(exc: BaseException) -> bool:
+    """Whether ``exc`` says the database could not be reached (down, restarting, connection cut,
+    SQLite locked), as opposed to a statement it refused."""
+    return isinstance(exc, OperationalError) or (isinstance(exc, DBAPIError) and exc.connection_invalidated)
+
+
+def retry_unreachable(work: Callable[[], T], *, what: str, patience_s: float) -> T:
+    """Run ``work``, a whole unit of work that opens its own ``session_scope``, again with growing
+    pauses (0.1 s doubling to 2 s) while the database is unreachable, for up to ``patience_s``
+    seconds; then the last error propagates. For workers, whose claims, epochs and results must
+    outlive a database restart; ``work`` must be safe to repeat (conditional updates are)."""
+    delay, deadline = 0.1, time.monotonic() + patience_s
+    while True:
+        try:
+            return work()
+        except DBAPIError as exc:
+            if not is_unreachable(exc) or time.monotonic() + delay > deadline:
+                raise
+            log.warning("database unreachable while %s (%s); retrying in %.1f s",
+                        what, type(exc.orig).__name__, delay)
+        time.sleep(delay)
+        delay = min(2 * delay, 2.0)

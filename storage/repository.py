@@ -217,6 +217,28 @@ def stale_running(session: Session, *, job_id: int, older_than_s: float) -> list
     )
 
 
+def running_longer_than(session: Session, *, job_id: int, seconds: float) -> list[Trial]:
+    """Running trials whose current attempt started more than ``seconds`` ago."""
+    cutoff = utcnow() - timedelta(seconds=seconds)
+    return list(
+        session.scalars(
+            select(Trial).where(Trial.job_id == job_id, Trial.status == "running", Trial.started_at < cutoff)
+        )
+    )
+
+
+def queued_longer_than(session: Session, *, job_id: int, seconds: float) -> list[Trial]:
+    """Queued trials whose message went out more than ``seconds`` ago, oldest first."""
+    cutoff = utcnow() - timedelta(seconds=seconds)
+    return list(
+        session.scalars(
+            select(Trial)
+            .where(Trial.job_id == job_id, Trial.status == "queued", Trial.queued_at < cutoff)
+            .order_by(Trial.number)
+        )
+    )
+
+
 def mark_queued(session: Session, *, trial_ids: list[int]) -> None:
     if trial_ids:
         session.execute(

@@ -30,6 +30,9 @@ def make_celery() -> Celery:
         broker_connection_retry_on_startup=True,
         task_acks_late=True,
         task_reject_on_worker_lost=True,
+        # A broker restart must not stop trials mid-training: they write to the database, not the
+        # broker, and their lost messages cost nothing (the scheduler re-sends what never started).
+        worker_cancel_long_running_tasks_on_connection_loss=False,
         worker_prefetch_multiplier=1,
         task_ignore_result=True,
         result_backend=None,

@@ -1,7 +1,9 @@
 """Running one attempt of one trial: claim it, evaluate it, write back what happened.
 
 Called by the Celery task with nothing but the trial id, so a duplicate or late message is
-harmless: the claim is a conditional UPDATE and only one attempt can hold the trial.
+harmless: the claim is a conditional UPDATE and only one attempt can hold the trial. Every write
+(claim, epoch, result) is retried while the database is unreachable, so a database restart
+delays a trial but neither fails it nor loses its result.
 """
 from __future__ import annotations
 
@@ -10,23 +12,26 @@ import os
 import socket
 import threading
 import traceback
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Row
+from sqlalchemy.exc import DBAPIError
 
 from scion.nudge import nudger
 from scion.settings import get_settings
 from scion.spec import Constraint, JobSpec
 from spaces import SearchSpace, make_space
 from storage import repository as repo
-from storage.db import session_scope
+from storage.db import retry_unreachable, session_scope
 from worker.evaluators import make_evaluator
 from worker.evaluators.base import Evaluator, TrialFailed, TrialStopped
 
 log = logging.getLogger(__name__)
 
 _ERROR_LIMIT = 4000
+T = TypeVar("T")
 
 
 def worker_name() -> str:
@@ -71,10 +76,13 @@ class TrialContext:
             raise TrialFailed(f"infeasible, not trained: {'; '.join(broken)}", metrics=costs)
 
     def report(self, epoch: int, metrics: dict[str, float]) -> None:
-        with session_scope() as session:
-            repo.record_step(session, trial_id=self.trial_id, attempt=self.attempt, step=epoch, metrics=metrics)
-            if not repo.heartbeat(session, trial_id=self.trial_id, attempt=self.attempt):
-                self._stop.set()
+        def record() -> bool:
+            with session_scope() as session:
+                repo.record_step(session, trial_id=self.trial_id, attempt=self.attempt, step=epoch, metrics=metrics)
+                return repo.heartbeat(session, trial_id=self.trial_id, attempt=self.attempt)
+
+        if not _persist(record, f"reporting epoch {epoch} of trial {self.trial_id}"):
+            self._stop.set()
         if self._stop.is_set():
             raise TrialStopped(f"stop requested after epoch {epoch}")
 
@@ -95,15 +103,27 @@ def _job_plan(job_id: int, raw_spec: dict[str, Any]) -> tuple[JobSpec, SearchSpa
     return _PLANS[key]
 
 
-def run_trial(trial_id: int, device: str) -> str:
-    """Evaluate the trial if it is still waiting for a worker; returns the outcome's status."""
+def _persist(work: Callable[[], T], what: str) -> T:
+    return retry_unreachable(work, what=what, patience_s=get_settings().database_retry_seconds)
+
+
+def _claim(trial_id: int) -> tuple[Row, tuple[JobSpec, SearchSpace, Evaluator] | None, dict[str, Any] | None] | None:
+    """The claimed trial with its job's plan if this process has one, else the job's spec."""
     with session_scope(durable=False) as session:  # a claim lost in a server crash is re-sent
         trial = repo.claim_trial(session, trial_id=trial_id, worker=worker_name())
         if trial is None:
-            return "skipped"
-        attempt = trial.attempts
+            return None
         plan = _PLANS.get((get_settings().db_url, trial.job_id))
-        raw_spec = None if plan else repo.job_spec(session, job_id=trial.job_id)
+        return trial, plan, None if plan else repo.job_spec(session, job_id=trial.job_id)
+
+
+def run_trial(trial_id: int, device: str) -> str:
+    """Evaluate the trial if it is still waiting for a worker; returns the outcome's status."""
+    claimed = _persist(lambda: _claim(trial_id), f"claiming trial {trial_id}")
+    if claimed is None:
+        return "skipped"
+    trial, plan, raw_spec = claimed
+    attempt = trial.attempts
 
     outcome: dict[str, Any]
     try:
@@ -120,6 +140,8 @@ def run_trial(trial_id: int, device: str) -> str:
         outcome = dict(status="stopped", error=str(exc))
     except TrialFailed as exc:
         outcome = dict(status="failed", error=str(exc), metrics=exc.metrics)
+    except DBAPIError:  # the service's failure, not the candidate's: the attempt is lost and run again
+        raise
     except MemoryError:
         outcome = dict(status="failed", error="out of memory: the candidate did not fit in host memory")
     except Exception as exc:  # a broken candidate fails alone; the worker lives on
@@ -130,7 +152,10 @@ def run_trial(trial_id: int, device: str) -> str:
             outcome = dict(status="failed", error=f"{type(exc).__name__}: {exc}\n{tail}"[:_ERROR_LIMIT])
         log.warning("trial %s failed: %s", trial_id, exc)
 
-    with session_scope() as session:
-        repo.finish_trial(session, trial_id=trial_id, attempt=attempt, **outcome)
+    def finish() -> bool:
+        with session_scope() as session:
+            return repo.finish_trial(session, trial_id=trial_id, attempt=attempt, **outcome)
+
+    _persist(finish, f"storing the result of trial {trial_id}")
     nudger().nudge()
     return outcome["status"]
