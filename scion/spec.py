@@ -158,9 +158,10 @@ class JobSpec(BaseModel):
             evaluator.check(self.evaluator, self.space.type)
         except ValueError as exc:
             raise ValueError(f"evaluator: {exc}") from None
-        metrics = {m.name: m for m in evaluator.objectives}
+        reported = evaluator.reported_objectives(self.evaluator)
+        metrics = {m.name: m for m in reported}
         if not self.objectives:
-            self.objectives = [Objective(metric=evaluator.objectives[0].name)]
+            self.objectives = [Objective(metric=reported[0].name)]
         for i, objective in enumerate(self.objectives):
             if objective.metric not in metrics:
                 raise ValueError(

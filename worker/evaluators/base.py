@@ -64,6 +64,11 @@ class Evaluator(ABC):
         self.config = config
 
     @classmethod
+    def reported_objectives(cls, config: BaseModel) -> tuple[Metric, ...]:
+        """The objectives a job configured with ``config`` can optimise: those it will compute."""
+        return cls.objectives
+
+    @classmethod
     def check(cls, config: BaseModel, space_type: str) -> None:
         """Raise ValueError when this evaluator cannot score architectures of ``space_type``."""
 

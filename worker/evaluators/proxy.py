@@ -25,6 +25,7 @@ from worker.training.datasets import DATASETS
 
 DatasetConfig = DATASETS.config_union()
 ProxyName = Literal["naswot", "synflow", "grad_norm", "jacob_cov"]
+PROXIES = ProxyName.__args__
 BATCH_SEED = 0  # which training examples make the proxy batch: fixed, never the job's seed
 
 
@@ -41,7 +42,7 @@ class ProxyConfig(BaseModel):
     )
     batch_size: int = Field(64, ge=2, le=1024, description="Examples in the one batch the proxies see.")
     proxies: list[ProxyName] = Field(
-        default_factory=lambda: ["naswot", "synflow", "grad_norm", "jacob_cov"],
+        default_factory=lambda: list(PROXIES),
         min_length=1,
         description="Proxies to compute; an objective must be one of them (or a cost).",
     )
@@ -78,6 +79,11 @@ class ProxyEvaluator(Evaluator):
         Metric("train_seconds", "min", "Wall time of the whole evaluation (s): costs and proxies, no training."),
     )
     recorded = ("latency_ms_batch", "proxy_seconds")
+
+    @classmethod
+    def reported_objectives(cls, config: ProxyConfig) -> tuple[Metric, ...]:
+        """A proxy left out of ``config.proxies`` is never computed, so it cannot be an objective."""
+        return tuple(m for m in cls.objectives if m.name in config.proxies or m.name not in PROXIES)
     constraint_metrics = ("params", "flops", "latency_ms", "latency_ms_batch")
 
     config: ProxyConfig
