@@ -71,9 +71,14 @@ class TrialContext:
         return get_settings().artifact_root / f"job-{self.job_id}" / f"trial-{number}" / "checkpoint.pt"
 
     def check_costs(self, costs: dict[str, float]) -> None:
+        """Called once the candidate is built and measured, before it trains: a candidate outside
+        the job's constraints fails here, and a trial stopped meanwhile (cancelled, out of time)
+        ends here rather than after its first epoch."""
         broken = [v for c in self.constraints if c.metric in costs and (v := c.violation(costs[c.metric]))]
         if broken:
             raise TrialFailed(f"infeasible, not trained: {'; '.join(broken)}", metrics=costs)
+        if self._stop.is_set():
+            raise TrialStopped("stop requested before training")
 
     def report(self, epoch: int, metrics: dict[str, float]) -> None:
         def record() -> bool:
