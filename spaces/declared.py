@@ -39,10 +39,18 @@ from spaces.base import InvalidArchitecture, InvalidSpace
 from spaces.declared_config import DeclaredConfig, layer_options, matching
 from spaces.declared_ops import Option, Shape, ShapeError, expand, output_shape
 
-MAX_STATES = 100_000  # distinct (shape, condition) states walked when checking a space
+MAX_STEPS = 100_000  # (state, option) pairs walked in all, which bounds the states too: under a second
 
 Picks = tuple[int | None, ...]  # per choice, the option index (None: inactive)
 Walk = dict[tuple[Any, Picks], tuple[int, tuple[str, ...]]]  # (shape, picks) -> (networks, example path)
+
+
+def _representatives(options: int, reads: list[frozenset[int]]) -> list[int | None]:
+    """Per option, the first option that every condition in ``reads`` treats alike (None for
+    all when no condition reads the choice)."""
+    first: dict[tuple[bool, ...], int] = {}
+    signatures = [tuple(j in accepted for accepted in reads) for j in range(options)]
+    return [first.setdefault(sig, j) if reads else None for j, sig in enumerate(signatures)]
 
 
 def _add(into: Walk, state: tuple[Any, Picks], count: int, path: tuple[str, ...]) -> None:
@@ -63,8 +71,14 @@ class DeclaredSpace:
              for ref, accepted in (layer.when or {}).items()]
             for layer in self.config.layers
         ]
-        self.referenced = {r for conds in self.conditions for r, _ in conds}
         self.settings = self.config.hyperparameters.options()
+        # What a walk over the choices remembers of choice r (see _carry), and after which choice
+        # nothing reads it any more.
+        reads = [[acc for conds in self.conditions for ref, acc in conds if ref == r] for r in range(len(self.names))]
+        self.kept = [_representatives(len(opts), reads[r]) for r, opts in enumerate(self.options)]
+        last = {r: i for i, conds in enumerate(self.conditions) for r, _ in conds}
+        self.forget = [[r for r, at in last.items() if at == i] for i in range(len(self.names))]
+        self.networks = sum(count for count, _ in self._walk(None).values())  # raises if too many to walk
 
     # -- internal forms ------------------------------------------------------------------------
 
@@ -246,7 +260,7 @@ class DeclaredSpace:
         return self._to_json(*self._parse(arch))
 
     def size(self) -> int:
-        return sum(count for count, _ in self._walk(None).values()) * math.prod(len(v) for v in self.settings.values())
+        return self.networks * math.prod(len(v) for v in self.settings.values())
 
     # -- training settings and data shape ------------------------------------------------------
 
@@ -267,22 +281,32 @@ class DeclaredSpace:
         InvalidSpace naming the choice."""
         blank: Picks = (None,) * len(self.names)
         states = {(shape, blank): (1, ())}
+        steps = 0
         for i, options in enumerate(self.options):
+            steps += len(states) * len(options)
+            if steps > MAX_STEPS:
+                raise InvalidSpace(f"layers[{i}] {self.names[i]!r}: over {MAX_STEPS:,} combinations of shapes and "
+                                   "conditions to check; offer fewer options per choice or fewer conditions")
             reached: Walk = {}
             for (now, picks), (count, path) in states.items():
                 if not self._active(i, picks):
-                    _add(reached, (now, picks), count, path)
+                    _add(reached, (now, self._carry(i, picks, None)), count, path)
                     continue
                 for j, option in enumerate(options):
                     out = None if now is None else self._shape(i, option, now, path)
-                    kept = (*picks[:i], j, *picks[i + 1:]) if i in self.referenced else picks
                     step = (f"{self.names[i]}={option.label}",) if out != now else ()
-                    _add(reached, (out, kept), count, path + step)
-            if len(reached) > MAX_STATES:
-                raise InvalidSpace(f"layers[{i}] {self.names[i]!r}: over {MAX_STATES:,} distinct shapes to check; "
-                                   "offer fewer strides, kernels or channels per choice")
+                    _add(reached, (out, self._carry(i, picks, j)), count, path + step)
             states = reached
         return states
+
+    def _carry(self, i: int, picks: Picks, j: int | None) -> Picks:
+        """The picks a walk keeps once choice ``i`` took option ``j`` (None: inactive): only what
+        later conditions read, as the first option they cannot tell from ``j``."""
+        out = list(picks)
+        out[i] = None if j is None else self.kept[i][j]
+        for r in self.forget[i]:
+            out[r] = None
+        return tuple(out)
 
     def _shape(self, i: int, option: Option, shape: Shape, path: tuple[str, ...]) -> Shape:
         try:

@@ -6,14 +6,14 @@ allowed.
 """
 from __future__ import annotations
 
+from collections import Counter
 from typing import Annotated, Any, Literal
 
 from pydantic import AllowInfNan, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
-from spaces.declared_ops import ALIASES, Option, expand, vocabulary
+from spaces.declared_ops import ALIASES, MAX_OPTIONS, Option, expand, vocabulary
 
 HYPERPARAMETERS = ("lr", "batch_size", "weight_decay", "epochs")
-MAX_OPTIONS = 256  # per choice, after expanding parameter lists
 NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,39}$"
 
 
@@ -108,16 +108,13 @@ class DeclaredConfig(BaseModel):
             if layer.name in names or layer.name in HYPERPARAMETERS:
                 raise ValueError(f"{where}: the name is already taken (choice names must differ from each other "
                                  f"and from {', '.join(HYPERPARAMETERS)})")
-            options = layer_options(layer, where)
+            layer_options(layer, where)
             for ref, accepted in (layer.when or {}).items():
                 if ref not in names:
                     raise ValueError(f"{where}.when: {ref!r} is not an earlier choice; "
                                      f"allowed: {', '.join(names) or 'none (this is the first choice)'}")
                 matching(layer_options(self.layers[names.index(ref)], ref), accepted, f"{where}.when.{ref}")
             names.append(layer.name)
-            if len(options) > MAX_OPTIONS:
-                raise ValueError(f"{where}: {len(options)} options after expanding parameter lists; at most "
-                                 f"{MAX_OPTIONS} per choice (split it into several choices)")
         return self
 
 
@@ -126,11 +123,10 @@ def layer_options(layer: LayerChoice, where: str) -> list[Option]:
     options: list[Option] = []
     for j, spec in enumerate(layer.ops):
         try:
-            options += expand(spec)
+            options += expand(spec, MAX_OPTIONS - len(options))
         except ValueError as exc:
             raise ValueError(f"{where}: ops[{j}]: {exc}") from None
-    labels = [o.label for o in options]
-    repeated = sorted({label for label in labels if labels.count(label) > 1})
+    repeated = sorted(label for label, n in Counter(o.label for o in options).items() if n > 1)
     if repeated:
         raise ValueError(f"{where}: {', '.join(repeated)} offered more than once")
     return options

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 Shape = tuple[int, ...]
+MAX_OPTIONS = 256  # options of one choice, after expanding parameter lists
 
 
 class ShapeError(ValueError):
@@ -110,10 +111,11 @@ def vocabulary() -> str:
     return "; ".join(op.signature() for op in OPERATIONS.values())
 
 
-def expand(spec: Any) -> list[Option]:
+def expand(spec: Any, limit: int = MAX_OPTIONS) -> list[Option]:
     """The options a declared operation stands for: ``"relu"``, or ``{"op": "conv2d", "channels":
     [8, 16], "kernel": 3}`` where a list gives the options of a parameter (every combination is
-    an option, in the vocabulary's parameter order). Raises ValueError naming the mistake."""
+    an option, in the vocabulary's parameter order), at most ``limit`` of them. Raises ValueError
+    naming the mistake."""
     if isinstance(spec, str):
         spec = {"op": spec}
     if not isinstance(spec, dict) or not isinstance(spec.get("op"), str):
@@ -128,6 +130,10 @@ def expand(spec: Any) -> list[Option]:
     if extra:
         allowed = ", ".join(p.name for p in op.params) or "none"
         raise ValueError(f"{op.name} has no parameter {', '.join(map(repr, extra))}; its parameters: {allowed}")
+    combinations = math.prod(len(v) if isinstance(v, list) else 1 for v in spec.values())
+    if combinations > limit:
+        raise ValueError(f"{op.name}: its parameter lists make {combinations} options, more than the {limit} left of "
+                         f"the {MAX_OPTIONS} a choice may offer; split it into several choices")
     choices: list[list[tuple[str, int | float]]] = [[]]
     for param in op.params:
         given = spec.get(param.name, param.default)

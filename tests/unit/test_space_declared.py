@@ -143,11 +143,31 @@ def test_parameter_lists_expand_to_every_combination_with_aliases_resolved() -> 
 # -- conditions, size, decisions ---------------------------------------------------------------
 
 
-def test_size_is_the_number_of_distinct_networks() -> None:
-    space = declared(CONDITIONAL)
+CHAINED = {  # each hidden layer exists only after a linear one; the activation reads two choices
+    "layers": [
+        {"name": "h0", "ops": ["identity", {"op": "linear", "units": [4, 8]}, "flatten"]},
+        {"name": "h1", "ops": ["identity", {"op": "linear", "units": [4, 8]}], "when": {"h0": ["linear"]}},
+        {"name": "h2", "ops": ["identity", {"op": "linear", "units": 4}], "when": {"h1": ["linear"]}},
+        {"name": "act", "ops": ["relu", "tanh"], "when": {"h0": ["linear(units=8)", "flatten"], "h2": ["identity"]}},
+    ],
+    "hyperparameters": {"epochs": [1, 2]},
+}
+
+
+@pytest.mark.parametrize(("body", "expected"), [(CONDITIONAL, (4 * 2 + 1) * 2 * 2 * 2), (CHAINED, 2 * 14)],
+                         ids=["conditional", "chained"])
+def test_size_is_the_number_of_distinct_networks(body: dict[str, Any], expected: int) -> None:
+    space = declared(body)
     radices = [len(o) for _, o in space.decisions()]
     keys = {space.key(space.from_choices(list(c))) for c in itertools.product(*map(range, radices))}
-    assert space.size() == len(keys) == (4 * 2 + 1) * 2 * 2 * 2
+    assert space.size() == len(keys) == expected
+
+
+def test_a_space_too_intricate_to_check_is_refused() -> None:
+    layers = [{"name": f"a{i}", "ops": ["relu", "gelu", "tanh"]} for i in range(20)]
+    layers.append({"name": "x", "ops": ["relu"], "when": {f"a{i}": ["relu"] for i in range(20)}})
+    with pytest.raises(InvalidSpace, match=r"layers\[\d+\] 'a\d+': over 100,000 combinations .* fewer conditions"):
+        declared({"layers": layers})
 
 
 def test_a_conditional_choice_exists_only_while_its_condition_holds() -> None:
@@ -204,7 +224,7 @@ def test_validate_names_the_choice_and_the_allowed_values(edit: Any, fragments: 
         ([{"name": "a", "ops": [{"op": "linear", "units": 4}, {"op": "dense", "units": 4}]}],
          ["linear(units=4) offered more than once"]),
         ([{"name": "a", "ops": [{"op": "conv2d", "channels": list(range(1, 60)), "kernel": [1, 3, 5, 7, 9]}]}],
-         ["295 options", "at most 256"]),
+         ["layers[0] 'a': ops[0]: conv2d: its parameter lists make 295 options", "the 256 left"]),
         ([{"name": "a-b", "ops": ["relu"]}], ["name"]),
     ],
 )
