@@ -243,6 +243,9 @@ def test_every_network_must_fit_the_input_shape() -> None:
         images.check_input((1, 40))
     with pytest.raises(InvalidSpace, match=r"'conv1'.*needs a sequence.*an image \(1, 8, 8\).*use conv2d"):
         sequences.check_input((1, 8, 8))
+    # a file dataset's shape is known only when a worker builds the network: the same message then
+    with pytest.raises(ValueError, match=r"choice 'conv1': conv2d\(.*\) needs an image.*a sequence \(1, 40\)"):
+        images.build(images.sample(np.random.default_rng(0)), (1, 40), 10)
     # one path in many is enough to refuse: a stride-2 convolution after the pooling leaves 8x8 at 2x2,
     # and a further 4x4 pool cannot take that
     deeper = json.loads(json.dumps(IMAGES))
