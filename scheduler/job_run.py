@@ -1,11 +1,11 @@
 """One job as its scheduler sees it: the strategy in memory, the trials in the database.
 
 Each ``step`` is one transaction that reaps lost trials, tells the strategy every newly
-finished trial, asks for new ones while slots are free and saves the strategy's state with
-the trial rows it produced, so a scheduler that dies at any point is replaced by one that
-continues exactly where the database says the search stood. Messages to the workers go out
-only after that commit, for every trial still ``pending``; a queued trial whose message the
-broker lost is put back to ``pending`` and so sent again.
+finished trial, asks for new ones while slots are free and logs those calls to the strategy
+(its whole state now and then) with the trial rows they produced, so a scheduler that dies at
+any point is replaced by one that continues exactly where the database says the search stood.
+Messages to the workers go out only after that commit, for every trial still ``pending``; a
+queued trial whose message the broker lost is put back to ``pending`` and so sent again.
 """
 from __future__ import annotations
 
@@ -13,11 +13,12 @@ import logging
 import time
 from datetime import datetime
 
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, defer
 
 from scheduler.dispatch import Send, Waiting, celery_waiting
 from scheduler.early_stopping import should_stop
-from scheduler.strategies import Proposal, Strategy, TrialResult, make_strategy
+from scheduler.strategies import Proposal, TrialResult, make_strategy
+from scheduler.strategy_log import LoggedStrategy
 from scion.settings import Settings
 from scion.spec import JobSpec
 from spaces import InvalidArchitecture, SearchSpace, make_space
@@ -37,7 +38,8 @@ class JobRun:
         self.next_loss_check = time.monotonic() + settings.resend_after_seconds / 2
         self.spec: JobSpec | None = None
         self.space: SearchSpace | None = None
-        self.strategy: Strategy | None = None
+        self.strategy: LoggedStrategy | None = None
+        self.next_checkpoint = 0.0  # monotonic time after which the strategy's state is next saved whole
         self.queue = "gpu"
         self.last_report_id = 0
         self.curves: dict[int, list[tuple[int, float]]] = {}  # running trial id -> (epoch, score) so far
@@ -47,13 +49,14 @@ class JobRun:
         spares trials with stale heartbeats: right after a database outage every heartbeat is
         stale, though the workers live."""
         with session_scope(durable=False) as session:
-            job = session.get(Job, self.job_id)
+            job = session.get(Job, self.job_id, options=[defer(Job.strategy_state)])  # read once, in _load
             if job is None or job.status not in ("pending", "running"):
                 return False
             if not repo.holds_lease(session, job=job, owner=self.owner):
                 return False
+            calls = repo.strategy_calls(session, job_id=job.id) if self.strategy is None else []
             try:
-                self._load(job)
+                self._load(job, calls)
             except Exception as exc:  # a spec this version cannot run: fail the job, say why
                 self._finish(session, job, "failed", f"cannot start the job: {exc}")
                 return False
@@ -66,7 +69,8 @@ class JobRun:
             self._send_pending()
         return running
 
-    def _load(self, job: Job) -> None:
+    def _load(self, job: Job, calls: list[dict]) -> None:
+        """The strategy as the database says it stands: its last whole state, then the calls logged since."""
         if self.strategy is not None:
             return
         self.spec = JobSpec.model_validate(job.spec)
@@ -76,7 +80,10 @@ class JobRun:
         strategy = make_strategy(self.spec.strategy, self.space, self.spec.seed)
         if job.strategy_state:
             strategy.load_state_dict(job.strategy_state)
-        self.strategy = strategy
+        logged = LoggedStrategy(strategy, self.space)
+        logged.replay(calls)
+        self.strategy = logged
+        self.next_checkpoint = time.monotonic() + self.settings.strategy_checkpoint_seconds
 
     def _advance(self, session: Session, job: Job, reap_lost: bool) -> bool:
         budget = self.spec.budget
@@ -91,20 +98,18 @@ class JobRun:
             self._finish(session, job, "completed", None, note=f"time limit of {budget.time_limit_s:g} s reached")
             return False
 
-        reported = self._relay_reports(session, job)
+        self._relay_reports(session, job)
         in_flight = repo.in_flight_count(session, job_id=job.id)
-        told = self._tell_finished(session, job)
-        created, exhausted = 0, False
+        self._tell_finished(session, job)
+        exhausted = False
         while job.trials_created < budget.max_trials and in_flight < budget.max_parallel:
             proposal = self._next_proposal(job.trials_created)
             if proposal is None:
                 exhausted = True
                 break
             self._add_trial(session, job, proposal)
-            created += 1
             in_flight += 1
-        if reported or told or created:
-            job.strategy_state = self.strategy.state_dict()
+        self._save_strategy(session, job)
 
         if in_flight == 0 and (job.trials_created >= budget.max_trials or exhausted):
             note = "budget spent" if job.trials_created >= budget.max_trials else "no more candidates to propose"
@@ -155,7 +160,7 @@ class JobRun:
         The stopped trial keeps the result it was judged on; its worker notices at its next
         report (within one epoch) and ends the run."""
         stopping = self.spec.early_stopping
-        if type(self.strategy).on_report is Strategy.on_report and stopping is None:
+        if not self.strategy.reads_reports and stopping is None:
             return 0
         reports = repo.new_reports(session, job_id=job.id, after_id=self.last_report_id)
         latest = {trial.id: step for _, trial, step, _ in reports}  # ordered by report, so the last wins
@@ -235,7 +240,19 @@ class JobRun:
                        message=f"trial(s) {numbers} queued for over {self.settings.resend_after_seconds:g} s with "
                                f"no message left in queue {self.queue!r} (lost by the broker?); sending them again")
 
+    def _save_strategy(self, session: Session, job: Job, *, whole: bool = False) -> None:
+        """Log the strategy's new calls with this pass's rows, or save its state whole instead when
+        the job ends or ``strategy_checkpoint_seconds`` have passed: its state grows with the job,
+        the calls of one pass do not."""
+        if whole or (self.strategy.unsaved and time.monotonic() >= self.next_checkpoint):
+            repo.save_strategy_state(session, job=job, state=self.strategy.state_dict())
+            self.next_checkpoint = time.monotonic() + self.settings.strategy_checkpoint_seconds
+        else:
+            repo.log_strategy_calls(session, job_id=job.id, calls=self.strategy.take_unsaved())
+
     def _finish(self, session: Session, job: Job, status: str, error: str | None, note: str = "") -> None:
+        if self.strategy is not None:
+            self._save_strategy(session, job, whole=True)
         best = repo.best_trial(session, job_id=job.id)
         if status == "completed" and best is None and job.trials_created:
             status, error = "failed", "no trial completed; see the trials' errors"

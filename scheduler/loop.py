@@ -14,6 +14,8 @@ import threading
 import time
 import uuid
 
+from sqlalchemy.orm import defer
+
 from scheduler.dispatch import Send, Waiting, celery_send, celery_waiting
 from scheduler.job_run import JobRun
 from scion.nudge import NudgeListener
@@ -41,7 +43,7 @@ class Scheduler:
                 # A lease of ours that lapsed since the last pass may have been taken over by
                 # another scheduler meanwhile: the job must then be reloaded from the database,
                 # never continued from the strategy held in memory.
-                job = session.get(Job, job_id)
+                job = session.get(Job, job_id, options=[defer(Job.strategy_state)])
                 renewing = job is not None and repo.holds_lease(session, job=job, owner=self.owner)
                 taken = repo.take_lease(session, job_id=job_id, owner=self.owner, seconds=self.settings.lease_seconds)
                 if taken and (job_id not in self.runs or not renewing):

@@ -45,6 +45,11 @@ class Settings(BaseSettings):
 
     lease_seconds: float = Field(30.0, gt=0, description="How long a scheduler's claim on a job lasts unrenewed.")
     scheduler_poll_seconds: float = Field(0.2, gt=0, description="Pause between scheduler passes.")
+    strategy_checkpoint_seconds: float = Field(
+        10.0, ge=0,
+        description="How often a job's strategy state is saved whole; in between only the calls made to the "
+                    "strategy are logged, and a scheduler taking the job over replays them. 0 saves it every pass.",
+    )
     heartbeat_seconds: float = Field(5.0, gt=0, description="How often a worker touches a running trial.")
     heartbeat_timeout_seconds: float = Field(60.0, gt=0, description="A running trial silent this long is lost.")
     broker_visibility_timeout: int = Field(

@@ -9,7 +9,7 @@ import math
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import Row, func, select, update
+from sqlalchemy import Row, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from storage.db import utcnow
@@ -18,6 +18,7 @@ from storage.models import (
     TERMINAL_TRIAL_STATUSES,
     Job,
     JobEvent,
+    StrategyCall,
     Trial,
     TrialMetric,
 )
@@ -267,6 +268,23 @@ def new_reports(session: Session, *, job_id: int, after_id: int) -> list[tuple[i
         .order_by(TrialMetric.id)
     ).all()
     return [tuple(row) for row in rows]
+
+
+def strategy_calls(session: Session, *, job_id: int) -> list[dict[str, Any]]:
+    """The calls logged since the job's strategy state was last saved whole, oldest first."""
+    return list(session.scalars(select(StrategyCall.call).where(StrategyCall.job_id == job_id)
+                                .order_by(StrategyCall.id)))
+
+
+def log_strategy_calls(session: Session, *, job_id: int, calls: list[dict[str, Any]]) -> None:
+    if calls:
+        session.execute(insert(StrategyCall), [{"job_id": job_id, "call": _json_safe(call)} for call in calls])
+
+
+def save_strategy_state(session: Session, *, job: Job, state: dict[str, Any]) -> None:
+    """Save the strategy's state whole; the calls logged before it are then part of it."""
+    job.strategy_state = state
+    session.execute(delete(StrategyCall).where(StrategyCall.job_id == job.id))
 
 
 # ---------------------------------------------------------------- worker side

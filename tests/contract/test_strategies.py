@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from scheduler.strategies import STRATEGIES, TrialResult, make_strategy
+from scheduler.strategy_log import LoggedStrategy
 from spaces import SPACES, make_space
 
 STRATEGY_NAMES = STRATEGIES.names()
@@ -72,6 +73,21 @@ def test_state_round_trip_continues_the_same_search(name):
     restored = _strategy(name, 999)  # a different seed: everything must come from the state
     restored.load_state_dict(state)
     assert _drive(restored, 30) == _drive(original, 30)
+
+
+@pytest.mark.parametrize("name", STRATEGY_NAMES)
+def test_saved_state_and_replayed_calls_continue_the_same_search(name):
+    """What a scheduler taking a job over does: load the last whole state, replay the calls
+    logged since (scheduler/strategy_log.py), and go on as the original would have."""
+    original = LoggedStrategy(_strategy(name, 3), _space())
+    _drive(original, 20, failing_every=7)
+    state = json.loads(json.dumps(original.state_dict()))
+    _drive(original, 12)
+    calls = json.loads(json.dumps(original.take_unsaved()))  # as the database returns them
+    restored = LoggedStrategy(_strategy(name, 999), _space())
+    restored.strategy.load_state_dict(state)
+    restored.replay(calls)
+    assert _drive(restored, 20) == _drive(original, 20)
 
 
 @pytest.mark.parametrize("name", STRATEGY_NAMES)

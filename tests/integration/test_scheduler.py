@@ -93,21 +93,28 @@ def test_tabular_search_completes_within_parallel_budget(settings_env, nb201_csv
 # ---------------------------------------------------------------- 2. restart
 
 
-def test_restarted_scheduler_continues_the_search(settings_env, nb201_csv, make_broker):
+@pytest.mark.parametrize("checkpoint_s", [0.0, 3600.0], ids=["state-saved-every-pass", "calls-replayed"])
+def test_restarted_scheduler_continues_the_search(settings_env, nb201_csv, make_broker, checkpoint_s):
+    settings = settings_env.model_copy(update={"strategy_checkpoint_seconds": checkpoint_s})
     spec = tabular_spec(nb201_csv, max_trials=24, max_parallel=3, population=8, sample=3, seed=11)
-    reference = reference_arch_keys(settings_env, spec, make_broker())
+    reference = reference_arch_keys(settings, spec, make_broker())
 
     job_id = make_job(spec, name="restarted")
     broker = make_broker()  # the broker outlives the schedulers: messages sent by A still arrive
-    a = Scheduler(settings_env, send=broker.send, owner="scheduler-a")
+    a = Scheduler(settings, send=broker.send, owner="scheduler-a")
     # A runs past the random warm-up (8) into the mutation phase, then dies right after a pass,
     # with that pass's messages not yet delivered and its lease still held.
     halfway = drive(a, broker, job_id, poll=0, until=lambda job: job.trials_created >= 12)
     assert halfway.status == "running" and halfway.lease_owner == "scheduler-a"
-    assert halfway.strategy_state["asked"] == halfway.trials_created
+    with session_scope() as session:
+        calls = repo.strategy_calls(session, job_id=job_id)
+    if checkpoint_s:  # A never saved its strategy whole: B must replay every call A made
+        assert halfway.strategy_state is None and sum("ask" in c for c in calls) == halfway.trials_created
+    else:
+        assert halfway.strategy_state["asked"] == halfway.trials_created and not calls
     del a
 
-    b = Scheduler(settings_env, send=broker.send, owner="scheduler-b")
+    b = Scheduler(settings, send=broker.send, owner="scheduler-b")
     b.step()
     assert job_id not in b.runs, "B took a job whose lease was still valid"
     assert get_job(job_id).trials_created == halfway.trials_created
