@@ -34,7 +34,8 @@ class TrialSummary(BaseModel):
 
     @classmethod
     def of(cls, trial: Trial) -> TrialSummary:
-        duration = (trial.finished_at - trial.started_at).total_seconds() if trial.finished_at and trial.started_at else None
+        ran = trial.finished_at and trial.started_at
+        duration = (trial.finished_at - trial.started_at).total_seconds() if ran else None
         return cls(
             number=trial.number, status=trial.status, arch=trial.arch, arch_key=trial.arch_key,
             objective=trial.objective, metrics=trial.metrics, attempts=trial.attempts, error=trial.error,

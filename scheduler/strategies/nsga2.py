@@ -60,10 +60,8 @@ class NSGA2(Strategy):
     # -- asking --------------------------------------------------------------------------------
 
     def ask(self) -> Proposal | None:
-        if self.asked < self.config.population_size or not self.population:
-            draw = lambda: self.space.sample(self.rng)
-        else:
-            draw = self._offspring
+        initial = self.asked < self.config.population_size or not self.population
+        draw = (lambda: self.space.sample(self.rng)) if initial else self._offspring
         arch = propose_unseen(self.space, self.seen, draw, self.config.max_resample)
         if arch is None:
             return None

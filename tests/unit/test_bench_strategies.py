@@ -82,7 +82,8 @@ def test_reports_are_written(report, tmp_path):
     bench.write_markdown(report, out / "r.md")
     bench.plot(report, out / "img" / "r.png")
     data = json.loads((out / "r.json").read_text())
-    assert data["results"]["1"]["rea"]["at"]["25"]["test_mean"] == report["results"]["1"]["rea"]["at"]["25"]["test_mean"]
+    at_25 = report["results"]["1"]["rea"]["at"]["25"]
+    assert data["results"]["1"]["rea"]["at"]["25"]["test_mean"] == at_25["test_mean"]
     md = (out / "r.md").read_text()
     assert "| P | strategy | test @25 |" in md and "rea (evolution)" in md
     assert (out / "img" / "r.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
