@@ -13,6 +13,7 @@ import logging
 import time
 from datetime import datetime
 
+from sqlalchemy import Row
 from sqlalchemy.orm import Session, defer
 
 from scheduler.dispatch import Send, Waiting, celery_waiting
@@ -40,6 +41,7 @@ class JobRun:
         self.space: SearchSpace | None = None
         self.strategy: LoggedStrategy | None = None
         self.next_checkpoint = 0.0  # monotonic time after which the strategy's state is next saved whole
+        self.trials_created, self.started_at = 0, None  # the job's, as of the last pass
         self.queue = "gpu"
         self.last_report_id = 0
         self.curves: dict[int, list[tuple[int, float]]] = {}  # running trial id -> (epoch, score) so far
@@ -65,9 +67,30 @@ class JobRun:
                 repo.add_event(session, job_id=job.id, kind="started",
                                message=f"scheduler {self.owner} started the job")
             running = self._advance(session, job, reap_lost)
+            self.trials_created, self.started_at = job.trials_created, job.started_at
         if running:
             self._send_pending()
         return running
+
+    def has_work(self, activity: Row | None, reap_lost: bool) -> bool:
+        """Whether a pass could change anything, judged from the job's row of ``repo.trial_activity``
+        (None: no trial in flight or untold). False lets the scheduler skip the pass, so that a job
+        whose trials are all busy costs no more than that row. Each reason ``_advance`` has to act
+        needs its test here."""
+        if self.strategy is None or self.strategy.reads_reports or self.spec.early_stopping is not None:
+            return True  # not loaded yet, or per-epoch reports to relay, which the activity does not count
+        if activity is None or activity.untold or activity.pending or not activity.in_flight:
+            return True  # results to tell, messages to send, or nothing in flight (ask, or finish)
+        budget = self.spec.budget
+        return bool(
+            (self.trials_created < budget.max_trials and activity.in_flight < budget.max_parallel)
+            or time.monotonic() >= self.next_loss_check
+            or (budget.time_limit_s and self.started_at and _elapsed(self.started_at) > budget.time_limit_s)
+            or (reap_lost and activity.oldest_beat
+                and _elapsed(activity.oldest_beat) > self.settings.heartbeat_timeout_seconds)
+            or (budget.trial_time_limit_s and activity.oldest_start
+                and _elapsed(activity.oldest_start) > budget.trial_time_limit_s)
+        )
 
     def _load(self, job: Job, calls: list[dict]) -> None:
         """The strategy as the database says it stands: its last whole state, then the calls logged since."""

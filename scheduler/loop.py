@@ -14,15 +14,12 @@ import threading
 import time
 import uuid
 
-from sqlalchemy.orm import defer
-
 from scheduler.dispatch import Send, Waiting, celery_send, celery_waiting
 from scheduler.job_run import JobRun
 from scion.nudge import NudgeListener
 from scion.settings import Settings, get_settings
 from storage import repository as repo
 from storage.db import is_unreachable, session_scope
-from storage.models import Job
 
 log = logging.getLogger(__name__)
 
@@ -37,22 +34,27 @@ class Scheduler:
         self.unreachable_at = -math.inf  # when a pass last found the database unreachable (monotonic)
 
     def step(self) -> None:
-        """One pass: renew or take leases, then advance every job held."""
+        """One pass: renew or take leases, then advance every job held that has something to do.
+        The leases and what the jobs' trials are doing are read for all jobs at once, so a job
+        whose trials are all busy costs a pass next to nothing."""
         with session_scope(durable=False) as session:
-            for job_id in repo.claimable_job_ids(session, owner=self.owner):
+            held = repo.take_leases(session, owner=self.owner, seconds=self.settings.lease_seconds)
+            for job_id in [j for j in self.runs if j not in held]:  # finished, cancelled or taken over
+                del self.runs[job_id]
+            for job_id, renewed in held.items():
                 # A lease of ours that lapsed since the last pass may have been taken over by
                 # another scheduler meanwhile: the job must then be reloaded from the database,
                 # never continued from the strategy held in memory.
-                job = session.get(Job, job_id, options=[defer(Job.strategy_state)])
-                renewing = job is not None and repo.holds_lease(session, job=job, owner=self.owner)
-                taken = repo.take_lease(session, job_id=job_id, owner=self.owner, seconds=self.settings.lease_seconds)
-                if taken and (job_id not in self.runs or not renewing):
+                if job_id not in self.runs or not renewed:
                     verb = "took" if job_id not in self.runs else "retook (lease had lapsed)"
                     log.info("scheduler %s %s job %s", self.owner, verb, job_id)
                     self.runs[job_id] = JobRun(job_id, self.owner, self.settings, self.send, self.waiting)
+            activity = repo.trial_activity(session, job_ids=list(self.runs))
         # Workers could not beat while the database was away: give them one timeout to resume.
         reap_lost = time.monotonic() - self.unreachable_at > self.settings.heartbeat_timeout_seconds
         for job_id, run in list(self.runs.items()):
+            if not run.has_work(activity.get(job_id), reap_lost):
+                continue
             try:
                 alive = run.step(reap_lost=reap_lost)
             except Exception as exc:

@@ -9,7 +9,7 @@ import math
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import Row, delete, func, insert, select, update
+from sqlalchemy import Row, case, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from storage.db import utcnow
@@ -149,31 +149,24 @@ def trial_history(session: Session, *, trial_id: int, attempt: int) -> list[Tria
 # ---------------------------------------------------------------- scheduler side
 
 
-def claimable_job_ids(session: Session, *, owner: str) -> list[int]:
+def take_leases(session: Session, *, owner: str, seconds: float) -> dict[int, bool]:
+    """Claim every job no live scheduler holds and renew ``owner``'s, in two statements whatever
+    the number of jobs. Returns the jobs now held, in id order, each with whether ``owner`` held
+    it unexpired before (False: newly taken, or a lapsed lease that another scheduler may have
+    used meanwhile)."""
     now = utcnow()
-    return list(
-        session.scalars(
-            select(Job.id).where(
-                Job.status.in_(("pending", "running")),
-                (Job.lease_owner.is_(None)) | (Job.lease_expires_at < now) | (Job.lease_owner == owner),
-            ).order_by(Job.id)
-        )
-    )
-
-
-def take_lease(session: Session, *, job_id: int, owner: str, seconds: float) -> bool:
-    """Claim or renew the job's lease; False when another live scheduler holds it."""
-    now = utcnow()
-    result = session.execute(
-        update(Job)
-        .where(
-            Job.id == job_id,
-            Job.status.in_(("pending", "running")),
-            (Job.lease_owner.is_(None)) | (Job.lease_expires_at < now) | (Job.lease_owner == owner),
-        )
-        .values(lease_owner=owner, lease_expires_at=now + timedelta(seconds=seconds))
-    )
-    return result.rowcount == 1
+    claimable = (Job.status.in_(("pending", "running")),
+                 Job.lease_owner.is_(None) | (Job.lease_expires_at < now) | (Job.lease_owner == owner))
+    before = session.execute(select(Job.id, Job.lease_owner, Job.lease_expires_at).where(*claimable)
+                             .order_by(Job.id)).all()
+    if not before:
+        return {}
+    taken = set(session.scalars(
+        update(Job).where(Job.id.in_([row.id for row in before]), *claimable)
+        .values(lease_owner=owner, lease_expires_at=now + timedelta(seconds=seconds)).returning(Job.id)
+    ))
+    return {row.id: row.lease_owner == owner and row.lease_expires_at is not None and row.lease_expires_at > now
+            for row in before if row.id in taken}
 
 
 def release_lease(session: Session, *, job_id: int, owner: str) -> None:
@@ -184,6 +177,29 @@ def release_lease(session: Session, *, job_id: int, owner: str) -> None:
 
 def holds_lease(session: Session, *, job: Job, owner: str) -> bool:
     return job.lease_owner == owner and job.lease_expires_at is not None and job.lease_expires_at > utcnow()
+
+
+def trial_activity(session: Session, *, job_ids: list[int]) -> dict[int, Row]:
+    """For each job, what a scheduler pass could act on, read from its trials not yet told (those
+    in flight and those finished since) in one query for all jobs: ``untold`` finished trials,
+    ``pending`` ones (to send), ``in_flight`` ones, and the ``oldest_beat`` / ``oldest_start``
+    of its running trials. A job with no such trial is absent."""
+    if not job_ids:
+        return {}
+    running = Trial.status == "running"
+    rows = session.execute(
+        select(
+            Trial.job_id,
+            func.count(case((Trial.status.in_(TERMINAL_TRIAL_STATUSES), 1))).label("untold"),
+            func.count(case((Trial.status == "pending", 1))).label("pending"),
+            func.count(case((Trial.status.in_(IN_FLIGHT), 1))).label("in_flight"),
+            func.min(case((running, Trial.heartbeat_at))).label("oldest_beat"),
+            func.min(case((running, Trial.started_at))).label("oldest_start"),
+        )
+        .where(Trial.job_id.in_(job_ids), Trial.told.is_(False))
+        .group_by(Trial.job_id)
+    ).all()
+    return {row.job_id: row for row in rows}
 
 
 def untold_finished(session: Session, *, job_id: int) -> list[Trial]:
