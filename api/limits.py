@@ -1,7 +1,9 @@
-"""Request-size limit: a pure ASGI middleware, so nothing larger than ``max_body_bytes`` is
-ever held, whether or not the client declared a Content-Length (chunked bodies are counted)."""
+"""Pure ASGI middlewares that protect the API: the request-size limit, so nothing larger than
+``max_body_bytes`` is ever held, whether or not the client declared a Content-Length (chunked
+bodies are counted); the cap on requests in flight; the token gate."""
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -65,6 +67,31 @@ class BodySizeLimit:
             (b"connection", b"close"),
         ]})
         await send({"type": "http.response.body", "body": body})
+
+
+class RequestSlots:
+    """At most ``storage.db.POOL_CONNECTIONS`` requests in flight in this process; the others wait
+    their turn, in order, in the event loop.
+
+    Why: a request holds its database connection from its first query until its response is
+    serialised, across several hops to the thread pool (dependencies, endpoint, response
+    validation). With more requests in flight than connections, every thread could be waiting for
+    a connection held by requests that are waiting for a thread, until the pool's timeout turned
+    them all into 500s: 100 jobs submitted at once did exactly that. With no more requests than
+    connections, a request always finds one."""
+
+    def __init__(self, app: Any) -> None:
+        from storage.db import POOL_CONNECTIONS
+
+        self.app = app
+        self.slots = asyncio.Semaphore(POOL_CONNECTIONS)
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        async with self.slots:
+            await self.app(scope, receive, send)
 
 
 def is_private(path: str) -> bool:

@@ -32,15 +32,22 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.close()
 
 
+# Connections one process may hold at once (pool, then overflow). The API admits no more requests
+# at a time than their sum (api/limits.py RequestSlots).
+POOL_SIZE, POOL_OVERFLOW = 10, 20
+POOL_CONNECTIONS = POOL_SIZE + POOL_OVERFLOW
+
+
 def make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False},
+                               pool_size=POOL_SIZE, max_overflow=POOL_OVERFLOW)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     # No pre-ping: it costs a round trip on every checkout, a third of a cheap trial's database
     # time. A connection that died with the server is invalidated on first use (SQLAlchemy drops
     # the whole pool on a disconnect error), and every caller retries its unit of work.
-    return create_engine(url, pool_size=10, max_overflow=20, pool_recycle=600)
+    return create_engine(url, pool_size=POOL_SIZE, max_overflow=POOL_OVERFLOW, pool_recycle=600)
 
 
 _ENGINES: dict[str, Engine] = {}

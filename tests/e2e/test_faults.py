@@ -25,10 +25,8 @@ from client.sdk import ScionClient
 from scion.settings import Settings
 from storage.db import utcnow
 from storage.models import TERMINAL_JOB_STATUSES
-from tests.conftest import unavailable
 from tests.e2e.faults import (
     FaultStack,
-    RedisServer,
     TcpProxy,
     read_epochs,
     read_events,
@@ -54,17 +52,6 @@ def quick_detection(monkeypatch: pytest.MonkeyPatch) -> None:
         "SCION_RESEND_AFTER_SECONDS": RESEND_AFTER_S,
     }.items():
         monkeypatch.setenv(name, str(value))
-
-
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path / "redis")
-    try:
-        server.start()
-    except RuntimeError as exc:
-        unavailable("redis-server", exc)
-    yield server
-    server.kill()
 
 
 @pytest.fixture
