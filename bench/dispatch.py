@@ -17,7 +17,8 @@ import sys
 import tempfile
 import time
 import uuid
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -56,20 +57,34 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def run_scion(db_url: str, broker: str, table: Path, trials: int, workers: int, parallel: int) -> dict[str, Any]:
-    redis.Redis.from_url(broker).flushdb()
     spec = {
         "name": "dispatch-bench", "space": {"type": "nb201"}, "strategy": {"type": "random"},
         "evaluator": {"type": "tabular", "table": str(table)},
         "budget": {"max_trials": trials, "max_parallel": parallel}, "seed": 0,
     }
+    return run_job(db_url, broker, spec, workers)
+
+
+Probe = Callable[[LocalStack], AbstractContextManager[dict[str, Any]]]
+
+
+def run_job(db_url: str, broker: str, spec: dict[str, Any], workers: int, *, warmup: dict[str, Any] | None = None,
+            probe: Probe | None = None) -> dict[str, Any]:
+    """Run ``spec`` through the production path (API, scheduler, ``workers`` worker processes)
+    after a warm-up job (``warmup``, by default ``spec`` itself: imports, pools, caches), and
+    measure it from the database's timestamps. ``probe``, given the stack, is entered around the
+    measured job; the figures it yields are added to the result."""
+    redis.Redis.from_url(broker).flushdb()
+    probed: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as home:
         settings = Settings(home=Path(home), database_url=db_url, broker_url=broker)
         with LocalStack(settings, workers=workers) as stack, ScionClient(stack.url) as client:
-            client.wait(client.submit(spec)["id"], timeout_s=300)  # warm-up: imports, pools, caches
-            started = time.perf_counter()
-            job = client.submit(spec)
-            final = client.wait(job["id"], poll_s=0.05, timeout_s=1800)
-            wall = time.perf_counter() - started
+            client.wait(client.submit(warmup or spec)["id"], timeout_s=300)
+            with probe(stack) if probe else nullcontext(probed) as probed:
+                started = time.perf_counter()
+                job = client.submit(spec)
+                final = client.wait(job["id"], poll_s=0.05, timeout_s=1800)
+                wall = time.perf_counter() - started
     assert final["status"] == "completed", final
     with session_scope(db_url) as session:
         created = session.get(Job, job["id"]).created_at
@@ -86,10 +101,11 @@ def run_scion(db_url: str, broker: str, table: Path, trials: int, workers: int, 
     last = max(end for _, _, end in rows)
     return {
         "trials": len(rows), "wall_s": round(wall, 2),
-        "trials_per_s": round(len(rows) / (last - created).total_seconds(), 1),
+        "trials_per_s": round(len(rows) / (last - created).total_seconds(), 2),
         "first_trial_running_s": round((first - created).total_seconds(), 3),
-        "worker_gap_ms_median": round(statistics.median(gaps), 2), "worker_gap_ms_p99": round(percentile(gaps, 0.99), 2),
-        "worker_processes": len(by_worker),
+        "worker_gap_ms_median": round(statistics.median(gaps), 2) if gaps else None,
+        "worker_gap_ms_p99": round(percentile(gaps, 0.99), 2) if gaps else None,
+        "worker_processes": len(by_worker), **probed,
     }
 
 

@@ -499,6 +499,46 @@ def bench_scheduler(
         console.print(f"wrote {write_json(report, json_out)}")
 
 
+@bench_app.command("scaling")
+def bench_scaling(
+    table: Annotated[Path, typer.Option(help="A NAS-Bench-201-format CSV for the tabular look-ups.")] = Path(
+        "../shared/data/nb201_cifar10.csv"),
+    database_url: Annotated[str, typer.Option(help="A PostgreSQL server the benchmark may create databases on.")] = (
+        "postgresql+psycopg://postgres@127.0.0.1:5432/test"),
+    broker: Annotated[str, typer.Option(help="A Redis database the benchmark may empty.")] = "redis://127.0.0.1:6379/9",
+    workers: Annotated[str, typer.Option(help="Worker process counts, comma-separated.")] = "1,2,4",
+    tabular_trials: Annotated[int, typer.Option(help="Trials per run on the tabular workload (0: skip).")] = 1000,
+    training_trials: Annotated[int, typer.Option(help="Trials per run of real training (0: skip).")] = 24,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the figures here.")] = None,
+) -> None:
+    """End-to-end throughput with 1, 2 and 4 worker processes, tabular and real training, and the bottleneck."""
+    from rich.table import Table
+
+    from bench import scaling
+    from bench.strategies import write_json
+
+    try:
+        counts = tuple(int(n) for n in workers.split(",") if n.strip())
+    except ValueError:
+        raise typer.BadParameter(f"expected counts like 1,2,4, got {workers!r}", param_hint="--workers") from None
+    report = scaling.run(database_url=database_url, broker=broker, table=table, workers=counts,
+                         tabular_trials=tabular_trials, training_trials=training_trials)
+    table_out = Table(title="scaling with worker processes (production path)")
+    for column in ("workload", "workers", "trials/s", "speedup", "CPU cores: workers / scheduler / api / postgres",
+                   "bottleneck"):
+        table_out.add_column(column)
+    for name, workload in report["workloads"].items():
+        for r in workload["runs"]:
+            cores = r["cores"]
+            table_out.add_row(name, str(r["worker_processes"]), f"{r['trials_per_s']:.2f}",
+                              f"{r['speedup_vs_one_worker']:.2f}x",
+                              " / ".join(f"{cores[p]:.2f}" for p in ("worker", "scheduler", "api", "postgres")),
+                              r["bottleneck"])
+    console.print(table_out)
+    if json_out:
+        console.print(f"wrote {write_json(report, json_out)}")
+
+
 @bench_app.command("training")
 def bench_training(
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the figures here.")] = None,

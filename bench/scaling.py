@@ -1,0 +1,86 @@
+"""Scaling with workers: end-to-end throughput with 1, 2 and 4 worker processes, and what limits it.
+
+Each run goes through the production path (HTTP submit, scheduler, Celery on Redis, worker
+processes, PostgreSQL) with ``bench.dispatch.run_job``, on a PostgreSQL database of its own, after
+a small warm-up job. Two workloads:
+
+- ``tabular``: NAS-Bench-201 look-ups, so trials cost nothing and the service is all there is;
+- ``training``: real trainings of a tiny NAS-Bench-201 network on digits for one epoch.
+
+During each measured job the CPU used by each part (API, scheduler, workers with their pool,
+PostgreSQL, Redis) and the machine's busy share are read from /proc (``bench.proc_cpu``). The
+bottleneck named for a run follows from those: a part using about a core of its own (the
+scheduler is one process), or a machine with every core busy, or neither (waiting: latency).
+"""
+from __future__ import annotations
+
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from bench.dispatch import run_job, scratch_database
+from bench.proc_cpu import cpu_usage
+from client.stack import LocalStack
+
+TINY_NET = {"type": "nb201", "channels": 4, "cells_per_stage": 1}
+
+
+def tabular_spec(table: Path, trials: int, parallel: int) -> dict[str, Any]:
+    return {"name": "scaling-tabular", "space": {"type": "nb201"}, "strategy": {"type": "random"},
+            "evaluator": {"type": "tabular", "table": str(table)},
+            "budget": {"max_trials": trials, "max_parallel": parallel}, "seed": 0}
+
+
+def training_spec(trials: int, parallel: int) -> dict[str, Any]:
+    return {"name": "scaling-training", "space": TINY_NET, "strategy": {"type": "random"},
+            "evaluator": {"type": "train", "dataset": "digits", "epochs": 1, "batch_size": 128,
+                          "latency_repeats": 1},
+            "budget": {"max_trials": trials, "max_parallel": parallel}, "seed": 0}
+
+
+def stack_cpu(stack: LocalStack):
+    """CPU of the stack's parts (each with its child processes), PostgreSQL and Redis."""
+    return cpu_usage({name: proc.pid for name, proc in stack.procs},
+                     {"postgres": "postgres", "redis": "redis-server"})
+
+
+def bottleneck(run: dict[str, Any]) -> str:
+    cores, busy = run["cores"], run["machine_busy"]
+    top = max(cores, key=cores.get)
+    if cores["scheduler"] >= 0.8:
+        return f"scheduler ({cores['scheduler']} of its one core)"
+    if busy is not None and busy >= 0.9:
+        return f"machine CPU ({busy:.0%} busy; most: {top}, {cores[top]} cores)"
+    return f"latency (machine {busy:.0%} busy; most: {top}, {cores[top]} cores)"
+
+
+def measure(database_url: str, broker: str, spec: dict[str, Any], warmup: dict[str, Any],
+            workers: int) -> dict[str, Any]:
+    with scratch_database(database_url) as db_url:
+        run = run_job(db_url, broker, spec, workers, warmup=warmup, probe=stack_cpu)
+    return {"worker_processes": workers, **run, "bottleneck": bottleneck(run)}
+
+
+def run(*, database_url: str, broker: str, table: Path, workers: tuple[int, ...] = (1, 2, 4),
+        tabular_trials: int = 1000, training_trials: int = 24, parallel: int = 16) -> dict[str, Any]:
+    table = table.resolve()
+    workloads = {
+        "tabular": partial(tabular_spec, table, parallel=parallel),
+        "training": partial(training_spec, parallel=min(parallel, 2 * max(workers))),
+    }
+    trials = {"tabular": tabular_trials, "training": training_trials}
+    report: dict[str, Any] = {"workloads": {}}
+    for name, spec in workloads.items():
+        if not trials[name]:
+            continue
+        runs = [measure(database_url, broker, spec(trials[name]), spec(max(2 * n, trials[name] // 10)), n)
+                for n in workers]
+        base = runs[0]["trials_per_s"] / runs[0]["worker_processes"]
+        for r in runs:
+            r["speedup_vs_one_worker"] = round(r["trials_per_s"] / base, 2)
+            r["efficiency"] = round(r["speedup_vs_one_worker"] / r["worker_processes"], 2)
+        report["workloads"][name] = {"trials": trials[name], "runs": runs}
+    report["settings"] = {"workers": list(workers), "max_parallel": parallel, "tabular_trials": tabular_trials,
+                          "training_trials": training_trials, "training": training_spec(0, 0)["evaluator"] |
+                          {"network": TINY_NET}}
+    return report
