@@ -18,6 +18,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.engine import make_url
+
 from bench.dispatch import run_job, scratch_database
 from bench.proc_cpu import cpu_usage
 from client.stack import LocalStack
@@ -39,9 +41,11 @@ def training_spec(trials: int, parallel: int) -> dict[str, Any]:
 
 
 def stack_cpu(stack: LocalStack):
-    """CPU of the stack's parts (each with its child processes), PostgreSQL and Redis."""
+    """CPU of the stack's parts (each with its child processes), of the PostgreSQL backends
+    serving its database, and of the Redis server (shared with whoever else uses it)."""
+    database = make_url(stack.settings.db_url).database
     return cpu_usage({name: proc.pid for name, proc in stack.procs},
-                     {"postgres": "postgres", "redis": "redis-server"})
+                     {"postgres": f" {database} ", "redis": "redis-server"})
 
 
 def bottleneck(run: dict[str, Any]) -> str:
@@ -49,9 +53,10 @@ def bottleneck(run: dict[str, Any]) -> str:
     top = max(cores, key=cores.get)
     if cores["scheduler"] >= 0.8:
         return f"scheduler ({cores['scheduler']} of its one core)"
+    shared = f"; {run['other_cores']} cores busy with other work" if run["other_cores"] >= 0.2 else ""
     if busy is not None and busy >= 0.9:
-        return f"machine CPU ({busy:.0%} busy; most: {top}, {cores[top]} cores)"
-    return f"latency (machine {busy:.0%} busy; most: {top}, {cores[top]} cores)"
+        return f"machine CPU ({busy:.0%} busy; most: {top}, {cores[top]} cores{shared})"
+    return f"latency (machine {busy:.0%} busy; most: {top}, {cores[top]} cores{shared})"
 
 
 def measure(database_url: str, broker: str, spec: dict[str, Any], warmup: dict[str, Any],
