@@ -9,8 +9,7 @@ a small warm-up job. Two workloads:
 
 During each measured job the CPU used by each part (API, scheduler, workers with their pool,
 PostgreSQL, Redis) and the machine's busy share are read from /proc (``bench.proc_cpu``). The
-bottleneck named for a run follows from those: a part using about a core of its own (the
-scheduler is one process), or a machine with every core busy, or neither (waiting: latency).
+bottleneck named for a run follows from the CPU each part spends per trial (see ``analyse``).
 """
 from __future__ import annotations
 
@@ -48,22 +47,32 @@ def stack_cpu(stack: LocalStack):
                      {"postgres": f" {database} ", "redis": "redis-server"})
 
 
-def bottleneck(run: dict[str, Any]) -> str:
-    cores, busy = run["cores"], run["machine_busy"]
-    top = max(cores, key=cores.get)
-    if cores["scheduler"] >= 0.8:
-        return f"scheduler ({cores['scheduler']} of its one core)"
-    shared = f"; {run['other_cores']} cores busy with other work" if run["other_cores"] >= 0.2 else ""
-    if busy is not None and busy >= 0.9:
-        return f"machine CPU ({busy:.0%} busy; most: {top}, {cores[top]} cores{shared})"
-    return f"latency (machine {busy:.0%} busy; most: {top}, {cores[top]} cores{shared})"
+def analyse(run: dict[str, Any]) -> dict[str, Any]:
+    """CPU milliseconds per trial by part, the throughput each ceiling allows (all the machine's
+    cores on this mix; the scheduler, one process, on one core), and the bottleneck: the lower
+    ceiling when the run came near it, else waiting (too few workers, latency). Per-trial CPU
+    holds up on a shared machine where throughput does not, so the ceilings are the steadier guide."""
+    per_trial = {part: round(cpu * 1000 / run["trials"], 2) for part, cpu in run["cpu_s"].items()}
+    ceilings = {"machine CPU": run["machine_cores"] * 1000 / sum(per_trial.values()),
+                "scheduler": 1000 / per_trial["scheduler"] if per_trial["scheduler"] else float("inf")}
+    limit = min(ceilings, key=ceilings.get)
+    top = max(per_trial, key=per_trial.get)
+    if run["trials_per_s"] >= 0.8 * ceilings[limit]:
+        bottleneck = "scheduler" if limit == "scheduler" else f"machine CPU (most: {top})"
+    else:
+        bottleneck = f"waiting: {run['trials_per_s']:.3g} trials/s of a {ceilings[limit]:.3g} {limit} ceiling"
+    if run["other_cores"] >= 0.2:
+        bottleneck += f"; {run['other_cores']} cores busy with other work"
+    return {"cpu_ms_per_trial": per_trial,
+            "ceiling_trials_per_s": {name: round(value, 1) for name, value in ceilings.items()},
+            "bottleneck": bottleneck}
 
 
 def measure(database_url: str, broker: str, spec: dict[str, Any], warmup: dict[str, Any],
             workers: int) -> dict[str, Any]:
     with scratch_database(database_url) as db_url:
         run = run_job(db_url, broker, spec, workers, warmup=warmup, probe=stack_cpu)
-    return {"worker_processes": workers, **run, "bottleneck": bottleneck(run)}
+    return {"worker_processes": workers, **run, **analyse(run)}
 
 
 def run(*, database_url: str, broker: str, table: Path, workers: tuple[int, ...] = (1, 2, 4),

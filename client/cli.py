@@ -524,15 +524,15 @@ def bench_scaling(
     report = scaling.run(database_url=database_url, broker=broker, table=table, workers=counts,
                          tabular_trials=tabular_trials, training_trials=training_trials)
     table_out = Table(title="scaling with worker processes (production path)")
-    for column in ("workload", "workers", "trials/s", "speedup", "CPU cores: workers / scheduler / api / postgres",
+    for column in ("workload", "workers", "trials/s", "speedup", "CPU ms/trial: worker / scheduler / api / postgres",
                    "bottleneck"):
         table_out.add_column(column)
     for name, workload in report["workloads"].items():
         for r in workload["runs"]:
-            cores = r["cores"]
+            cpu = r["cpu_ms_per_trial"]
             table_out.add_row(name, str(r["worker_processes"]), f"{r['trials_per_s']:.2f}",
                               f"{r['speedup_vs_one_worker']:.2f}x",
-                              " / ".join(f"{cores[p]:.2f}" for p in ("worker", "scheduler", "api", "postgres")),
+                              " / ".join(f"{cpu[p]:.3g}" for p in ("worker", "scheduler", "api", "postgres")),
                               r["bottleneck"])
     console.print(table_out)
     if json_out:
