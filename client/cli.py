@@ -509,6 +509,7 @@ def bench_scaling(
     workers: Annotated[str, typer.Option(help="Worker process counts, comma-separated.")] = "1,2,4",
     tabular_trials: Annotated[int, typer.Option(help="Trials per run on the tabular workload (0: skip).")] = 1000,
     training_trials: Annotated[int, typer.Option(help="Trials per run of real training (0: skip).")] = 24,
+    repeats: Annotated[int, typer.Option(help="Runs of each setting; the fastest is kept (shared machines).")] = 1,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the figures here.")] = None,
 ) -> None:
     """End-to-end throughput with 1, 2 and 4 worker processes, tabular and real training, and the bottleneck."""
@@ -522,7 +523,7 @@ def bench_scaling(
     except ValueError:
         raise typer.BadParameter(f"expected counts like 1,2,4, got {workers!r}", param_hint="--workers") from None
     report = scaling.run(database_url=database_url, broker=broker, table=table, workers=counts,
-                         tabular_trials=tabular_trials, training_trials=training_trials)
+                         tabular_trials=tabular_trials, training_trials=training_trials, repeats=repeats)
     table_out = Table(title="scaling with worker processes (production path)")
     for column in ("workload", "workers", "trials/s", "speedup", "CPU ms/trial: worker / scheduler / api / postgres",
                    "bottleneck"):
