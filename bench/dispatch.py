@@ -68,13 +68,15 @@ def run_scion(db_url: str, broker: str, table: Path, trials: int, workers: int, 
 Probe = Callable[[LocalStack], AbstractContextManager[dict[str, Any]]]
 
 
-def run_job(db_url: str, broker: str, spec: dict[str, Any], workers: int, *, warmup: dict[str, Any] | None = None,
-            probe: Probe | None = None) -> dict[str, Any]:
+def run_job(db_url: str, broker: str | None, spec: dict[str, Any], workers: int, *,
+            warmup: dict[str, Any] | None = None, probe: Probe | None = None) -> dict[str, Any]:
     """Run ``spec`` through the production path (API, scheduler, ``workers`` worker processes)
     after a warm-up job (``warmup``, by default ``spec`` itself: imports, pools, caches), and
     measure it from the database's timestamps. ``probe``, given the stack, is entered around the
-    measured job; the figures it yields are added to the result."""
-    redis.Redis.from_url(broker).flushdb()
+    measured job; the figures it yields are added to the result. ``broker`` None: the embedded
+    filesystem broker; a Redis one is emptied first."""
+    if broker:
+        redis.Redis.from_url(broker).flushdb()
     probed: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as home:
         settings = Settings(home=Path(home), database_url=db_url, broker_url=broker)

@@ -540,6 +540,46 @@ def bench_scaling(
         console.print(f"wrote {write_json(report, json_out)}")
 
 
+@bench_app.command("gpu")
+def bench_gpu(
+    gpu: Annotated[int, typer.Option(help="The GPU every worker process is pinned to.")] = 0,
+    per_gpu: Annotated[str, typer.Option(help="Trials per GPU (worker processes), comma-separated.")] = "1,2,4",
+    datasets: Annotated[str, typer.Option(help="Training datasets, comma-separated.")] = "digits,mnist1d",
+    trials_per_process: int = 6,
+    epochs: int = 3,
+    database_url: Annotated[str | None, typer.Option(help="Default: an SQLite file (embedded).")] = None,
+    broker: Annotated[str | None, typer.Option(help="Default: the filesystem broker (embedded).")] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the figures here.")] = None,
+) -> None:
+    """GPU utilisation and throughput with 1 against several trials per GPU (needs CUDA and nvidia-smi)."""
+    from rich.table import Table
+
+    from bench import gpu as bench
+    from bench.strategies import write_json
+
+    try:
+        report = bench.run(gpu=gpu, per_gpu=tuple(int(n) for n in per_gpu.split(",") if n.strip()),
+                           datasets=tuple(d.strip() for d in datasets.split(",") if d.strip()),
+                           trials_per_process=trials_per_process, epochs=epochs, database_url=database_url,
+                           broker=broker)
+    except bench.NoGpu as exc:
+        err_console.print(f"[yellow]no GPU benchmark:[/] {escape(str(exc))}. docs/gpu.md describes the method.")
+        if json_out:
+            console.print(f"wrote {write_json({'measured': False, 'reason': str(exc)}, json_out)}")
+        raise typer.Exit(2) from None
+    table_out = Table(title=f"GPU {report['gpu_index']} ({report['gpu']}): trials per GPU")
+    for column in ("dataset", "trials/GPU", "trials/s", "GPU util % (mean)", "memory MiB (max)", "throughput x",
+                   "util x"):
+        table_out.add_column(column, justify="right")
+    for r in report["results"]:
+        table_out.add_row(r["dataset"], str(r["trials_per_gpu"]), f"{r['trials_per_s']:.2f}",
+                          str(r["gpu_utilisation_mean"]), str(r["gpu_memory_max_mib"]),
+                          f"{r['throughput_vs_fewest']:.2f}", str(r["utilisation_vs_fewest"]))
+    console.print(table_out)
+    if json_out:
+        console.print(f"wrote {write_json(report, json_out)}")
+
+
 @bench_app.command("training")
 def bench_training(
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the figures here.")] = None,

@@ -33,6 +33,10 @@ def _init_process(**_: object) -> None:
     if _device == "cuda" and torch.cuda.device_count() > 1:
         index = getattr(current_process(), "index", 0) or 0
         _device = f"cuda:{index % torch.cuda.device_count()}"
+    if _device.startswith("cuda"):
+        # Its current device too: what allocates without naming a device (cache release, library
+        # handles) stays on this GPU instead of opening a second context on GPU 0.
+        torch.cuda.set_device(torch.device(_device))
 
 
 @celery_app.task(name="scion.evaluate_trial", acks_late=True, ignore_result=True)
