@@ -10,6 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.security.utils import get_authorization_scheme_param
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from scion.settings import get_settings
 from storage import repository as repo
@@ -77,13 +78,16 @@ def principal_for(authorization: str | None) -> Principal:
         return Principal(token=token.name, owner=token.owner, is_admin=token.is_admin, open=False)
 
 
-def authenticate(
+async def authenticate(
     request: Request, _: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)] = None
 ) -> Principal:
     """The caller of a private route. AuthGate has already decided for /v1 paths (before the
-    body is read); any other route that asks for this dependency is checked here."""
+    body is read); any other route that asks for this dependency is checked here. Async, so that
+    the usual case costs no trip to the thread pool."""
     principal = getattr(request.state, "principal", None)
-    return principal if principal is not None else principal_for(request.headers.get("authorization"))
+    if principal is None:
+        principal = await run_in_threadpool(principal_for, request.headers.get("authorization"))
+    return principal
 
 
 PrincipalDep = Annotated[Principal, Depends(authenticate)]
@@ -107,8 +111,9 @@ JobDep = Annotated[Job, Depends(get_job_or_404)]
 PAGE_HELP = "Page size (at most the server's max_page_size, 500 by default)."
 
 
-def page_limit(limit: Annotated[int, Query(ge=1, le=1_000_000, description=PAGE_HELP)] = 50) -> int:
-    """The page size asked for, within the server's max_page_size (a setting, so not in the schema)."""
+async def page_limit(limit: Annotated[int, Query(ge=1, le=1_000_000, description=PAGE_HELP)] = 50) -> int:
+    """The page size asked for, within the server's max_page_size (a setting, so not in the schema).
+    Async: it does no I/O, so it need not wait for a thread."""
     cap = get_settings().max_page_size
     if limit > cap:
         raise RequestValidationError([{

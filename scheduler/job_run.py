@@ -171,10 +171,10 @@ class JobRun:
                     objectives=objectives, scores=scores, fidelity=trial.fidelity,
                 )
             )
-            trial.told = True
             if trial.status == "failed":
                 repo.add_event(session, job_id=job.id, kind="trial_failed",
                                message=f"trial {trial.number} failed: {(trial.error or '').splitlines()[0][:300]}")
+        repo.mark_told(session, job_id=job.id, trial_ids=[t.id for t in trials])
         return len(trials)
 
     def _relay_reports(self, session: Session, job: Job) -> int:

@@ -67,12 +67,30 @@ class Trial(Base):
     objective: Mapped[float | None] = mapped_column(Float)
     score: Mapped[float | None] = mapped_column(Float)  # objective oriented so higher is better
     error: Mapped[str | None] = mapped_column(Text)
-    told: Mapped[bool] = mapped_column(default=False)
+    told: Mapped[bool] = mapped_column(default=False)  # set only by repository.mark_told, which tallies it
     created_at: Mapped[datetime]
     queued_at: Mapped[datetime | None]
     started_at: Mapped[datetime | None]
     heartbeat_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
+
+
+# A page of a job's trials best first (GET .../trials?sort=objective) is read straight off this
+# index, however many trials the job has. (On SQLite, which has no NULLS LAST in an index
+# definition, migration 0004 writes ``score DESC``: nulls sort last there already.)
+Index("ix_trials_job_best", Trial.job_id, Trial.score.desc().nulls_last(), Trial.number)
+
+
+class ToldCount(Base):
+    """How many of a job's trials its scheduler has told the strategy, per final status. A told
+    trial never changes again, so these tallies plus a live count of the few trials not yet told
+    give the job's trial counts at a cost that does not grow with the job (repository.trial_counts)."""
+
+    __tablename__ = "told_counts"
+
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    status: Mapped[str] = mapped_column(String(16), primary_key=True)
+    trials: Mapped[int] = mapped_column(Integer)
 
 
 class TrialMetric(Base):

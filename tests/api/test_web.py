@@ -103,7 +103,8 @@ def live_server(web_env: str) -> Iterator[str]:
 
 
 def _add_trials(db_url: str, job_id: int) -> None:
-    """Two finished trials and a running one, written the way the scheduler and workers would."""
+    """Two finished trials and a running one, written the way the workers would (the scheduler
+    has not told the strategy yet)."""
     now = utcnow()
     with session_scope(db_url) as session:
         for number, status, key, objective, error in (
@@ -115,7 +116,7 @@ def _add_trials(db_url: str, job_id: int) -> None:
             finished = status in ("completed", "failed")
             session.add(Trial(
                 job_id=job_id, number=number, status=status, arch=ARCH, arch_key=key, attempts=1,
-                told=finished, created_at=now - timedelta(seconds=30), started_at=now - timedelta(seconds=20),
+                told=False, created_at=now - timedelta(seconds=30), started_at=now - timedelta(seconds=20),
                 heartbeat_at=now, finished_at=now if finished else None,
                 objective=objective, score=objective, error=error,
                 metrics={"val_acc": objective, "params": 12345} if objective is not None else None,
