@@ -48,23 +48,23 @@ def stack_cpu(stack: LocalStack):
 
 
 def analyse(run: dict[str, Any]) -> dict[str, Any]:
-    """CPU milliseconds per trial by part, the throughput each ceiling allows (all the machine's
-    cores on this mix; the scheduler, one process, on one core), and the bottleneck: the lower
-    ceiling when the run came near it, else waiting (too few workers, latency). Per-trial CPU
-    holds up on a shared machine where throughput does not, so the ceilings are the steadier guide."""
+    """CPU milliseconds per trial by part; the throughput each would allow on an idle machine (all
+    its cores on this mix; the scheduler, one process, on one core), steadier than throughput on a
+    shared machine; and the bottleneck of this run: the machine's CPU when every core was busy,
+    else the scheduler when it used most of its core, else waiting (too few workers, latency)."""
     per_trial = {part: round(cpu * 1000 / run["trials"], 2) for part, cpu in run["cpu_s"].items()}
     ceilings = {"machine CPU": run["machine_cores"] * 1000 / sum(per_trial.values()),
                 "scheduler": 1000 / per_trial["scheduler"] if per_trial["scheduler"] else float("inf")}
-    limit = min(ceilings, key=ceilings.get)
-    top = max(per_trial, key=per_trial.get)
-    if run["trials_per_s"] >= 0.8 * ceilings[limit]:
-        bottleneck = "scheduler" if limit == "scheduler" else f"machine CPU (most: {top})"
+    if run["machine_busy"] is not None and run["machine_busy"] >= 0.9:
+        bottleneck = f"machine CPU (most: {max(per_trial, key=per_trial.get)})"
+    elif run["cores"]["scheduler"] >= 0.8:
+        bottleneck = "scheduler"
     else:
-        bottleneck = f"waiting: {run['trials_per_s']:.3g} trials/s of a {ceilings[limit]:.3g} {limit} ceiling"
+        bottleneck = "waiting: no CPU saturated"
     if run["other_cores"] >= 0.2:
-        bottleneck += f"; {run['other_cores']} cores busy with other work"
+        bottleneck += f"; {run['other_cores']} of {run['machine_cores']} cores busy with other work"
     return {"cpu_ms_per_trial": per_trial,
-            "ceiling_trials_per_s": {name: round(value, 1) for name, value in ceilings.items()},
+            "idle_machine_ceiling_trials_per_s": {name: round(value, 1) for name, value in ceilings.items()},
             "bottleneck": bottleneck}
 
 
