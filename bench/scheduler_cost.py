@@ -64,14 +64,15 @@ def seed_job(db_url: str, spec: JobSpec, finished: int) -> int:
                                   objectives=objectives, scores=scores, fidelity=proposal.fidelity))
         rows.append(dict(number=number, status="completed", arch=proposal.arch, arch_key=space.key(proposal.arch),
                          fidelity=proposal.fidelity, attempts=1, worker="seed", metrics=metrics, objective=objective,
-                         score=score, told=True, created_at=now, queued_at=now, started_at=now, heartbeat_at=now,
+                         score=score, told=False, created_at=now, queued_at=now, started_at=now, heartbeat_at=now,
                          finished_at=now))
     with session_scope(db_url) as session:
         job = repo.create_job(session, name=spec.name, spec=spec.model_dump(mode="json"))
         job.status, job.started_at, job.trials_created = "running", now, finished
         job.strategy_state = strategy.state_dict()
         if rows:
-            session.execute(insert(Trial), [dict(row, job_id=job.id) for row in rows])
+            ids = session.scalars(insert(Trial).returning(Trial.id), [dict(row, job_id=job.id) for row in rows]).all()
+            repo.mark_told(session, job_id=job.id, trial_ids=list(ids))  # as the scheduler tells them
         return job.id
 
 

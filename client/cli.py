@@ -493,8 +493,9 @@ def bench_scheduler(
                                                 "cpu_ms_per_trial", "wall_ms_per_trial", "statements_per_trial",
                                                 "idle_pass_cpu_ms", "takeover_cpu_ms")))
     console.print(table_out)
-    console.print(f"CPU per trial, largest job / smallest: {report['cpu_per_trial_largest_vs_smallest']}x; "
-                  f"{jobs} jobs / one: {report['cpu_per_trial_many_jobs_vs_one']}x")
+    many = report["cpu_per_trial_many_jobs_vs_one"]
+    console.print(f"CPU per trial, largest job / smallest: {report['cpu_per_trial_largest_vs_smallest']}x"
+                  + (f"; {jobs} jobs / one: {many}x" if many is not None else ""))
     if json_out:
         console.print(f"wrote {write_json(report, json_out)}")
 
