@@ -3,11 +3,12 @@
 ``scion bench api --json bench/out/api_load.json`` runs both parts (``--part load`` or
 ``--part big`` runs one); docs/reliability.md ("Load") reports the figures.
 
-load: the production stack (uvicorn API, scheduler, a Celery worker on Redis, PostgreSQL) runs
-a tabular job; while it runs, an httpx async client sends ``requests`` GETs over loopback,
-``concurrency`` at a time, alternately the job's status and a page of its trials sorted by
-objective. Errors (anything but a 200), latency percentiles and requests per second are
-reported, with the trials the job finished meanwhile.
+load: the production stack (uvicorn API with ``api_workers`` processes, scheduler, a Celery
+worker on Redis, PostgreSQL) runs a tabular job; while it runs, ``concurrency`` asyncio users on
+keep-alive connections send ``requests`` GETs over loopback, each its next as soon as the last is
+answered, alternately the job's status and a page of its trials sorted by objective. Errors
+(anything but a 200), latency percentiles, requests per second, the API's CPU per request and
+the trials the job finished meanwhile are reported.
 
 big: one running job of ``trials`` stored trials, bulk-loaded (COPY) into a fresh database after
 the Alembic upgrade and analysed as autovacuum would, is served by the API alone (no scheduler
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import statistics
 import tempfile
 import time
@@ -70,28 +72,75 @@ def latency_figures(seconds: list[float]) -> dict[str, float]:
 
 # ---------------------------------------------------------------- load: many requests while a job runs
 
+Result = tuple[str, float, int | str]  # (request kind, seconds, status code or error name)
 
-async def hammer(url: str, paths: list[tuple[str, str]], concurrency: int) -> list[tuple[str, float, int | str]]:
-    """Send every (kind, path) GET, ``concurrency`` at a time; (kind, seconds, status or error) each."""
-    queue = list(reversed(paths))
-    results: list[tuple[str, float, int | str]] = []
 
-    async def user() -> None:
-        # A client per user, with its one keep-alive connection: one shared pool of ``concurrency``
-        # connections costs the load generator several ms of CPU per request (its pool is scanned on
-        # every request), which on a small machine is taken from the API it measures.
-        async with httpx.AsyncClient(base_url=url, timeout=30, limits=httpx.Limits(max_connections=1)) as client:
-            while queue:
-                kind, path = queue.pop()
-                started = time.perf_counter()
-                try:
-                    status: int | str = (await client.get(path)).status_code
-                except httpx.HTTPError as exc:
-                    status = type(exc).__name__
-                results.append((kind, time.perf_counter() - started, status))
+async def _lean_user(host: str, port: int, queue: list[tuple[str, str]], results: list[Result]) -> None:
+    """One user on one keep-alive connection, speaking just the HTTP/1.1 these GETs need (the API
+    always sends Content-Length). An httpx AsyncClient costs about 3.5 ms of CPU per request here,
+    as much as the API spends answering, and on a small machine it takes that from the API."""
+    connection: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+    while queue:
+        kind, path = queue.pop()
+        started = time.perf_counter()
+        try:
+            if connection is None:
+                connection = await asyncio.open_connection(host, port)
+            reader, writer = connection
+            writer.write(f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode())
+            head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
+            headers = {name.strip().lower(): value.strip() for name, _, value in (h.partition(":") for h in head[1:])}
+            await reader.readexactly(int(headers["content-length"]))
+            status: int | str = int(head[0].split()[1])
+        except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, KeyError, ValueError) as exc:
+            status = type(exc).__name__
+            if connection is not None:
+                connection[1].close()
+            connection = None
+        results.append((kind, time.perf_counter() - started, status))
+    if connection is not None:
+        connection[1].close()
 
-    await asyncio.gather(*(user() for _ in range(concurrency)))
+
+async def _httpx_user(url: str, queue: list[tuple[str, str]], results: list[Result]) -> None:
+    """One user with an httpx client of its own (one pool shared by all users costs more still)."""
+    async with httpx.AsyncClient(base_url=url, timeout=30, limits=httpx.Limits(max_connections=1)) as client:
+        while queue:
+            kind, path = queue.pop()
+            started = time.perf_counter()
+            try:
+                status: int | str = (await client.get(path)).status_code
+            except httpx.HTTPError as exc:
+                status = type(exc).__name__
+            results.append((kind, time.perf_counter() - started, status))
+
+
+async def hammer(url: str, paths: list[tuple[str, str]], concurrency: int, generator: str = "lean") -> list[Result]:
+    """Send every (kind, path) GET in order, ``concurrency`` users at a time, each sending its next
+    request as soon as the last one is answered."""
+    queue, results = list(reversed(paths)), []
+    target = httpx.URL(url)
+    users = [_lean_user(target.host, target.port, queue, results) if generator == "lean"
+             else _httpx_user(url, queue, results) for _ in range(concurrency)]
+    await asyncio.gather(*users)
     return results
+
+
+def process_tree_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) of a process and every live descendant, from /proc (Linux)."""
+    stats = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:  # ended meanwhile
+                continue
+            stats[int(entry.name)] = (int(fields[1]), int(fields[11]) + int(fields[12]))  # ppid, utime + stime
+    tree = {pid}
+    for _ in range(4):  # uvicorn's leader, its workers (and what they start)
+        tree |= {child for child, (parent, _) in stats.items() if parent in tree}
+    ticks = sum(stats[p][1] for p in tree if p in stats)
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def completed_trials(client: ScionClient, job_id: int) -> int:
@@ -99,12 +148,14 @@ def completed_trials(client: ScionClient, job_id: int) -> int:
 
 
 def run_load(*, database_url: str, broker: str, table: Path, requests: int = 2000, concurrency: int = 50,
-             workers: int = 2, warm_trials: int = 200) -> dict[str, Any]:
+             api_workers: int = 2, workers: int = 2, generator: str = "lean",
+             warm_trials: int = 200) -> dict[str, Any]:
     """``requests`` GETs at ``concurrency`` while a tabular job runs on the production stack."""
     redis.Redis.from_url(broker).flushdb()
     with scratch_database(database_url) as db_url, tempfile.TemporaryDirectory() as home:
         settings = Settings(home=Path(home), database_url=db_url, broker_url=broker)
-        with LocalStack(settings, workers=workers) as stack, ScionClient(stack.url) as client:
+        with (LocalStack(settings, workers=workers, api_workers=api_workers) as stack,
+              ScionClient(stack.url) as client):
             job = client.submit(tabular_spec(table, max_trials=100_000, max_parallel=8, name="api-load"))
             deadline = time.monotonic() + 120
             while completed_trials(client, job["id"]) < warm_trials:  # listings with something in them
@@ -113,23 +164,29 @@ def run_load(*, database_url: str, broker: str, table: Path, requests: int = 200
                 time.sleep(0.2)
             paths = job_paths(job["id"])
             kinds = [("status", "trials")[i % 2] for i in range(requests)]
+            api_pid = stack.procs[0][1].pid
             before = completed_trials(client, job["id"])
+            api_cpu, own_cpu = process_tree_cpu_s(api_pid), time.process_time()
             started = time.perf_counter()
-            results = asyncio.run(hammer(stack.url, [(k, paths[k]) for k in kinds], concurrency))
+            results = asyncio.run(hammer(stack.url, [(k, paths[k]) for k in kinds], concurrency, generator))
             wall = time.perf_counter() - started
+            api_cpu, own_cpu = process_tree_cpu_s(api_pid) - api_cpu, time.process_time() - own_cpu
             after = completed_trials(client, job["id"])
             still = client.job(job["id"])["status"]
             client.cancel(job["id"])
     redis.Redis.from_url(broker).flushdb()
     errors = [status for _, _, status in results if status != 200]
     return {
-        "requests": len(results), "concurrency": concurrency, "errors": len(errors),
-        "error_kinds": sorted({str(e) for e in errors}), "wall_s": round(wall, 2),
+        "requests": len(results), "concurrency": concurrency, "api_workers": api_workers, "generator": generator,
+        "errors": len(errors), "error_kinds": sorted({str(e) for e in errors}), "wall_s": round(wall, 2),
         "requests_per_s": round(len(results) / wall, 1),
         **latency_figures([s for _, s, _ in results]),
         "by_request": {kind: latency_figures([s for k, s, _ in results if k == kind]) for kind in paths},
+        "api_cpu_ms_per_request": round(api_cpu * 1000 / len(results), 2),
+        "generator_cpu_ms_per_request": round(own_cpu * 1000 / len(results), 2),
         "job_running_throughout": still == "running", "trials_completed_during": after - before,
-        "trials_before": before, "worker_processes": workers,
+        "job_trials_per_s": round((after - before) / wall, 1), "worker_processes": workers,
+        "load_average_1min_after": round(os.getloadavg()[0], 2), "cpus": os.cpu_count(),
     }
 
 
@@ -237,7 +294,7 @@ class ApiAlone(LocalStack):
     """The uvicorn API alone on a database: no scheduler or worker touches what was seeded."""
 
     def start(self, timeout_s: float = 60.0) -> ApiAlone:
-        self._spawn("api", "api", "--host", self.host, "--port", str(self.port))
+        self.spawn_api()
         self._wait_ready(timeout_s)
         return self
 
@@ -274,12 +331,13 @@ def run_big(*, database_url: str, table: Path, trials: int = 100_000, repeats: i
 
 
 def run(*, database_url: str, broker: str, table: Path, parts: tuple[str, ...] = ("load", "big"),
-        requests: int = 2000, concurrency: int = 50, trials: int = 100_000, repeats: int = 21) -> dict[str, Any]:
+        requests: int = 2000, concurrency: int = 50, api_workers: int = 2, generator: str = "lean",
+        trials: int = 100_000, repeats: int = 21) -> dict[str, Any]:
     table = table.resolve()
     report: dict[str, Any] = {}
     if "load" in parts:
         report["load"] = run_load(database_url=database_url, broker=broker, table=table, requests=requests,
-                                  concurrency=concurrency)
+                                  concurrency=concurrency, api_workers=api_workers, generator=generator)
     if "big" in parts:
         report["big"] = run_big(database_url=database_url, table=table, trials=trials, repeats=repeats)
     return report

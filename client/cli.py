@@ -581,6 +581,63 @@ def bench_gpu(
         console.print(f"wrote {write_json(report, json_out)}")
 
 
+@bench_app.command("api")
+def bench_api(
+    table: Annotated[Path, typer.Option(help="A NAS-Bench-201-format CSV for the tabular job.")] = Path(
+        "../shared/data/nb201_cifar10.csv"),
+    database_url: Annotated[str, typer.Option(help="A PostgreSQL server the benchmark may create databases on.")] = (
+        "postgresql+psycopg://postgres@127.0.0.1:5432/test"),
+    broker: Annotated[str, typer.Option(help="A Redis database the benchmark may empty.")] = "redis://127.0.0.1:6379/9",
+    part: Annotated[str, typer.Option(help="'load' (requests while a job runs), 'big' (a job of many trials) "
+                                           "or 'both'.")] = "both",
+    requests: int = 2000,
+    concurrency: int = 50,
+    api_workers: Annotated[int, typer.Option(help="uvicorn worker processes serving the load.")] = 2,
+    generator: Annotated[str, typer.Option(help="'lean' (asyncio HTTP/1.1 keep-alive) or 'httpx' "
+                                                "(AsyncClient, costlier per request).")] = "lean",
+    trials: Annotated[int, typer.Option(help="Stored trials of the big job.")] = 100_000,
+    repeats: Annotated[int, typer.Option(help="Timed requests of each kind on the big job.")] = 21,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the figures here.")] = None,
+) -> None:
+    """API latency: many requests while a job runs, and a job of 100,000 trials (docs/reliability.md)."""
+    from rich.table import Table
+
+    from bench import api_load
+    from bench.strategies import write_json
+
+    parts = {"both": ("load", "big"), "load": ("load",), "big": ("big",)}.get(part)
+    if parts is None:
+        raise typer.BadParameter(f"expected load, big or both, got {part!r}", param_hint="--part")
+    if generator not in ("lean", "httpx"):
+        raise typer.BadParameter(f"expected lean or httpx, got {generator!r}", param_hint="--generator")
+    report = api_load.run(database_url=database_url, broker=broker, table=table, parts=parts, requests=requests,
+                          concurrency=concurrency, api_workers=api_workers, generator=generator, trials=trials,
+                          repeats=repeats)
+    if "load" in report:
+        r = report["load"]
+        out = Table(title=f"{r['requests']} requests at concurrency {r['concurrency']} while a job runs "
+                          f"({r['api_workers']} API processes, {r['generator']} client)")
+        for column in ("requests", "errors", "p50 ms", "p95 ms", "p99 ms", "req/s", "API CPU ms/req", "job trials/s"):
+            out.add_column(column, justify="right")
+        latency = ("p50_ms", "p95_ms", "p99_ms")
+        out.add_row("all", str(r["errors"]), *(str(r[k]) for k in latency), str(r["requests_per_s"]),
+                    str(r["api_cpu_ms_per_request"]), str(r["job_trials_per_s"]))
+        for kind, figures in r["by_request"].items():
+            out.add_row(kind, "", *(str(figures[k]) for k in latency), "", "", "")
+        console.print(out)
+    if "big" in report:
+        r = report["big"]
+        out = Table(title=f"a job of {r['trials']} trials (median of {r['repeats']})")
+        for column in ("request", "median ms", "max ms", "most rows any plan node read"):
+            out.add_column(column, justify="right")
+        for kind, figures in r["timings"].items():
+            most = max(node["rows"] for statement in r["plans"][kind] for node in statement["plan"])
+            out.add_row(kind, str(figures["median_ms"]), str(figures["max_ms"]), str(most))
+        console.print(out)
+    if json_out:
+        console.print(f"wrote {write_json(report, json_out)}")
+
+
 @bench_app.command("training")
 def bench_training(
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the figures here.")] = None,

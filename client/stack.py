@@ -29,8 +29,9 @@ def free_port() -> int:
 
 class LocalStack:
     def __init__(self, settings: Settings, *, workers: int = 2, port: int | None = None,
-                 host: str = "127.0.0.1") -> None:
-        self.settings, self.workers, self.host = settings, workers, host
+                 host: str = "127.0.0.1", api_workers: int = 1) -> None:
+        """``workers``: Celery pool processes; ``api_workers``: uvicorn worker processes."""
+        self.settings, self.workers, self.host, self.api_workers = settings, workers, host, api_workers
         self.port = port or free_port()
         self.url = f"http://{host}:{self.port}"
         self.home = settings.resolved_home()
@@ -61,12 +62,15 @@ class LocalStack:
 
     def start(self, timeout_s: float = 60.0) -> LocalStack:
         upgrade(self.settings.db_url)
-        self._spawn("api", "api", "--host", self.host, "--port", str(self.port))
+        self.spawn_api()
         self._spawn("scheduler", "scheduler")
         if self.workers:
             self._spawn("worker", "worker", "--concurrency", str(self.workers))
         self._wait_ready(timeout_s)
         return self
+
+    def spawn_api(self) -> None:
+        self._spawn("api", "api", "--host", self.host, "--port", str(self.port), "--workers", str(self.api_workers))
 
     def _wait_ready(self, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s

@@ -7,8 +7,9 @@ import numpy as np
 from fastapi import APIRouter, HTTPException, Path, Query
 from fastapi.exceptions import RequestValidationError
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
-from api.deps import MAX_ID, JobDep, PageLimit, PrincipalDep, SessionDep
+from api.deps import MAX_ID, JobDep, JobId, PageLimit, PrincipalDep, SessionDep, read_job
 from api.routes import artifacts as artifact_routes
 from api.schemas import (
     EpochPublic,
@@ -73,8 +74,8 @@ def list_jobs(
 
 
 @router.get("/{job_id}", response_model=JobPublic, summary="A job's status, counts and best trial")
-def get_job(job: JobDep, session: SessionDep) -> JobPublic:
-    return _public(session, job)
+async def get_job(job_id: JobId, principal: PrincipalDep) -> JobPublic:
+    return await read_job(job_id, principal, _public)
 
 
 @router.post("/{job_id}/cancel", response_model=JobPublic, summary="Cancel a job")
@@ -87,9 +88,9 @@ def cancel_job(job: JobDep, session: SessionDep) -> JobPublic:
 
 
 @router.get("/{job_id}/trials", response_model=TrialsPublic, summary="A page of a job's trials")
-def list_trials(
-    job: JobDep,
-    session: SessionDep,
+async def list_trials(
+    job_id: JobId,
+    principal: PrincipalDep,
     limit: PageLimit,
     status: TrialStatus | None = None,
     sort: Literal["number", "objective"] = Query("number", description="'objective' sorts best first."),
@@ -97,10 +98,14 @@ def list_trials(
     offset: int = Offset,
 ) -> TrialsPublic:
     descending = order == "desc" if order else sort == "objective"
-    trials, total = repo.list_trials(
-        session, job_id=job.id, status=status, sort=sort, descending=descending, limit=limit, offset=offset
-    )
-    return TrialsPublic(items=[TrialSummary.of(t) for t in trials], total=total, limit=limit, offset=offset)
+
+    def page(session: Session, job: Job) -> TrialsPublic:
+        trials, total = repo.list_trials(
+            session, job_id=job.id, status=status, sort=sort, descending=descending, limit=limit, offset=offset
+        )
+        return TrialsPublic(items=[TrialSummary.of(t) for t in trials], total=total, limit=limit, offset=offset)
+
+    return await read_job(job_id, principal, page)
 
 
 @router.get("/{job_id}/trials/{number}", response_model=TrialPublic, summary="One trial with its learning curve")
