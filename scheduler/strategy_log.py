@@ -12,7 +12,6 @@ continues exactly where the database says it stood.
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict
 from typing import Any
 
 from scheduler.strategies import Proposal, Strategy, TrialResult
@@ -41,7 +40,7 @@ class LoggedStrategy:
 
     def tell(self, result: TrialResult) -> None:
         self.strategy.tell(result)
-        self.unsaved.append({"tell": asdict(result)})
+        self.unsaved.append({"tell": dict(vars(result))})  # no deep copy: a told result is not changed
 
     def on_report(self, number: int, step: int, score: float | None, scores: dict[str, float]) -> bool:
         if not self.reads_reports:  # called for early stopping only: nothing to forward or replay
