@@ -57,14 +57,14 @@ RUNS = ("full trainings", "ASHA promotion", "ASHA stopping")
 
 def specs(args: argparse.Namespace, seed: int) -> dict[str, dict[str, Any]]:
     """The same seed makes every run draw the same candidates in the same order (and each
-    architecture trains with its own fixed seed), so the three runs differ only in how much
-    of each candidate's training they buy."""
+    architecture trains with its own fixed seed): ASHA sees the baseline's K candidates first,
+    then more, bought with the epochs it does not spend on hopeless ones."""
     asha = {"type": "asha", "mode": "promotion", "min_epochs": args.min_epochs, "max_epochs": args.epochs,
             "reduction_factor": args.eta}
     return {
         "full trainings": job_spec("full", {"type": "random"}, args.full_trainings, args.epochs, args.dataset, seed),
         "ASHA promotion": job_spec("asha", asha, args.asha_trials, args.epochs, args.dataset, seed),
-        "ASHA stopping": job_spec("asha-stop", asha | {"mode": "stopping"}, args.full_trainings, args.epochs,
+        "ASHA stopping": job_spec("asha-stop", asha | {"mode": "stopping"}, args.stopping_trials, args.epochs,
                                   args.dataset, seed),
     }
 
@@ -95,7 +95,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=9, help="A full training, in epochs.")
     parser.add_argument("--min-epochs", type=int, default=1, help="ASHA's bottom rung, in epochs.")
     parser.add_argument("--eta", type=int, default=3, help="ASHA's reduction factor.")
-    parser.add_argument("--asha-trials", type=int, default=17, help="ASHA promotion's trials (promotions included).")
+    parser.add_argument("--asha-trials", type=int, default=40, help="ASHA promotion's trials (promotions included).")
+    parser.add_argument("--stopping-trials", type=int, default=24, help="ASHA stopping's candidates.")
     parser.add_argument("--dataset", default="digits")
     parser.add_argument("--seeds", type=int, default=3, help="Repeat everything with seeds 0..N-1.")
     parser.add_argument("--workers", type=int, default=2)
