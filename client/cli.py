@@ -457,6 +457,14 @@ def bench_dispatch(
         console.print(f"wrote {json_out}")
 
 
+def _counts(text: str, option: str, example: str) -> tuple[int, ...]:
+    """A comma-separated list of whole numbers from a bench option, or a usage error naming it."""
+    try:
+        return tuple(int(n) for n in text.split(",") if n.strip())
+    except ValueError:
+        raise typer.BadParameter(f"expected counts like {example}, got {text!r}", param_hint=option) from None
+
+
 @bench_app.command("scheduler")
 def bench_scheduler(
     table: Annotated[Path, typer.Option(help="A NAS-Bench-201-format CSV for the tabular look-ups.")] = Path(
@@ -477,11 +485,8 @@ def bench_scheduler(
     from bench import scheduler_cost
     from bench.strategies import write_json
 
-    try:
-        counts = tuple(int(n) for n in sizes.split(",") if n.strip())
-    except ValueError:
-        raise typer.BadParameter(f"expected counts like 100,1000, got {sizes!r}", param_hint="--sizes") from None
-    report = scheduler_cost.run(database_url=database_url, broker=broker, table=table, sizes=counts,
+    report = scheduler_cost.run(database_url=database_url, broker=broker, table=table,
+                                sizes=_counts(sizes, "--sizes", "100,1000"),
                                 measured=measured, jobs=jobs, strategy=strategy)
     table_out = Table(title=f"scheduler cost ({strategy}, {report['settings']['finished_per_pass']} trials "
                             "finished per pass)")
@@ -519,11 +524,8 @@ def bench_scaling(
     from bench import scaling
     from bench.strategies import write_json
 
-    try:
-        counts = tuple(int(n) for n in workers.split(",") if n.strip())
-    except ValueError:
-        raise typer.BadParameter(f"expected counts like 1,2,4, got {workers!r}", param_hint="--workers") from None
-    report = scaling.run(database_url=database_url, broker=broker, table=table, workers=counts,
+    report = scaling.run(database_url=database_url, broker=broker, table=table,
+                         workers=_counts(workers, "--workers", "1,2,4"),
                          tabular_trials=tabular_trials, training_trials=training_trials, repeats=repeats)
     table_out = Table(title="scaling with worker processes (production path)")
     for column in ("workload", "workers", "trials/s", "speedup", "CPU ms/trial: worker / scheduler / api / postgres",
@@ -559,7 +561,7 @@ def bench_gpu(
     from bench.strategies import write_json
 
     try:
-        report = bench.run(gpu=gpu, per_gpu=tuple(int(n) for n in per_gpu.split(",") if n.strip()),
+        report = bench.run(gpu=gpu, per_gpu=_counts(per_gpu, "--per-gpu", "1,2,4"),
                            datasets=tuple(d.strip() for d in datasets.split(",") if d.strip()),
                            trials_per_process=trials_per_process, epochs=epochs, database_url=database_url,
                            broker=broker)
@@ -687,11 +689,7 @@ def bench_strategies(
 
     from bench import strategies as bench
 
-    try:
-        ps = [int(p) for p in parallel.split(",") if p.strip()]
-    except ValueError:
-        raise typer.BadParameter(f"expected worker counts like 1 or 1,8, got {parallel!r}",
-                                 param_hint="--parallel") from None
+    ps = list(_counts(parallel, "--parallel", "1 or 1,8"))
     command = ["scion", "bench", "strategies", "--table", str(table), "--strategies", strategies,
                "--budget", str(budget), "--seeds", str(seeds), "--parallel", parallel]
     for flag, value in (("--json", json_out), ("--markdown", markdown), ("--plot", plot), ("--jobs", jobs)):
