@@ -18,8 +18,14 @@ app.conf.update(task_acks_late=True, worker_prefetch_multiplier=1, task_ignore_r
 _redis: redis.Redis | None = None
 
 
+def use_broker(url: str) -> None:
+    """Point this process's sender at ``url``: the worker reads it from SCION_BENCH_BROKER at
+    import, the benchmark may have imported this module before choosing a broker."""
+    app.conf.broker_url = url
+
+
 @app.task(name="floor.noop")
 def noop(index: int) -> None:
     global _redis
-    _redis = _redis or redis.Redis.from_url(BROKER)
+    _redis = _redis or redis.Redis.from_url(app.conf.broker_url)
     _redis.incr(COUNTER)

@@ -157,6 +157,7 @@ def run_celery_floor(broker: str, tasks: int, processes: int) -> dict[str, Any]:
 
     client = redis.Redis.from_url(broker)
     client.flushdb()
+    celery_floor.use_broker(broker)
     env = dict(os.environ, SCION_BENCH_BROKER=broker)
     worker = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "bench.celery_floor", "worker", f"--concurrency={processes}",
