@@ -17,6 +17,19 @@ class InvalidArchitecture(ValueError):
     """An architecture value that does not belong to the space; the message says why."""
 
 
+def check_fields(item: Any, fields: tuple[str, ...], where: str, kind: str, example: Any) -> None:
+    """For spaces whose architecture is a list of objects (one per stage or layer): refuse an
+    item that is not an object with exactly ``fields``, naming what is missing or unexpected."""
+    if not isinstance(item, dict):
+        raise InvalidArchitecture(f"{where}: expected an object like {example}, got {item!r}")
+    missing = [f for f in fields if f not in item]
+    extra = sorted(str(k) for k in item if k not in fields)
+    if missing or extra:
+        detail = "; ".join(part for part in (f"missing {', '.join(missing)}" if missing else "",
+                                             f"unexpected {', '.join(extra)}" if extra else "") if part)
+        raise InvalidArchitecture(f"{where}: a {kind} has exactly the fields {', '.join(fields)} ({detail})")
+
+
 class SearchSpace(Protocol):
     def sample(self, rng: np.random.Generator) -> Arch: ...
 

@@ -26,7 +26,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from spaces.base import InvalidArchitecture
+from spaces.base import InvalidArchitecture, check_fields
 
 FIELDS: tuple[str, ...] = ("depth", "kernel", "expand", "width", "se")
 _TYPES: dict[str, tuple[type, ...]] = {
@@ -158,20 +158,7 @@ class ChainSpace:
             )
         out = []
         for stage, item in enumerate(arch):
-            if not isinstance(item, dict):
-                raise InvalidArchitecture(f"stage {stage}: expected an object like {example}, got {item!r}")
-            if len(item) != len(FIELDS) or any(f not in item for f in FIELDS):
-                missing = [f for f in FIELDS if f not in item]
-                extra = sorted(str(k) for k in item if k not in FIELDS)
-                detail = "; ".join(
-                    part for part in (
-                        f"missing {', '.join(missing)}" if missing else "",
-                        f"unexpected {', '.join(extra)}" if extra else "",
-                    ) if part
-                )
-                raise InvalidArchitecture(
-                    f"stage {stage}: a stage has exactly the fields {', '.join(FIELDS)} ({detail})"
-                )
+            check_fields(item, FIELDS, f"stage {stage}", "stage", example)
             out.append([self._index(stage, f, item[f]) for f in FIELDS])
         return out
 

@@ -22,7 +22,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from spaces.base import InvalidArchitecture
+from spaces.base import InvalidArchitecture, check_fields
 
 FIELDS: tuple[str, ...] = ("kernel", "channels", "dilation", "pool", "skip")
 POOLS: tuple[str, ...] = ("none", "max", "avg")
@@ -117,20 +117,7 @@ class Conv1DSpace:
             )
         out = []
         for layer, item in enumerate(arch):
-            if not isinstance(item, dict):
-                raise InvalidArchitecture(f"layer {layer}: expected an object like {example}, got {item!r}")
-            if len(item) != len(FIELDS) or any(f not in item for f in FIELDS):
-                missing = [f for f in FIELDS if f not in item]
-                extra = sorted(str(k) for k in item if k not in FIELDS)
-                detail = "; ".join(
-                    part for part in (
-                        f"missing {', '.join(missing)}" if missing else "",
-                        f"unexpected {', '.join(extra)}" if extra else "",
-                    ) if part
-                )
-                raise InvalidArchitecture(
-                    f"layer {layer}: a layer has exactly the fields {', '.join(FIELDS)} ({detail})"
-                )
+            check_fields(item, FIELDS, f"layer {layer}", "layer", example)
             out.append([self._index(layer, f, item[f]) for f in FIELDS])
         return out
 
