@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from spaces.base import Arch, SearchSpace
 from worker.evaluators.base import EvalContext, Evaluator, Metric
 from worker.evaluators.train import arch_seed
-from worker.training.datasets import DATASETS
+from worker.training.datasets import DATASETS, dataset_by_name
 
 DatasetConfig = DATASETS.config_union()
 ProxyName = Literal["naswot", "synflow", "grad_norm", "jacob_cov"]
@@ -53,11 +53,7 @@ class ProxyConfig(BaseModel):
     @field_validator("dataset", mode="before")
     @classmethod
     def _dataset_by_name(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            if value not in DATASETS:
-                raise ValueError(f"unknown dataset {value!r}; allowed: {', '.join(DATASETS.names())}")
-            return {"type": value}
-        return value
+        return dataset_by_name(value)
 
     @field_validator("proxies")
     @classmethod

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from spaces.base import Arch, SearchSpace, training_settings
 from worker.evaluators.base import EvalContext, Evaluator, Metric, TrialFailed
-from worker.training.datasets import DATASETS
+from worker.training.datasets import DATASETS, dataset_by_name
 
 DatasetConfig = DATASETS.config_union()
 
@@ -44,12 +44,7 @@ class TrainConfig(BaseModel):
     @field_validator("dataset", mode="before")
     @classmethod
     def _dataset_by_name(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            if value not in DATASETS:
-                allowed = ", ".join(DATASETS.names())
-                raise ValueError(f"unknown dataset {value!r}; allowed: {allowed}")
-            return {"type": value}
-        return value
+        return dataset_by_name(value)
 
 
 def arch_seed(key: str) -> int:

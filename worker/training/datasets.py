@@ -61,6 +61,16 @@ DATASETS: Registry[DatasetSource] = Registry("dataset")
 # -- digits ------------------------------------------------------------------------------------
 
 
+def dataset_by_name(value: Any) -> Any:
+    """An evaluator's ``dataset`` may be just a name: the object with that ``type``, or an error
+    listing the datasets there are."""
+    if isinstance(value, str):
+        if value not in DATASETS:
+            raise ValueError(f"unknown dataset {value!r}; allowed: {', '.join(DATASETS.names())}")
+        return {"type": value}
+    return value
+
+
 class DigitsConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
