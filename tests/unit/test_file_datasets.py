@@ -270,7 +270,7 @@ def test_data_roots_setting(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.delenv("SCION_DATA_ROOTS", raising=False)
     settings = Settings(home=tmp_path / "home")
     assert settings.data_roots == [tmp_path / "home" / "data", Path("data"), Path("../shared/data")]
-    shared = Path.cwd().parent.resolve() / "shared" / "data"
+    shared = (Path.cwd().parent / "shared" / "data").resolve()  # ../shared may itself be a link
     assert shared in settings.resolved_data_roots()  # ../shared/data/nb201_cifar10.csv stays allowed
     monkeypatch.setenv("SCION_DATA_ROOTS", os.pathsep.join([str(tmp_path / "a"), str(tmp_path / "b")]))
     assert Settings().data_roots == [tmp_path / "a", tmp_path / "b"]
