@@ -24,18 +24,17 @@ import os
 import statistics
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
 import numpy as np
 import redis
-from sqlalchemy import event, func, insert, select
+from sqlalchemy import func, insert, select
 
 from bench.dispatch import percentile, scratch_database
-from bench.scheduler_cost import bench_settings
+from bench.proc_cpu import tree_cpu_s
+from bench.scheduler_cost import bench_settings, statements_sent
 from client.sdk import ScionClient
 from client.stack import LocalStack
 from scion.settings import Settings
@@ -126,23 +125,6 @@ async def hammer(url: str, paths: list[tuple[str, str]], concurrency: int, gener
     return results
 
 
-def process_tree_cpu_s(pid: int) -> float:
-    """CPU seconds (user + system) of a process and every live descendant, from /proc (Linux)."""
-    stats = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:  # ended meanwhile
-                continue
-            stats[int(entry.name)] = (int(fields[1]), int(fields[11]) + int(fields[12]))  # ppid, utime + stime
-    tree = {pid}
-    for _ in range(4):  # uvicorn's leader, its workers (and what they start)
-        tree |= {child for child, (parent, _) in stats.items() if parent in tree}
-    ticks = sum(stats[p][1] for p in tree if p in stats)
-    return ticks / os.sysconf("SC_CLK_TCK")
-
-
 def completed_trials(client: ScionClient, job_id: int) -> int:
     return client.job(job_id)["counts"].get("completed", 0)
 
@@ -166,11 +148,11 @@ def run_load(*, database_url: str, broker: str, table: Path, requests: int = 200
             kinds = [("status", "trials")[i % 2] for i in range(requests)]
             api_pid = stack.procs[0][1].pid
             before = completed_trials(client, job["id"])
-            api_cpu, own_cpu = process_tree_cpu_s(api_pid), time.process_time()
+            api_cpu, own_cpu = tree_cpu_s(api_pid), time.process_time()
             started = time.perf_counter()
             results = asyncio.run(hammer(stack.url, [(k, paths[k]) for k in kinds], concurrency, generator))
             wall = time.perf_counter() - started
-            api_cpu, own_cpu = process_tree_cpu_s(api_pid) - api_cpu, time.process_time() - own_cpu
+            api_cpu, own_cpu = tree_cpu_s(api_pid) - api_cpu, time.process_time() - own_cpu
             after = completed_trials(client, job["id"])
             still = client.job(job["id"])["status"]
             client.cancel(job["id"])
@@ -231,22 +213,6 @@ def seed_big_job(db_url: str, table: Path, *, trials: int, seed: int = 0) -> int
     with get_engine(db_url).connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         conn.exec_driver_sql("VACUUM trials")  # as autovacuum does after so many inserts
     return job_id
-
-
-@contextmanager
-def statements_sent(db_url: str) -> Iterator[list[tuple[str, Any]]]:
-    """Every (statement, parameters) sent on ``db_url``'s engine in this process meanwhile."""
-    sent: list[tuple[str, Any]] = []
-
-    def note(_conn, _cursor, statement, parameters, _context, _many) -> None:
-        sent.append((statement, parameters))
-
-    engine = get_engine(db_url)
-    event.listen(engine, "before_cursor_execute", note)
-    try:
-        yield sent
-    finally:
-        event.remove(engine, "before_cursor_execute", note)
 
 
 def plan_nodes(plan: dict[str, Any]) -> list[dict[str, Any]]:

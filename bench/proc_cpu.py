@@ -60,6 +60,11 @@ def _groups(stats: dict[int, tuple[str, int, float]], roots: dict[str, int], com
     return groups
 
 
+def tree_cpu_s(pid: int) -> float:
+    """CPU seconds of a process and its live descendants (uvicorn's leader and its workers)."""
+    return sum(_groups(_stats(), {"tree": pid}, {})["tree"].values())
+
+
 @contextmanager
 def cpu_usage(roots: dict[str, int], commands: dict[str, str]) -> Iterator[dict[str, Any]]:
     """Yields a dict filled on exit with the CPU seconds each group used (``cpu_s``), in cores

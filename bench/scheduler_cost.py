@@ -77,20 +77,19 @@ def seed_job(db_url: str, spec: JobSpec, finished: int) -> int:
 
 
 @contextmanager
-def statement_counter(db_url: str) -> Iterator[list[int]]:
-    """Counts the SQL statements sent on ``db_url``'s engine while ``counting[0]`` is truthy."""
-    counts = [0, 0]  # [counting, statements]
+def statements_sent(db_url: str) -> Iterator[list[tuple[str, Any]]]:
+    """Every (statement, parameters) sent on ``db_url``'s engine in this process meanwhile."""
+    sent: list[tuple[str, Any]] = []
 
-    def count(*_: Any) -> None:
-        if counts[0]:
-            counts[1] += 1
+    def note(_conn, _cursor, statement, parameters, _context, _many) -> None:
+        sent.append((statement, parameters))
 
     engine = get_engine(db_url)
-    event.listen(engine, "before_cursor_execute", count)
+    event.listen(engine, "before_cursor_execute", note)
     try:
-        yield counts
+        yield sent
     finally:
-        event.remove(engine, "before_cursor_execute", count)
+        event.remove(engine, "before_cursor_execute", note)
 
 
 def drive(settings: Settings, job_ids: list[int], *, measured: int, per_pass: int,
@@ -120,14 +119,14 @@ def drive(settings: Settings, job_ids: list[int], *, measured: int, per_pass: in
     takeover_cpu, takeover_wall = timed_pass()
     idle = [timed_pass()[0] for _ in range(idle_passes)]
     busy: list[tuple[float, float]] = []
-    with statement_counter(settings.db_url) as counts:
+    statements = 0
+    with statements_sent(settings.db_url) as sent:  # the trials run in this process too: count passes only
         while scheduler.runs:
             for _ in range(min(per_pass, len(backlog))):
                 run_trial(backlog.popleft(), "cpu")
-            counts[0] = 1
+            before = len(sent)
             busy.append(timed_pass())
-            counts[0] = 0
-        statements = counts[1]
+            statements += len(sent) - before
     with session_scope(settings.db_url) as session:
         unfinished = [j for j in job_ids if session.get(Job, j).status != "completed"]
     if unfinished:
