@@ -36,7 +36,7 @@ class Budget(BaseModel):
     trial_time_limit_s: float | None = Field(
         None, gt=0, le=90 * 24 * 3600,
         description="Wall-clock limit for one run of a trial, in seconds: a trial past it is recorded as stopped "
-                    "and its worker ends it at its next epoch.",
+                    "and its worker interrupts it, mid-epoch if need be.",
     )
     max_attempts: int = Field(3, ge=1, le=20, description="Runs of a trial whose worker was lost before it fails.")
 

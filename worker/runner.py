@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
 import threading
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -36,6 +38,28 @@ T = TypeVar("T")
 
 def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
+
+
+@contextmanager
+def time_limit(seconds: float | None) -> Iterator[None]:
+    """Interrupt a candidate that is still running when its trial's time limit passes, even in
+    the middle of an epoch (a hung data loop, a pathological network), not only at the next
+    epoch. SIGALRM reaches the main thread only, which is where Celery's prefork pool runs its
+    tasks; elsewhere (threads) the checks between epochs remain the only stop."""
+    if not seconds or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def expire(_signum: int, _frame: Any) -> None:
+        raise TrialStopped(f"exceeded the trial time limit of {seconds:g} s")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 class TrialContext:
@@ -133,7 +157,8 @@ def run_trial(trial_id: int, device: str) -> str:
     outcome: dict[str, Any]
     try:
         spec, space, evaluator = plan or _job_plan(trial.job_id, raw_spec)
-        with TrialContext(trial, attempt, device, spec.constraints) as ctx:
+        with TrialContext(trial, attempt, device, spec.constraints) as ctx, \
+                time_limit(spec.budget.trial_time_limit_s):
             metrics = evaluator.evaluate(space, trial.arch, ctx)
         objective, score = spec.score(metrics)
         if objective is None:
