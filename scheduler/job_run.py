@@ -229,8 +229,9 @@ class JobRun:
             repo.add_event(session, job_id=job.id, kind="trial_lost", message=message)
 
     def _stop_overdue(self, session: Session, job: Job, limit_s: float) -> None:
-        """Record trials running past the per-trial time limit as stopped; each worker sees it at
-        its next heartbeat and ends the run at its next epoch, its late result ignored."""
+        """Record trials running past the per-trial time limit as stopped, so their slots go to the
+        next trials; each worker interrupts its own run at the limit (worker.runner.time_limit),
+        and a late result is ignored."""
         for trial in repo.running_longer_than(session, job_id=job.id, seconds=limit_s):
             trial.status, trial.finished_at = "stopped", utcnow()
             trial.error = f"exceeded the trial time limit of {limit_s:g} s"
