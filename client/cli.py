@@ -34,6 +34,15 @@ err_console = Console(stderr=True)
 
 ApiOption = Annotated[str | None, typer.Option("--api", envvar="SCION_API_URL", help="A running Scion API.")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
+# What the production-path benchmarks run against: a table for tabular trials, a PostgreSQL server
+# to create scratch databases on, and a Redis database they may empty.
+BenchTableOption = Annotated[Path, typer.Option("--table", help="A NAS-Bench-201-format CSV for the tabular trials.")]
+BenchDatabaseOption = Annotated[str, typer.Option(
+    "--database-url", help="A PostgreSQL server the benchmark may create databases on.")]
+BenchBrokerOption = Annotated[str, typer.Option("--broker", help="A Redis database the benchmark may empty.")]
+BENCH_TABLE = Path("../shared/data/nb201_cifar10.csv")
+BENCH_DATABASE = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+BENCH_BROKER = "redis://127.0.0.1:6379/9"
 
 
 def _logging() -> None:
@@ -419,11 +428,9 @@ def token_revoke(name: Annotated[str, typer.Argument(help="The token's name.")])
 
 @bench_app.command("dispatch")
 def bench_dispatch(
-    table: Annotated[Path, typer.Option(help="A NAS-Bench-201-format CSV for the tabular look-ups.")] = Path(
-        "../shared/data/nb201_cifar10.csv"),
-    database_url: Annotated[str, typer.Option(help="A PostgreSQL server the benchmark may create databases on.")] = (
-        "postgresql+psycopg://postgres@127.0.0.1:5432/test"),
-    broker: Annotated[str, typer.Option(help="A Redis database the benchmark may empty.")] = "redis://127.0.0.1:6379/9",
+    table: BenchTableOption = BENCH_TABLE,
+    database_url: BenchDatabaseOption = BENCH_DATABASE,
+    broker: BenchBrokerOption = BENCH_BROKER,
     trials: int = 2000,
     workers: Annotated[int, typer.Option(help="Worker processes (Scion), processes (Optuna, Celery).")] = 2,
     parallel: Annotated[int, typer.Option(help="Scion's max_parallel.")] = 16,
@@ -467,11 +474,9 @@ def _counts(text: str, option: str, example: str) -> tuple[int, ...]:
 
 @bench_app.command("scheduler")
 def bench_scheduler(
-    table: Annotated[Path, typer.Option(help="A NAS-Bench-201-format CSV for the tabular look-ups.")] = Path(
-        "../shared/data/nb201_cifar10.csv"),
-    database_url: Annotated[str, typer.Option(help="A PostgreSQL server the benchmark may create databases on.")] = (
-        "postgresql+psycopg://postgres@127.0.0.1:5432/test"),
-    broker: Annotated[str, typer.Option(help="A Redis database the benchmark may empty.")] = "redis://127.0.0.1:6379/9",
+    table: BenchTableOption = BENCH_TABLE,
+    database_url: BenchDatabaseOption = BENCH_DATABASE,
+    broker: BenchBrokerOption = BENCH_BROKER,
     sizes: Annotated[str, typer.Option(help="Finished trials already in the one job, comma-separated.")] = (
         "100,1000,10000"),
     measured: Annotated[int, typer.Option(help="Trials timed after each size.")] = 200,
@@ -507,11 +512,9 @@ def bench_scheduler(
 
 @bench_app.command("scaling")
 def bench_scaling(
-    table: Annotated[Path, typer.Option(help="A NAS-Bench-201-format CSV for the tabular look-ups.")] = Path(
-        "../shared/data/nb201_cifar10.csv"),
-    database_url: Annotated[str, typer.Option(help="A PostgreSQL server the benchmark may create databases on.")] = (
-        "postgresql+psycopg://postgres@127.0.0.1:5432/test"),
-    broker: Annotated[str, typer.Option(help="A Redis database the benchmark may empty.")] = "redis://127.0.0.1:6379/9",
+    table: BenchTableOption = BENCH_TABLE,
+    database_url: BenchDatabaseOption = BENCH_DATABASE,
+    broker: BenchBrokerOption = BENCH_BROKER,
     workers: Annotated[str, typer.Option(help="Worker process counts, comma-separated.")] = "1,2,4",
     tabular_trials: Annotated[int, typer.Option(help="Trials per run on the tabular workload (0: skip).")] = 1000,
     training_trials: Annotated[int, typer.Option(help="Trials per run of real training (0: skip).")] = 24,
@@ -585,11 +588,9 @@ def bench_gpu(
 
 @bench_app.command("api")
 def bench_api(
-    table: Annotated[Path, typer.Option(help="A NAS-Bench-201-format CSV for the tabular job.")] = Path(
-        "../shared/data/nb201_cifar10.csv"),
-    database_url: Annotated[str, typer.Option(help="A PostgreSQL server the benchmark may create databases on.")] = (
-        "postgresql+psycopg://postgres@127.0.0.1:5432/test"),
-    broker: Annotated[str, typer.Option(help="A Redis database the benchmark may empty.")] = "redis://127.0.0.1:6379/9",
+    table: BenchTableOption = BENCH_TABLE,
+    database_url: BenchDatabaseOption = BENCH_DATABASE,
+    broker: BenchBrokerOption = BENCH_BROKER,
     part: Annotated[str, typer.Option(help="'load' (requests while a job runs), 'big' (a job of many trials) "
                                            "or 'both'.")] = "both",
     requests: int = 2000,
