@@ -32,6 +32,7 @@ class Scheduler:
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.runs: dict[int, JobRun] = {}
         self.unreachable_at = -math.inf  # when a pass last found the database unreachable (monotonic)
+        self.reachable_again_at = -math.inf  # when the first pass after that reached it again
 
     def step(self) -> None:
         """One pass: renew or take leases, then advance every job held that has something to do.
@@ -50,8 +51,11 @@ class Scheduler:
                     log.info("scheduler %s %s job %s", self.owner, verb, job_id)
                     self.runs[job_id] = JobRun(job_id, self.owner, self.settings, self.send, self.waiting)
             activity = repo.trial_activity(session, job_ids=list(self.runs))
-        # Workers could not beat while the database was away: give them one timeout to resume.
-        reap_lost = time.monotonic() - self.unreachable_at > self.settings.heartbeat_timeout_seconds
+        if self.unreachable_at > self.reachable_again_at:
+            self.reachable_again_at = time.monotonic()
+        # Workers could not beat while the database was away: give them one timeout from its
+        # return to resume (counted from the last failure, a pass backing off could reap at once).
+        reap_lost = time.monotonic() - self.reachable_again_at > self.settings.heartbeat_timeout_seconds
         for job_id, run in list(self.runs.items()):
             if not run.has_work(activity.get(job_id), reap_lost):
                 continue
