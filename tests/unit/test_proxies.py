@@ -18,6 +18,8 @@ from worker.evaluators.proxy import ProxyConfig, ProxyEvaluator, proxy_batch
 from worker.training import proxies
 from worker.training.datasets import load_dataset
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 SMALL = NB201Space(NB201Config(channels=8, cells_per_stage=1))
 ARCHS = [
     ["nor_conv_3x3", "nor_conv_3x3", "skip_connect", "nor_conv_1x1", "skip_connect", "nor_conv_3x3"],
@@ -48,14 +50,6 @@ def batch() -> tuple[torch.Tensor, torch.Tensor]:
 def build(arch: list[str], seed: int = 0) -> nn.Module:
     torch.manual_seed(seed)
     return SMALL.build(arch, (1, 8, 8), 10)
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_proxies_are_finite_and_fast_at_small_width(batch) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import warnings
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -18,6 +17,8 @@ from spaces.chain_net import InvertedResidual, SqueezeExcite
 from worker.training.datasets import load_dataset
 from worker.training.trainer import train
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 SMALL = ChainConfig(channels=[4, 8, 8], strides=[1, 2, 2], stem_channels=4)
 TINY = ChainSpace(SMALL)
 ARCH = [
@@ -25,15 +26,6 @@ ARCH = [
     {"depth": 1, "kernel": 5, "expand": 6, "width": 1.25, "se": True},
     {"depth": 3, "kernel": 7, "expand": 3, "width": 0.75, "se": False},
 ]
-
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """Tiny networks run fastest on one thread, and the machine is shared."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def copy(arch: Any) -> Any:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import itertools
 import json
 import warnings
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -20,21 +19,14 @@ from spaces.conv1d_net import ConvLayer
 from worker.training.datasets import load_dataset
 from worker.training.trainer import train
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 TINY = Conv1DSpace(Conv1DConfig(max_layers=3, channels=[4, 8]))
 ARCH = [
     {"kernel": 5, "channels": 8, "dilation": 2, "pool": "max", "skip": True},
     {"kernel": 3, "channels": 8, "dilation": 1, "pool": "none", "skip": True},
     {"kernel": 9, "channels": 4, "dilation": 4, "pool": "avg", "skip": False},
 ]
-
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """Tiny networks run fastest on one thread, and the machine is shared."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def test_registered_with_the_documented_defaults() -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import itertools
 import json
 import warnings
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -18,6 +17,8 @@ from spaces.darts import OPS, DARTSConfig, DARTSSpace, _canonical_node, inputs_o
 from worker.training.datasets import load_dataset
 from worker.training.trainer import train
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 # DARTS (second order), as published in the DARTS code's genotypes.py.
 DARTS_V2 = {
     "normal": [["sep_conv_3x3", 0], ["sep_conv_3x3", 1], ["sep_conv_3x3", 0], ["sep_conv_3x3", 1],
@@ -26,15 +27,6 @@ DARTS_V2 = {
                ["max_pool_3x3", 0], ["skip_connect", 2], ["skip_connect", 2], ["max_pool_3x3", 1]],
 }
 TINY = DARTSSpace(DARTSConfig(channels=4, layers=3, stem_multiplier=1))
-
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """Tiny networks run fastest on one thread, and the machine is shared."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def all_ops(op: str) -> dict[str, Any]:

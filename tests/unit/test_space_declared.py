@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +25,8 @@ from tests.unit.test_artifacts import assert_exports_match
 from tests.unit.test_training import Ctx
 from worker.evaluators.train import TrainConfig, TrainEvaluator
 from worker.training.datasets import load_dataset
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 # a conditional space: the activation exists only after a convolution
 CONDITIONAL = {
@@ -65,15 +66,6 @@ SEQUENCES = {  # conv1d for MNIST-1D (1, 40)
 
 def declared(body: dict[str, Any]) -> DeclaredSpace:
     return DeclaredSpace(DeclaredConfig(**json.loads(json.dumps(body))))
-
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """Tiny networks run fastest on one thread, and the machine is shared."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 # -- the vocabulary ----------------------------------------------------------------------------
