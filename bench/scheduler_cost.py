@@ -84,12 +84,14 @@ def statements_sent(db_url: str) -> Iterator[list[tuple[str, Any]]]:
     def note(_conn, _cursor, statement, parameters, _context, _many) -> None:
         sent.append((statement, parameters))
 
-    engine = get_engine(db_url)
-    event.listen(engine, "before_cursor_execute", note)
+    engines = [get_engine(db_url), get_engine(db_url, durable=False)]  # one and the same on SQLite
+    for engine in set(engines):
+        event.listen(engine, "before_cursor_execute", note)
     try:
         yield sent
     finally:
-        event.remove(engine, "before_cursor_execute", note)
+        for engine in set(engines):
+            event.remove(engine, "before_cursor_execute", note)
 
 
 def drive(settings: Settings, job_ids: list[int], *, measured: int, per_pass: int,

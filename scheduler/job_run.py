@@ -4,8 +4,9 @@ Each ``step`` is one transaction that reaps lost trials, tells the strategy ever
 finished trial, asks for new ones while slots are free and logs those calls to the strategy
 (its whole state now and then) with the trial rows they produced, so a scheduler that dies at
 any point is replaced by one that continues exactly where the database says the search stood.
-Messages to the workers go out only after that commit, for every trial still ``pending``; a
-queued trial whose message the broker lost is put back to ``pending`` and so sent again.
+Messages to the workers go out only after that commit, for every trial still ``pending``, which
+then become ``queued``; a queued trial whose message the broker lost is put back to ``pending``
+and so sent again, and so is one whose message could not be sent (broker down, scheduler died).
 """
 from __future__ import annotations
 
@@ -25,8 +26,8 @@ from scion.spec import JobSpec
 from spaces import InvalidArchitecture, SearchSpace, make_space
 from spaces.base import training_settings
 from storage import repository as repo
-from storage.db import session_scope, utcnow
-from storage.models import Job, Trial
+from storage.db import autocommit, session_scope, utcnow
+from storage.models import Job
 from worker.evaluators import EVALUATORS
 
 log = logging.getLogger(__name__)
@@ -46,10 +47,11 @@ class JobRun:
         self.last_report_id = 0
         self.curves: dict[int, list[tuple[int, float]]] = {}  # running trial id -> (epoch, score) so far
 
-    def step(self, reap_lost: bool = True) -> bool:
-        """Advance the job; False once the job is finished or no longer ours. ``reap_lost=False``
-        spares trials with stale heartbeats: right after a database outage every heartbeat is
-        stale, though the workers live."""
+    def step(self, activity: Row | None, reap_lost: bool = True) -> bool:
+        """Advance the job; False once the job is finished or no longer ours. ``activity`` is the
+        job's row of ``repo.trial_activity``, read at the start of this scheduler pass (None: no
+        trial in flight or untold). ``reap_lost=False`` spares trials with stale heartbeats: right
+        after a database outage every heartbeat is stale, though the workers live."""
         with session_scope(durable=False) as session:
             job = session.get(Job, self.job_id, options=[defer(Job.strategy_state)])  # read once, in _load
             if job is None or job.status not in ("pending", "running"):
@@ -66,10 +68,10 @@ class JobRun:
                 job.status, job.started_at = "running", utcnow()
                 repo.add_event(session, job_id=job.id, kind="started",
                                message=f"scheduler {self.owner} started the job")
-            running = self._advance(session, job, reap_lost)
+            running, to_send = self._advance(session, job, activity, reap_lost)
             self.trials_created, self.started_at = job.trials_created, job.started_at
-        if running:
-            self._send_pending()
+        if to_send:
+            self._send(to_send)
         return running
 
     def has_work(self, activity: Row | None, reap_lost: bool) -> bool:
@@ -108,37 +110,43 @@ class JobRun:
         self.strategy = logged
         self.next_checkpoint = time.monotonic() + self.settings.strategy_checkpoint_seconds
 
-    def _advance(self, session: Session, job: Job, reap_lost: bool) -> bool:
+    def _advance(self, session: Session, job: Job, activity: Row | None, reap_lost: bool) -> tuple[bool, list[int]]:
+        """Whether the job goes on, and the trials whose messages are to be sent once this pass
+        commits: the pass's new trials, those it put back to pending, and any left pending before."""
         budget = self.spec.budget
-        if reap_lost:
-            self._reap_lost(session, job)
+        to_send = self._reap_lost(session, job) if reap_lost else []
         if budget.trial_time_limit_s:
             self._stop_overdue(session, job, budget.trial_time_limit_s)
-        self._resend_lost(session, job)
+        to_send += self._resend_lost(session, job)
         if budget.time_limit_s and job.started_at and _elapsed(job.started_at) > budget.time_limit_s:
             repo.stop_in_flight(session, job_id=job.id, reason="job time limit reached")
             self._tell_finished(session, job)
             self._finish(session, job, "completed", None, note=f"time limit of {budget.time_limit_s:g} s reached")
-            return False
+            return False, []
 
         self._relay_reports(session, job)
-        in_flight = repo.in_flight_count(session, job_id=job.id)
         self._tell_finished(session, job)
-        exhausted = False
-        while job.trials_created < budget.max_trials and in_flight < budget.max_parallel:
-            proposal = self._next_proposal(job.trials_created)
+        # As of the pass's start: trials finishing since only free slots, so this never overfills.
+        in_flight = activity.in_flight if activity is not None else 0
+        proposals, exhausted = [], False
+        room = min(budget.max_trials - job.trials_created, budget.max_parallel - in_flight)
+        while len(proposals) < room:
+            proposal = self._next_proposal(job.trials_created + len(proposals))
             if proposal is None:
                 exhausted = True
                 break
-            self._add_trial(session, job, proposal)
-            in_flight += 1
+            proposals.append(proposal)
+        to_send += self._add_trials(session, job, proposals)
+        in_flight += len(proposals)
         self._save_strategy(session, job)
 
         if in_flight == 0 and (job.trials_created >= budget.max_trials or exhausted):
             note = "budget spent" if job.trials_created >= budget.max_trials else "no more candidates to propose"
             self._finish(session, job, "completed", None, note=note)
-            return False
-        return True
+            return False, []
+        if activity is not None and activity.pending:  # unsent: a send that failed, or a scheduler that died
+            to_send += repo.pending_trial_ids(session, job_id=job.id)
+        return True, sorted(set(to_send))
 
     def _next_proposal(self, number: int) -> Proposal | None:
         if number < len(self.spec.warm_start):
@@ -147,19 +155,19 @@ class JobRun:
             return Proposal(self.spec.warm_start[number], retrain)
         return self.strategy.ask()
 
-    def _add_trial(self, session: Session, job: Job, proposal: Proposal) -> None:
-        try:
-            arch = self.space.validate(proposal.arch)
-        except InvalidArchitecture as exc:
-            raise RuntimeError(f"strategy {self.spec.strategy.type!r} proposed an invalid architecture: {exc}") from exc
-        session.add(
-            Trial(
-                job_id=job.id, number=job.trials_created, status="pending", arch=arch,
-                arch_key=self.space.key(arch), fidelity=proposal.fidelity, attempts=0, told=False,
-                created_at=utcnow(),
-            )
-        )
-        job.trials_created += 1
+    def _add_trials(self, session: Session, job: Job, proposals: list[Proposal]) -> list[int]:
+        """Write the proposals as the job's next trials, pending; returns their ids."""
+        trials = []
+        for proposal in proposals:
+            try:
+                arch = self.space.validate(proposal.arch)
+            except InvalidArchitecture as exc:
+                raise RuntimeError(
+                    f"strategy {self.spec.strategy.type!r} proposed an invalid architecture: {exc}") from exc
+            trials.append({"arch": arch, "arch_key": self.space.key(arch), "fidelity": proposal.fidelity})
+        ids = repo.add_trials(session, job_id=job.id, first_number=job.trials_created, trials=trials)
+        job.trials_created += len(ids)
+        return ids
 
     def _tell_finished(self, session: Session, job: Job) -> int:
         trials = repo.untold_finished(session, job_id=job.id)
@@ -215,18 +223,21 @@ class JobRun:
                 self.curves.pop(trial.id, None)
         return len(reports)
 
-    def _reap_lost(self, session: Session, job: Job) -> None:
-        """Re-queue trials whose worker went silent, up to the attempt budget."""
+    def _reap_lost(self, session: Session, job: Job) -> list[int]:
+        """Re-queue trials whose worker went silent, up to the attempt budget; returns those re-queued."""
         lost = repo.stale_running(session, job_id=job.id, older_than_s=self.settings.heartbeat_timeout_seconds)
+        requeued = []
         for trial in lost:
             if trial.attempts < self.spec.budget.max_attempts:
                 trial.status = "pending"
+                requeued.append(trial.id)
                 message = f"trial {trial.number} lost its worker {trial.worker}; attempt {trial.attempts + 1} queued"
             else:
                 trial.status, trial.finished_at = "failed", utcnow()
                 trial.error = f"worker lost {trial.attempts} times (last: {trial.worker}); no attempts left"
                 message = f"trial {trial.number} failed: {trial.error}"
             repo.add_event(session, job_id=job.id, kind="trial_lost", message=message)
+        return requeued
 
     def _stop_overdue(self, session: Session, job: Job, limit_s: float) -> None:
         """Record trials running past the per-trial time limit as stopped, so their slots go to the
@@ -239,23 +250,23 @@ class JobRun:
             repo.add_event(session, job_id=job.id, kind="trial_stopped",
                            message=f"trial {trial.number} stopped: {trial.error}")
 
-    def _resend_lost(self, session: Session, job: Job) -> None:
+    def _resend_lost(self, session: Session, job: Job) -> list[int]:
         """Put back to pending (to be sent again) the trials queued for ``resend_after_seconds``
         while the broker holds no message in their queue: it lost them (restarted without
         persistence, flushed). Checked every half of that interval. A message that was not lost
-        after all becomes a duplicate, which the worker's claim skips."""
+        after all becomes a duplicate, which the worker's claim skips. Returns those put back."""
         if time.monotonic() < self.next_loss_check:
-            return
+            return []
         self.next_loss_check = time.monotonic() + self.settings.resend_after_seconds / 2
         overdue = repo.queued_longer_than(session, job_id=job.id, seconds=self.settings.resend_after_seconds)
         if not overdue:
-            return
+            return []
         try:
             if self.waiting(self.queue):
-                return  # the queue is still draining: these trials wait their turn
+                return []  # the queue is still draining: these trials wait their turn
         except Exception as exc:  # broker down: nothing can be sent now anyway
             log.warning("could not count the messages in queue %r (%s); will ask again", self.queue, exc)
-            return
+            return []
         for trial in overdue:
             trial.status = "pending"
         numbers = ", ".join(str(t.number) for t in overdue[:20]) + (f" and {len(overdue) - 20} more"
@@ -263,6 +274,7 @@ class JobRun:
         repo.add_event(session, job_id=job.id, kind="trials_resent",
                        message=f"trial(s) {numbers} queued for over {self.settings.resend_after_seconds:g} s with "
                                f"no message left in queue {self.queue!r} (lost by the broker?); sending them again")
+        return [t.id for t in overdue]
 
     def _save_strategy(self, session: Session, job: Job, *, whole: bool = False) -> None:
         """Log the strategy's new calls with this pass's rows, or save its state whole instead when
@@ -287,11 +299,10 @@ class JobRun:
         summary = f"best trial {best.number}: {best.objective:.4g}" if best else (error or "no trials")
         repo.add_event(session, job_id=job.id, kind=status, message=f"job {status} ({note or error}); {summary}")
 
-    def _send_pending(self) -> None:
-        with session_scope(durable=False) as session:
-            ids = [t.id for t in repo.trials_with_status(session, job_id=self.job_id, status="pending")]
+    def _send(self, trial_ids: list[int]) -> None:
+        """Send the committed pending trials' messages and mark those sent queued, in one statement."""
         sent = []
-        for trial_id in ids:
+        for trial_id in trial_ids:
             try:
                 self.send(trial_id, self.queue)
             except Exception:  # broker down: the trial stays pending and is sent on a later pass
@@ -299,8 +310,8 @@ class JobRun:
                 break
             sent.append(trial_id)
         if sent:
-            with session_scope(durable=False) as session:
-                repo.mark_queued(session, trial_ids=sent)
+            with autocommit(durable=False) as connection:
+                repo.mark_queued(connection, trial_ids=sent)
 
 
 def _elapsed(since: datetime) -> float:

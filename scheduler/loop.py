@@ -60,7 +60,7 @@ class Scheduler:
             if not run.has_work(activity.get(job_id), reap_lost):
                 continue
             try:
-                alive = run.step(reap_lost=reap_lost)
+                alive = run.step(activity.get(job_id), reap_lost=reap_lost)
             except Exception as exc:
                 # The strategy in memory may have seen what the database rolled back: the next
                 # pass reloads the job from its last committed state.

@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import TypeVar
 
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -38,7 +38,13 @@ POOL_SIZE, POOL_OVERFLOW = 10, 20
 POOL_CONNECTIONS = POOL_SIZE + POOL_OVERFLOW
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, durable: bool = True) -> Engine:
+    """``durable=False``: PostgreSQL acknowledges this engine's commits before their WAL reaches
+    the disk (``synchronous_commit off``, set once per connection rather than once per
+    transaction, which cost a round trip each). A server crash may then forget the last fraction
+    of a second of such commits, but never half of one, and WAL order keeps what survives a
+    consistent prefix. For work the service redoes anyway (claims, heartbeats, scheduler passes),
+    never for results or requests."""
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False},
                                pool_size=POOL_SIZE, max_overflow=POOL_OVERFLOW)
@@ -47,36 +53,35 @@ def make_engine(url: str) -> Engine:
     # No pre-ping: it costs a round trip on every checkout, a third of a cheap trial's database
     # time. A connection that died with the server is invalidated on first use (SQLAlchemy drops
     # the whole pool on a disconnect error), and every caller retries its unit of work.
-    return create_engine(url, pool_size=POOL_SIZE, max_overflow=POOL_OVERFLOW, pool_recycle=600)
+    options = {} if durable else {"connect_args": {"options": "-c synchronous_commit=off"}}
+    return create_engine(url, pool_size=POOL_SIZE, max_overflow=POOL_OVERFLOW, pool_recycle=600, **options)
 
 
-_ENGINES: dict[str, Engine] = {}
-_SESSIONS: dict[str, sessionmaker[Session]] = {}
+_ENGINES: dict[tuple[str, bool], Engine] = {}
+_SESSIONS: dict[tuple[str, bool], sessionmaker[Session]] = {}
 
 
-def get_engine(url: str | None = None) -> Engine:
+def _key(url: str | None, durable: bool) -> tuple[str, bool]:
+    """SQLite has one kind of commit, so one engine per file."""
     url = url or get_settings().db_url
-    if url not in _ENGINES:
-        _ENGINES[url] = make_engine(url)
-        _SESSIONS[url] = sessionmaker(bind=_ENGINES[url], expire_on_commit=False)
-    return _ENGINES[url]
+    return url, durable or url.startswith("sqlite")
+
+
+def get_engine(url: str | None = None, *, durable: bool = True) -> Engine:
+    key = _key(url, durable)
+    if key not in _ENGINES:
+        _ENGINES[key] = make_engine(*key)
+        _SESSIONS[key] = sessionmaker(bind=_ENGINES[key], expire_on_commit=False)
+    return _ENGINES[key]
 
 
 @contextmanager
 def session_scope(url: str | None = None, *, durable: bool = True) -> Iterator[Session]:
-    """Commit on success, roll back on error, always close.
-
-    ``durable=False`` lets PostgreSQL acknowledge the commit before its WAL reaches the disk
-    (``synchronous_commit off`` for this transaction only). A server crash may then forget the
-    last fraction of a second of such transactions, but never half of one. It is for work the
-    service redoes anyway (claims, heartbeats, scheduler passes), never for results or requests.
-    """
-    url = url or get_settings().db_url
-    engine = get_engine(url)
-    session = _SESSIONS[url]()
+    """Commit on success, roll back on error, always close. ``durable=False``: see ``make_engine``."""
+    key = _key(url, durable)
+    get_engine(key[0], durable=key[1])
+    session = _SESSIONS[key]()
     try:
-        if not durable and engine.dialect.name == "postgresql":
-            session.execute(text("SET LOCAL synchronous_commit TO OFF"))
         yield session
         session.commit()
     except BaseException:
@@ -84,6 +89,25 @@ def session_scope(url: str | None = None, *, durable: bool = True) -> Iterator[S
         raise
     finally:
         session.close()
+
+
+@contextmanager
+def autocommit(url: str | None = None, *, durable: bool = True) -> Iterator[Connection]:
+    """A connection on which each statement commits by itself: for the units of work that are one
+    conditional statement (a worker's claim, its result), which a transaction would wrap in two
+    more round trips (BEGIN, COMMIT) and the ORM session in more Python."""
+    with get_engine(url, durable=durable).connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        yield connection
+
+
+def forget_engines(url: str) -> None:
+    """Close and drop this process's engines for ``url`` (a database about to be dropped, a test's
+    settings changing)."""
+    for durable in (True, False):
+        engine = _ENGINES.pop((url, durable), None)
+        _SESSIONS.pop((url, durable), None)
+        if engine is not None:
+            engine.dispose()
 
 
 def dispose_engines() -> None:

@@ -11,7 +11,7 @@ from collections import Counter
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import Row, Select, bindparam, case, delete, func, insert, select, union_all, update
+from sqlalchemy import Connection, Row, Select, bindparam, case, delete, func, insert, select, union_all, update
 from sqlalchemy.orm import Session, defer
 
 from storage.db import utcnow
@@ -269,11 +269,21 @@ def in_flight_count(session: Session, *, job_id: int) -> int:
     ) or 0
 
 
-def trials_with_status(session: Session, *, job_id: int, status: str) -> list[Trial]:
-    """In trial-number order, so messages go out (and workers start) oldest first."""
-    return list(
-        session.scalars(select(Trial).where(Trial.job_id == job_id, Trial.status == status).order_by(Trial.number))
-    )
+def add_trials(session: Session, *, job_id: int, first_number: int, trials: list[dict[str, Any]]) -> list[int]:
+    """Write trials (arch, arch_key, fidelity) as the job's next numbers, pending, in one statement;
+    returns their ids in the same order."""
+    if not trials:
+        return []
+    now = utcnow()
+    rows = [{**trial, "job_id": job_id, "number": first_number + i, "status": "pending", "attempts": 0,
+             "told": False, "created_at": now} for i, trial in enumerate(trials)]
+    return list(session.scalars(insert(Trial).returning(Trial.id, sort_by_parameter_order=True), rows))
+
+
+def pending_trial_ids(session: Session, *, job_id: int) -> list[int]:
+    """Trials written but not (known to be) sent, oldest first."""
+    return list(session.scalars(select(Trial.id).where(Trial.job_id == job_id, Trial.status == "pending")
+                                .order_by(Trial.number)))
 
 
 def stale_running(session: Session, *, job_id: int, older_than_s: float) -> list[Trial]:
@@ -307,9 +317,9 @@ def queued_longer_than(session: Session, *, job_id: int, seconds: float) -> list
     )
 
 
-def mark_queued(session: Session, *, trial_ids: list[int]) -> None:
+def mark_queued(db: Session | Connection, *, trial_ids: list[int]) -> None:
     if trial_ids:
-        session.execute(
+        db.execute(
             update(Trial)
             .where(Trial.id.in_(trial_ids), Trial.status == "pending")
             .values(status="queued", queued_at=utcnow())
@@ -357,33 +367,39 @@ def save_strategy_state(session: Session, *, job: Job, state: dict[str, Any]) ->
 # ---------------------------------------------------------------- worker side
 
 
-def claim_trial(session: Session, *, trial_id: int, worker: str) -> Row | None:
+# A worker's claim and result, built once (see TRIAL_COUNTS): they run once per trial each.
+CLAIM = (update(Trial)
+         .where(Trial.id == bindparam("trial_id"), Trial.status.in_(("pending", "queued")))
+         .values(status="running", worker=bindparam("by"), attempts=Trial.attempts + 1,
+                 started_at=bindparam("now"), heartbeat_at=bindparam("now"))
+         .returning(Trial.id, Trial.job_id, Trial.number, Trial.arch, Trial.fidelity, Trial.attempts))
+FINISH = (update(Trial)
+          .where(Trial.id == bindparam("trial_id"), Trial.attempts == bindparam("attempt"), Trial.status == "running")
+          .values(status=bindparam("outcome"), metrics=bindparam("result"), objective=bindparam("value"),
+                  score=bindparam("signed"), error=bindparam("reason"), finished_at=bindparam("now")))
+
+
+def claim_trial(db: Session | Connection, *, trial_id: int, worker: str) -> Row | None:
     """Move a queued trial to running, in one statement; returns what the worker needs (id,
     job_id, number, arch, fidelity, attempts: this attempt's number), or None if the trial is
     not runnable (already running elsewhere, finished, cancelled): the idempotence guard."""
-    now = utcnow()
-    return session.execute(
-        update(Trial)
-        .where(Trial.id == trial_id, Trial.status.in_(("pending", "queued")))
-        .values(status="running", worker=worker, attempts=Trial.attempts + 1, started_at=now, heartbeat_at=now)
-        .returning(Trial.id, Trial.job_id, Trial.number, Trial.arch, Trial.fidelity, Trial.attempts)
-    ).first()
+    return db.execute(CLAIM, {"trial_id": trial_id, "by": worker, "now": utcnow()}).first()
 
 
-def job_spec(session: Session, *, job_id: int) -> dict[str, Any]:
-    return session.scalar(select(Job.spec).where(Job.id == job_id))
+def job_spec(db: Session | Connection, *, job_id: int) -> dict[str, Any]:
+    return db.scalar(select(Job.spec).where(Job.id == job_id))
 
 
-def heartbeat(session: Session, *, trial_id: int, attempt: int) -> bool:
+def heartbeat(db: Session | Connection, *, trial_id: int, attempt: int) -> bool:
     """Touch a running trial; False when this attempt should stop (cancelled, stopped, superseded)."""
-    result = session.execute(
+    result = db.execute(
         update(Trial)
         .where(Trial.id == trial_id, Trial.attempts == attempt, Trial.status == "running")
         .values(heartbeat_at=utcnow())
     )
     if result.rowcount != 1:
         return False
-    job_status = session.scalar(select(Job.status).join(Trial, Trial.job_id == Job.id).where(Trial.id == trial_id))
+    job_status = db.scalar(select(Job.status).join(Trial, Trial.job_id == Job.id).where(Trial.id == trial_id))
     return job_status not in TERMINAL_JOB_STATUSES
 
 
@@ -405,7 +421,7 @@ def record_step(session: Session, *, trial_id: int, attempt: int, step: int, met
 
 
 def finish_trial(
-    session: Session,
+    db: Session | Connection,
     *,
     trial_id: int,
     attempt: int,
@@ -416,12 +432,8 @@ def finish_trial(
     error: str | None = None,
 ) -> bool:
     """Write an attempt's outcome; ignored (False) if the trial moved on without it."""
-    result = session.execute(
-        update(Trial)
-        .where(Trial.id == trial_id, Trial.attempts == attempt, Trial.status == "running")
-        .values(
-            status=status, metrics=_json_safe(metrics), objective=objective, score=score, error=error,
-            finished_at=utcnow(),
-        )
-    )
+    result = db.execute(FINISH, {
+        "trial_id": trial_id, "attempt": attempt, "outcome": status, "result": _json_safe(metrics),
+        "value": objective, "signed": score, "reason": error, "now": utcnow(),
+    })
     return result.rowcount == 1

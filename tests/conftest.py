@@ -61,11 +61,9 @@ def postgres_url() -> Iterator[str]:
     url = admin_url.set(database=name).render_as_string(hide_password=False)
     upgrade(url)
     yield url
-    from storage.db import _ENGINES
+    from storage.db import forget_engines
 
-    engine = _ENGINES.pop(url, None)
-    if engine is not None:
-        engine.dispose()
+    forget_engines(url)
     with admin.connect() as conn:
         conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     admin.dispose()

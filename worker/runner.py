@@ -12,6 +12,7 @@ import os
 import signal
 import socket
 import threading
+import time
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -26,7 +27,7 @@ from scion.settings import get_settings
 from scion.spec import Constraint, JobSpec
 from spaces import SearchSpace, make_space
 from storage import repository as repo
-from storage.db import retry_unreachable, session_scope
+from storage.db import autocommit, retry_unreachable, session_scope
 from worker.evaluators import make_evaluator
 from worker.evaluators.base import Evaluator, TrialFailed, TrialStopped
 
@@ -62,6 +63,45 @@ def time_limit(seconds: float | None) -> Iterator[None]:
         signal.signal(signal.SIGALRM, previous)
 
 
+class _Heartbeats:
+    """The one thread per worker process that touches its running trials every
+    ``heartbeat_seconds`` (a trial that falls silent is re-run elsewhere), and tells a trial to stop
+    when the database says so (cancelled, stopped, superseded). One long-lived thread rather than
+    one per trial: starting and joining a thread cost more than a cheap trial's own work."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._watched: set[TrialContext] = set()
+        self._thread: threading.Thread | None = None
+
+    def watch(self, ctx: TrialContext) -> None:
+        with self._lock:
+            self._watched.add(ctx)
+            if self._thread is None or not self._thread.is_alive():  # also the first trial after a fork
+                self._thread = threading.Thread(target=self._loop, name="heartbeats", daemon=True)
+                self._thread.start()
+
+    def release(self, ctx: TrialContext) -> None:
+        with self._lock:
+            self._watched.discard(ctx)
+
+    def _loop(self) -> None:
+        while True:
+            time.sleep(get_settings().heartbeat_seconds)
+            with self._lock:
+                watched = list(self._watched)
+            for ctx in watched:
+                try:
+                    with autocommit(durable=False) as connection:
+                        if not repo.heartbeat(connection, trial_id=ctx.trial_id, attempt=ctx.attempt):
+                            ctx.stop()
+                except Exception:  # a database blip must not kill the trial; the next beat retries
+                    log.warning("heartbeat for trial %s failed", ctx.trial_id, exc_info=True)
+
+
+_HEARTBEATS = _Heartbeats()
+
+
 class TrialContext:
     """The evaluator's line back to the database: epochs, heartbeats and stop requests."""
 
@@ -70,26 +110,16 @@ class TrialContext:
         self.attempt, self.device, self.fidelity = attempt, device, trial.fidelity
         self.constraints = constraints
         self._stop = threading.Event()
-        self._done = threading.Event()
-        self._beat = threading.Thread(target=self._beat_loop, name=f"heartbeat-{self.trial_id}", daemon=True)
 
     def __enter__(self) -> TrialContext:
-        self._beat.start()
+        _HEARTBEATS.watch(self)
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        self._done.set()
-        self._beat.join()
+        _HEARTBEATS.release(self)
 
-    def _beat_loop(self) -> None:
-        interval = get_settings().heartbeat_seconds
-        while not self._done.wait(interval):
-            try:
-                with session_scope(durable=False) as session:
-                    if not repo.heartbeat(session, trial_id=self.trial_id, attempt=self.attempt):
-                        self._stop.set()
-            except Exception:  # a database blip must not kill the trial; the next beat retries
-                log.warning("heartbeat for trial %s failed", self.trial_id, exc_info=True)
+    def stop(self) -> None:
+        self._stop.set()
 
     def artifact_path(self, number: int) -> Path:
         return get_settings().artifact_root / f"job-{self.job_id}" / f"trial-{number}" / "checkpoint.pt"
@@ -138,12 +168,12 @@ def _persist(work: Callable[[], T], what: str) -> T:
 
 def _claim(trial_id: int) -> tuple[Row, tuple[JobSpec, SearchSpace, Evaluator] | None, dict[str, Any] | None] | None:
     """The claimed trial with its job's plan if this process has one, else the job's spec."""
-    with session_scope(durable=False) as session:  # a claim lost in a server crash is re-sent
-        trial = repo.claim_trial(session, trial_id=trial_id, worker=worker_name())
+    with autocommit(durable=False) as connection:  # a claim lost in a server crash is re-sent
+        trial = repo.claim_trial(connection, trial_id=trial_id, worker=worker_name())
         if trial is None:
             return None
         plan = _PLANS.get((get_settings().db_url, trial.job_id))
-        return trial, plan, None if plan else repo.job_spec(session, job_id=trial.job_id)
+        return trial, plan, None if plan else repo.job_spec(connection, job_id=trial.job_id)
 
 
 def run_trial(trial_id: int, device: str) -> str:
@@ -183,8 +213,8 @@ def run_trial(trial_id: int, device: str) -> str:
         log.warning("trial %s failed: %s", trial_id, exc)
 
     def finish() -> bool:
-        with session_scope() as session:
-            return repo.finish_trial(session, trial_id=trial_id, attempt=attempt, **outcome)
+        with autocommit() as connection:
+            return repo.finish_trial(connection, trial_id=trial_id, attempt=attempt, **outcome)
 
     _persist(finish, f"storing the result of trial {trial_id}")
     nudger().nudge()

@@ -18,7 +18,7 @@ from fastapi.testclient import TestClient
 from api.main import create_app
 from scion.settings import get_settings
 from storage import repository as repo
-from storage.db import _ENGINES, _SESSIONS, session_scope, utcnow
+from storage.db import forget_engines, session_scope, utcnow
 from storage.models import Trial
 from worker.celery_app import celery_app
 
@@ -567,7 +567,4 @@ def test_database_outage_is_503_with_a_message(
             assert client.post("/v1/jobs", json={"space": {"type": "nb201"}}).status_code == 422
     finally:
         get_settings.cache_clear()
-        engine = _ENGINES.pop(url, None)
-        _SESSIONS.pop(url, None)
-        if engine is not None:
-            engine.dispose()
+        forget_engines(url)

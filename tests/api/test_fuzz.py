@@ -26,7 +26,7 @@ from schemathesis import GenerationMode
 from api.main import create_app
 from scion.settings import get_settings
 from storage import tokens
-from storage.db import _ENGINES, _SESSIONS, session_scope
+from storage.db import forget_engines, session_scope
 from tests.api.test_api import add_trial, train_spec
 
 pytestmark = pytest.mark.timeout(300)
@@ -42,10 +42,7 @@ def fuzz_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, sqlite_url: str) -
     get_settings.cache_clear()
     yield sqlite_url
     get_settings.cache_clear()
-    engine = _ENGINES.pop(sqlite_url, None)
-    _SESSIONS.pop(sqlite_url, None)
-    if engine is not None:
-        engine.dispose()
+    forget_engines(sqlite_url)
 
 
 def seed_data(owner: str | None) -> None:

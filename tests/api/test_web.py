@@ -18,7 +18,7 @@ from fastapi.testclient import TestClient
 
 from api.main import create_app
 from scion.settings import get_settings
-from storage.db import _ENGINES, _SESSIONS, session_scope, utcnow
+from storage.db import forget_engines, session_scope, utcnow
 from storage.models import Trial
 
 pytestmark = pytest.mark.timeout(120)
@@ -49,10 +49,7 @@ def web_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, sqlite_url: str) ->
     get_settings.cache_clear()
     yield sqlite_url
     get_settings.cache_clear()
-    engine = _ENGINES.pop(sqlite_url, None)
-    _SESSIONS.pop(sqlite_url, None)
-    if engine is not None:
-        engine.dispose()
+    forget_engines(sqlite_url)
 
 
 def test_page_is_served_and_uses_the_public_api() -> None:
