@@ -114,8 +114,10 @@ class JobRun:
         """Whether the job goes on, and the trials whose messages are to be sent once this pass
         commits: the pass's new trials, those it put back to pending, and any left pending before."""
         budget = self.spec.budget
-        to_send = self._reap_lost(session, job) if reap_lost else []
-        if budget.trial_time_limit_s:
+        beat, start = (activity.oldest_beat, activity.oldest_start) if activity is not None else (None, None)
+        stale = reap_lost and beat is not None and _elapsed(beat) > self.settings.heartbeat_timeout_seconds
+        to_send = self._reap_lost(session, job) if stale else []
+        if budget.trial_time_limit_s and start is not None and _elapsed(start) > budget.trial_time_limit_s:
             self._stop_overdue(session, job, budget.trial_time_limit_s)
         to_send += self._resend_lost(session, job)
         if budget.time_limit_s and job.started_at and _elapsed(job.started_at) > budget.time_limit_s:

@@ -14,12 +14,14 @@ import threading
 import time
 import uuid
 
+from sqlalchemy.orm import Session
+
 from scheduler.dispatch import Send, Waiting, celery_send, celery_waiting
 from scheduler.job_run import JobRun
-from scion.nudge import NudgeListener
+from scion.nudge import JOB, NudgeListener
 from scion.settings import Settings, get_settings
 from storage import repository as repo
-from storage.db import is_unreachable, session_scope
+from storage.db import autocommit, is_unreachable, session_scope
 
 log = logging.getLogger(__name__)
 
@@ -34,23 +36,18 @@ class Scheduler:
         self.unreachable_at = -math.inf  # when a pass last found the database unreachable (monotonic)
         self.reachable_again_at = -math.inf  # when the first pass after that reached it again
 
-    def step(self) -> None:
-        """One pass: renew or take leases, then advance every job held that has something to do.
-        The leases and what the jobs' trials are doing are read for all jobs at once, so a job
-        whose trials are all busy costs a pass next to nothing."""
-        with session_scope(durable=False) as session:
-            held = repo.take_leases(session, owner=self.owner, seconds=self.settings.lease_seconds)
-            for job_id in [j for j in self.runs if j not in held]:  # finished, cancelled or taken over
-                del self.runs[job_id]
-            for job_id, renewed in held.items():
-                # A lease of ours that lapsed since the last pass may have been taken over by
-                # another scheduler meanwhile: the job must then be reloaded from the database,
-                # never continued from the strategy held in memory.
-                if job_id not in self.runs or not renewed:
-                    verb = "took" if job_id not in self.runs else "retook (lease had lapsed)"
-                    log.info("scheduler %s %s job %s", self.owner, verb, job_id)
-                    self.runs[job_id] = JobRun(job_id, self.owner, self.settings, self.send, self.waiting)
-            activity = repo.trial_activity(session, job_ids=list(self.runs))
+    def step(self, leases: bool = True) -> None:
+        """One pass: renew or take leases (unless ``leases`` is False: see ``run``), then advance
+        every job held that has something to do. The leases and what the jobs' trials are doing
+        are read for all jobs at once, so a job whose trials are all busy costs a pass next to
+        nothing."""
+        if leases:
+            with session_scope(durable=False) as session:
+                self._take_leases(session)
+                activity = repo.trial_activity(session, job_ids=list(self.runs))
+        else:
+            with autocommit(durable=False) as connection:
+                activity = repo.trial_activity(connection, job_ids=list(self.runs))
         if self.unreachable_at > self.reachable_again_at:
             self.reachable_again_at = time.monotonic()
         # Workers could not beat while the database was away: give them one timeout from its
@@ -74,14 +71,35 @@ class Scheduler:
             if not alive:
                 del self.runs[job_id]
 
+    def _take_leases(self, session: Session) -> None:
+        held = repo.take_leases(session, owner=self.owner, seconds=self.settings.lease_seconds)
+        for job_id in [j for j in self.runs if j not in held]:  # finished, cancelled or taken over
+            del self.runs[job_id]
+        for job_id, renewed in held.items():
+            # A lease of ours that lapsed since the last pass may have been taken over by
+            # another scheduler meanwhile: the job must then be reloaded from the database,
+            # never continued from the strategy held in memory.
+            if job_id not in self.runs or not renewed:
+                verb = "took" if job_id not in self.runs else "retook (lease had lapsed)"
+                log.info("scheduler %s %s job %s", self.owner, verb, job_id)
+                self.runs[job_id] = JobRun(job_id, self.owner, self.settings, self.send, self.waiting)
+
     def run(self, stop: threading.Event) -> None:
+        """Pass after pass, each right after a nudge or a poll interval. Leases are taken and
+        renewed once a poll interval (a quarter of the lease at most) and whenever a job arrives;
+        the passes in between, woken by finishing trials, only read what the held jobs' trials do."""
         log.info("scheduler %s polling every %.2fs", self.owner, self.settings.scheduler_poll_seconds)
         listener = NudgeListener(self.settings.broker)  # woken early by finished trials where Redis is there
         poll, failures = self.settings.scheduler_poll_seconds, 0
+        leases_due, said = -math.inf, {JOB}
         while not stop.is_set():
+            now = time.monotonic()
+            leases = JOB in said or now >= leases_due
             try:
-                self.step()
+                self.step(leases=leases)
                 failures = 0
+                if leases:
+                    leases_due = now + min(poll, self.settings.lease_seconds / 4)
             except Exception as exc:
                 failures += 1
                 if is_unreachable(exc):
@@ -89,7 +107,7 @@ class Scheduler:
                     log.warning("database unreachable (%s); retry %d", type(exc).__name__, failures)
                 else:
                     log.exception("scheduler pass failed; retrying")
-            listener.wait(min(poll * 2**failures, max(poll, 2.0)), stop.wait)
+            said = listener.wait(min(poll * 2**failures, max(poll, 2.0)), stop.wait)
         self.release_all()
 
     def release_all(self) -> None:

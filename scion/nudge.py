@@ -10,6 +10,7 @@ from functools import lru_cache
 log = logging.getLogger(__name__)
 
 CHANNEL = "scion:nudge"
+TRIAL, JOB = b"trial", b"job"  # what happened: a trial finished; a job arrived (leases to take)
 
 
 def _redis_url(broker: str) -> str | None:
@@ -23,7 +24,7 @@ class Nudger:
         self.url = _redis_url(broker)
         self._client = None
 
-    def nudge(self) -> None:
+    def nudge(self, what: bytes = TRIAL) -> None:
         if self.url is None:
             return
         try:
@@ -31,7 +32,7 @@ class Nudger:
                 import redis
 
                 self._client = redis.Redis.from_url(self.url, socket_timeout=1, socket_connect_timeout=1)
-            self._client.publish(CHANNEL, b"1")
+            self._client.publish(CHANNEL, what)
         except Exception:  # the scheduler polls anyway
             self._client = None
             log.debug("nudge failed", exc_info=True)
@@ -44,11 +45,12 @@ class NudgeListener:
         self.url = _redis_url(broker)
         self._pubsub = None
 
-    def wait(self, timeout: float, sleep) -> None:
-        """Block up to ``timeout`` seconds or until a nudge; ``sleep`` is the fallback."""
+    def wait(self, timeout: float, sleep) -> set[bytes]:
+        """Block up to ``timeout`` seconds or until a nudge; ``sleep`` is the fallback. Returns what
+        the nudges said (empty after a quiet timeout; {JOB} when it cannot tell, as after a sleep)."""
         if self.url is None:
             sleep(timeout)
-            return
+            return {JOB}
         try:
             if self._pubsub is None:
                 import redis
@@ -56,13 +58,17 @@ class NudgeListener:
                 self._pubsub = redis.Redis.from_url(self.url, socket_connect_timeout=2).pubsub(
                     ignore_subscribe_messages=True)
                 self._pubsub.subscribe(CHANNEL)
-            if self._pubsub.get_message(timeout=timeout) is not None:
-                while self._pubsub.get_message(timeout=0) is not None:  # one pass serves them all
-                    pass
+            said = set()
+            message = self._pubsub.get_message(timeout=timeout)
+            while message is not None:  # one pass serves them all
+                said.add(message["data"])
+                message = self._pubsub.get_message(timeout=0)
+            return said
         except Exception:
             self._pubsub = None
             log.debug("nudge listener failed; polling", exc_info=True)
             sleep(timeout)
+            return {JOB}
 
 
 @lru_cache(maxsize=1)

@@ -108,15 +108,15 @@ class TrialMetric(Base):
 
 
 class StrategyCall(Base):
-    """A call made to a job's strategy since its state was last saved whole (``Job.strategy_state``);
-    a scheduler taking the job over loads that state and replays these in ``id`` order
-    (scheduler/strategy_log.py)."""
+    """The calls one scheduler pass made to a job's strategy (a list; older rows hold one call)
+    since its state was last saved whole (``Job.strategy_state``); a scheduler taking the job over
+    loads that state and replays these in ``id`` order (scheduler/strategy_log.py)."""
 
     __tablename__ = "strategy_calls"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
-    call: Mapped[dict[str, Any]] = mapped_column(JSON)
+    call: Mapped[list[dict[str, Any]] | dict[str, Any]] = mapped_column(JSON)
 
 
 class JobEvent(Base):

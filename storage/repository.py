@@ -213,7 +213,7 @@ def holds_lease(session: Session, *, job: Job, owner: str) -> bool:
     return job.lease_owner == owner and job.lease_expires_at is not None and job.lease_expires_at > utcnow()
 
 
-def trial_activity(session: Session, *, job_ids: list[int]) -> dict[int, Row]:
+def trial_activity(db: Session | Connection, *, job_ids: list[int]) -> dict[int, Row]:
     """For each job, what a scheduler pass could act on, read from its trials not yet told (those
     in flight and those finished since) in one query for all jobs: ``untold`` finished trials,
     ``pending`` ones (to send), ``in_flight`` ones, and the ``oldest_beat`` / ``oldest_start``
@@ -221,7 +221,7 @@ def trial_activity(session: Session, *, job_ids: list[int]) -> dict[int, Row]:
     if not job_ids:
         return {}
     running = Trial.status == "running"
-    rows = session.execute(
+    rows = db.execute(
         select(
             Trial.job_id,
             func.count(case((Trial.status.in_(TERMINAL_TRIAL_STATUSES), 1))).label("untold"),
@@ -236,14 +236,17 @@ def trial_activity(session: Session, *, job_ids: list[int]) -> dict[int, Row]:
     return {row.job_id: row for row in rows}
 
 
-def untold_finished(session: Session, *, job_id: int) -> list[Trial]:
-    return list(
-        session.scalars(
-            select(Trial)
-            .where(Trial.job_id == job_id, Trial.told.is_(False), Trial.status.in_(TERMINAL_TRIAL_STATUSES))
-            .order_by(Trial.finished_at, Trial.number)
-        )
-    )
+UNTOLD_FINISHED = (
+    select(Trial.id, Trial.number, Trial.arch, Trial.status, Trial.score, Trial.metrics, Trial.fidelity, Trial.error)
+    .where(Trial.job_id == JOB_ID, Trial.told.is_(False), Trial.status.in_(TERMINAL_TRIAL_STATUSES))
+    .order_by(Trial.finished_at, Trial.number)
+)
+
+
+def untold_finished(session: Session, *, job_id: int) -> list[Row]:
+    """What the strategy is told of the trials finished since the last pass (rows, not entities:
+    read every pass, and nothing in them is changed through the ORM)."""
+    return list(session.execute(UNTOLD_FINISHED, {"job_id": job_id}))
 
 
 def mark_told(session: Session, *, job_id: int, trial_ids: list[int]) -> None:
@@ -349,13 +352,14 @@ def new_reports(session: Session, *, job_id: int, after_id: int) -> list[tuple[i
 
 def strategy_calls(session: Session, *, job_id: int) -> list[dict[str, Any]]:
     """The calls logged since the job's strategy state was last saved whole, oldest first."""
-    return list(session.scalars(select(StrategyCall.call).where(StrategyCall.job_id == job_id)
-                                .order_by(StrategyCall.id)))
+    rows = session.scalars(select(StrategyCall.call).where(StrategyCall.job_id == job_id).order_by(StrategyCall.id))
+    return [call for row in rows for call in (row if isinstance(row, list) else [row])]
 
 
 def log_strategy_calls(session: Session, *, job_id: int, calls: list[dict[str, Any]]) -> None:
+    """One row for one pass's calls, however many."""
     if calls:
-        session.execute(insert(StrategyCall), [{"job_id": job_id, "call": _json_safe(call)} for call in calls])
+        session.execute(insert(StrategyCall).values(job_id=job_id, call=_json_safe(calls)))
 
 
 def save_strategy_state(session: Session, *, job: Job, state: dict[str, Any]) -> None:

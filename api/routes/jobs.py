@@ -22,7 +22,7 @@ from api.schemas import (
     TrialSummary,
 )
 from scheduler.strategies.pareto import orient, pareto_mask
-from scion.nudge import nudger
+from scion.nudge import JOB, nudger
 from scion.settings import get_settings
 from storage import repository as repo
 from storage.models import JOB_STATUSES, TRIAL_STATUSES, Job, Trial
@@ -59,7 +59,7 @@ def submit_job(spec: JobCreate, session: SessionDep, principal: PrincipalDep) ->
     _check_caps(spec)
     job = repo.create_job(session, name=spec.name, spec=spec.model_dump(mode="json"), owner=principal.owner)
     session.commit()
-    nudger().nudge()  # a scheduler picks the job up now, not at its next poll
+    nudger().nudge(JOB)  # a scheduler picks the job up now, not at its next poll
     return _public(session, job)
 
 
