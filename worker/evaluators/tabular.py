@@ -97,10 +97,26 @@ class TabularEvaluator(Evaluator):
                 f"the tabular evaluator only scores 'nb201' architectures, not {space_type!r}"
             )
 
+    def __init__(self, config: BaseModel) -> None:
+        super().__init__(config)
+        self._resolved: Path | None = None
+
+    def _table(self) -> dict[str, tuple[float, float]]:
+        """The table, its path resolved under the data roots once per evaluator (one job's, in one
+        worker process: resolving costs more than the look-up) and the file checked for edits at
+        every look-up; resolved again if it went away."""
+        if self._resolved is None:
+            self._resolved = resolve_data_path(self.config.table, what="table")
+        try:
+            return _read_table(str(self._resolved), self._resolved.stat().st_mtime_ns)
+        except OSError:
+            self._resolved = None
+            raise
+
     def evaluate(self, space: SearchSpace, arch: Arch, ctx: EvalContext) -> dict[str, Any]:
         key = space.key(arch)
         try:
-            val_acc, test_acc = load_table(self.config.table)[key]
+            val_acc, test_acc = self._table()[key]
         except KeyError:
             raise TrialFailed(f"architecture {key} is not in table {self.config.table}") from None
         except (OSError, ValueError) as exc:  # gone or outside the data roots on this worker
