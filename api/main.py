@@ -8,6 +8,7 @@ from fastapi import Depends, FastAPI
 from api import errors
 from api.deps import authenticate
 from api.limits import AuthGate, BodySizeLimit, RequestSlots
+from api.poll_cache import PollCache
 from api.routes import catalog, health, jobs, web
 
 log = logging.getLogger(__name__)
@@ -21,6 +22,7 @@ def create_app() -> FastAPI:
     )
     errors.install(app)
     app.add_middleware(BodySizeLimit)
+    app.add_middleware(PollCache)  # inside AuthGate: answers are kept per caller
     app.add_middleware(AuthGate)  # no token, no body read
     app.add_middleware(RequestSlots)  # outermost: no more requests at once than database connections
     # Public: the probes, the docs and the page (which asks for a token when the API wants one).

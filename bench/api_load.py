@@ -37,7 +37,7 @@ from bench.proc_cpu import tree_cpu_s
 from bench.scheduler_cost import bench_settings, statements_sent
 from client.sdk import ScionClient
 from client.stack import LocalStack
-from scion.settings import Settings
+from scion.settings import Settings, get_settings
 from scion.spec import JobSpec
 from spaces.nb201 import NB201Space
 from storage import repository as repo
@@ -131,12 +131,14 @@ def completed_trials(client: ScionClient, job_id: int) -> int:
 
 def run_load(*, database_url: str, broker: str, table: Path, requests: int = 2000, concurrency: int = 50,
              api_workers: int = 2, workers: int = 2, generator: str = "lean",
-             warm_trials: int = 200) -> dict[str, Any]:
-    """``requests`` GETs at ``concurrency`` while a tabular job runs on the production stack."""
+             warm_trials: int = 200, cache_seconds: float | None = None) -> dict[str, Any]:
+    """``requests`` GETs at ``concurrency`` while a tabular job runs on the production stack, the
+    API keeping answers ``cache_seconds`` (None: the server's default)."""
+    env = {} if cache_seconds is None else {"SCION_API_CACHE_SECONDS": str(cache_seconds)}
     redis.Redis.from_url(broker).flushdb()
     with scratch_database(database_url) as db_url, tempfile.TemporaryDirectory() as home:
         settings = Settings(home=Path(home), database_url=db_url, broker_url=broker)
-        with (LocalStack(settings, workers=workers, api_workers=api_workers) as stack,
+        with (LocalStack(settings, workers=workers, api_workers=api_workers, env=env) as stack,
               ScionClient(stack.url) as client):
             job = client.submit(tabular_spec(table, max_trials=100_000, max_parallel=8, name="api-load"))
             deadline = time.monotonic() + 120
@@ -160,6 +162,7 @@ def run_load(*, database_url: str, broker: str, table: Path, requests: int = 200
     errors = [status for _, _, status in results if status != 200]
     return {
         "requests": len(results), "concurrency": concurrency, "api_workers": api_workers, "generator": generator,
+        "api_cache_seconds": get_settings().api_cache_seconds if cache_seconds is None else cache_seconds,
         "errors": len(errors), "error_kinds": sorted({str(e) for e in errors}), "wall_s": round(wall, 2),
         "requests_per_s": round(len(results) / wall, 1),
         **latency_figures([s for _, s, _ in results]),
@@ -301,9 +304,11 @@ def run(*, database_url: str, broker: str, table: Path, parts: tuple[str, ...] =
         trials: int = 100_000, repeats: int = 21) -> dict[str, Any]:
     table = table.resolve()
     report: dict[str, Any] = {}
-    if "load" in parts:
-        report["load"] = run_load(database_url=database_url, broker=broker, table=table, requests=requests,
-                                  concurrency=concurrency, api_workers=api_workers, generator=generator)
+    if "load" in parts:  # as served by default, and with every answer computed afresh, side by side
+        for name, cache_seconds in (("load", None), ("load_uncached", 0.0)):
+            report[name] = run_load(database_url=database_url, broker=broker, table=table, requests=requests,
+                                    concurrency=concurrency, api_workers=api_workers, generator=generator,
+                                    cache_seconds=cache_seconds)
     if "big" in parts:
         report["big"] = run_big(database_url=database_url, table=table, trials=trials, repeats=repeats)
     return report

@@ -616,10 +616,10 @@ def bench_api(
     report = api_load.run(database_url=database_url, broker=broker, table=table, parts=parts, requests=requests,
                           concurrency=concurrency, api_workers=api_workers, generator=generator, trials=trials,
                           repeats=repeats)
-    if "load" in report:
-        r = report["load"]
+    for r in (report[name] for name in ("load", "load_uncached") if name in report):
+        kept = f"answers kept {r['api_cache_seconds']:g} s" if r["api_cache_seconds"] else "no answers kept"
         out = Table(title=f"{r['requests']} requests at concurrency {r['concurrency']} while a job runs "
-                          f"({r['api_workers']} API processes, {r['generator']} client)")
+                          f"({r['api_workers']} API processes, {r['generator']} client, {kept})")
         for column in ("requests", "errors", "p50 ms", "p95 ms", "p99 ms", "req/s", "API CPU ms/req", "job trials/s"):
             out.add_column(column, justify="right")
         latency = ("p50_ms", "p95_ms", "p99_ms")

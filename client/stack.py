@@ -29,9 +29,11 @@ def free_port() -> int:
 
 class LocalStack:
     def __init__(self, settings: Settings, *, workers: int = 2, port: int | None = None,
-                 host: str = "127.0.0.1", api_workers: int = 1) -> None:
-        """``workers``: Celery pool processes; ``api_workers``: uvicorn worker processes."""
+                 host: str = "127.0.0.1", api_workers: int = 1, env: dict[str, str] | None = None) -> None:
+        """``workers``: Celery pool processes; ``api_workers``: uvicorn worker processes; ``env``:
+        further SCION_… settings for every process of the stack."""
         self.settings, self.workers, self.host, self.api_workers = settings, workers, host, api_workers
+        self.extra_env = env or {}
         self.port = port or free_port()
         self.url = f"http://{host}:{self.port}"
         self.home = settings.resolved_home()
@@ -47,6 +49,7 @@ class LocalStack:
             PYTHONUNBUFFERED="1",
         )
         env.pop("SCION_API_URL", None)
+        env.update(self.extra_env)
         for name in ("SCION_DATABASE_URL_FILE", "SCION_BROKER_URL_FILE"):  # the values above replace them
             env.pop(name, None)
         return env

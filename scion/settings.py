@@ -42,6 +42,12 @@ class Settings(BaseSettings):
     max_trials_cap: int = Field(100_000, ge=1, description="Largest budget.max_trials a job may ask for.")
     max_parallel_cap: int = Field(1024, ge=1, description="Largest budget.max_parallel a job may ask for.")
     max_page_size: int = Field(500, ge=1, description="Largest page (limit) a listing returns.")
+    api_cache_seconds: float = Field(
+        0.25, ge=0, le=60,
+        description="How long each API process answers repeated reads of a job (its status, a page of its trials, "
+                    "its best trial) from memory rather than the database; 0 turns this off. A cancel through a "
+                    "process shows in its answers at once.",
+    )
 
     lease_seconds: float = Field(30.0, gt=0, description="How long a scheduler's claim on a job lasts unrenewed.")
     scheduler_poll_seconds: float = Field(0.2, gt=0, description="Pause between scheduler passes.")
