@@ -1,6 +1,7 @@
 """Celery tasks and per-process set-up of the worker."""
 from __future__ import annotations
 
+import logging
 import os
 
 from celery.signals import worker_process_init
@@ -11,6 +12,12 @@ from worker.celery_app import celery_app
 from worker.runner import run_trial
 
 _device: str | None = None  # chosen per pool process at start-up
+
+# Celery logs two lines per task at INFO ("received", "succeeded"). The database records every
+# trial with its worker and times already, and at hundreds of cheap trials a second those lines
+# cost the worker more CPU than the trial. Warnings and errors (a failed task) still show.
+for _name in ("celery.app.trace", "celery.worker.strategy"):
+    logging.getLogger(_name).setLevel(logging.WARNING)
 
 
 @worker_process_init.connect
