@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
+from contextlib import nullcontext
 from datetime import datetime
 
 from sqlalchemy import Row
@@ -302,15 +303,21 @@ class JobRun:
         repo.add_event(session, job_id=job.id, kind=status, message=f"job {status} ({note or error}); {summary}")
 
     def _send(self, trial_ids: list[int]) -> None:
-        """Send the committed pending trials' messages and mark those sent queued, in one statement."""
-        sent = []
-        for trial_id in trial_ids:
-            try:
-                self.send(trial_id, self.queue)
-            except Exception:  # broker down: the trial stays pending and is sent on a later pass
-                log.warning("could not send trial %s to the broker; will retry", trial_id, exc_info=True)
-                break
-            sent.append(trial_id)
+        """Send the committed pending trials' messages, in one batch where the sender offers one,
+        and mark those sent queued in one statement. What could not be sent stays pending and is
+        sent on a later pass; after a batch that failed, all of it (a message that did reach the
+        broker then arrives twice, and the worker's claim skips the second)."""
+        sent: list[int] = []
+        batch = getattr(self.send, "batch", None)
+        try:
+            with batch() if batch else nullcontext():
+                for trial_id in trial_ids:
+                    self.send(trial_id, self.queue)
+                    sent.append(trial_id)
+        except Exception:  # broker down
+            log.warning("could not send trial(s) to the broker; will retry", exc_info=True)
+            if batch:
+                sent = []
         if sent:
             with autocommit(durable=False) as connection:
                 repo.mark_queued(connection, trial_ids=sent)
