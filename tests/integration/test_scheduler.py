@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
+from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
@@ -497,3 +498,43 @@ def test_broker_outage_delays_trials_but_loses_none(settings_env, nb201_csv, mak
     assert [t.status for t in trials] == ["completed"] * 6
     assert broker.sends_per_trial() == Counter({t.id: 1 for t in trials})
     assert [trial_id for trial_id, _ in broker.sent] == [t.id for t in trials]  # oldest first
+
+
+def test_a_batch_of_messages_that_fails_to_flush_is_sent_again_whole(settings_env, nb201_csv, make_broker):
+    """A batching sender (Celery's: one Redis pipeline per pass) fails at its flush, after every
+    message was handed to it: none of them is known to have left, so all stay pending and go out
+    again on the next pass, and the job completes with each trial run once."""
+    job_id = make_job(tabular_spec(nb201_csv, max_trials=6, max_parallel=3))
+    broker = make_broker()
+    flushes = Counter()
+
+    class BatchingSend:
+        def __init__(self) -> None:
+            self.buffered: list[int] | None = None
+
+        def __call__(self, trial_id: int, queue: str) -> None:
+            assert self.buffered is not None, "sent outside a batch"
+            self.buffered.append(trial_id)
+
+        @contextmanager
+        def batch(self):
+            self.buffered = []
+            try:
+                yield
+                flushes["tried"] += 1
+                if flushes["tried"] == 1:
+                    raise ConnectionError("broker went away during the flush")
+                for trial_id in self.buffered:
+                    broker.send(trial_id, "cpu")
+            finally:
+                self.buffered = None
+
+    scheduler = Scheduler(settings_env, send=BatchingSend(), owner="only")
+    scheduler.step()
+    assert [t.status for t in get_trials(job_id)] == ["pending"] * 3 and broker.sent == []
+
+    job = drive(scheduler, broker, job_id, poll=0)
+    assert job.status == "completed", job.error
+    trials = get_trials(job_id)
+    assert [t.status for t in trials] == ["completed"] * 6
+    assert broker.sends_per_trial() == Counter({t.id: 1 for t in trials})
