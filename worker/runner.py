@@ -216,6 +216,9 @@ def run_trial(trial_id: int, device: str) -> str:
         with autocommit() as connection:
             return repo.finish_trial(connection, trial_id=trial_id, attempt=attempt, **outcome)
 
-    _persist(finish, f"storing the result of trial {trial_id}")
+    recorded = _persist(finish, f"storing the result of trial {trial_id}")
     nudger().nudge()
+    if outcome["status"] != "completed" or not recorded:  # the database has the rest; this is for operators
+        log.info("trial %s (job %s, number %s) ended %s%s", trial_id, trial.job_id, trial.number, outcome["status"],
+                 "" if recorded else "; not recorded: the trial had moved on (stopped, cancelled or re-run)")
     return outcome["status"]
