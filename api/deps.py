@@ -1,6 +1,9 @@
 """Request-scoped dependencies."""
 from __future__ import annotations
 
+import asyncio
+import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Annotated, TypeVar
@@ -63,12 +66,72 @@ def _unauthorized(detail: str, error: str | None = None) -> HTTPException:
     return HTTPException(status_code=401, detail=detail, headers={"WWW-Authenticate": challenge})
 
 
+class _VerifiedTokens:
+    """Tokens this process found live in the last ``api_cache_seconds``, by hash: a client polling
+    with its token then costs no database read and no trip to the thread pool per request, and
+    a revoked token is refused within that time. Only tokens found live are kept, so a stream of
+    bad ones cannot grow it."""
+
+    LIMIT = 1024
+
+    def __init__(self) -> None:
+        self._known: OrderedDict[str, tuple[float, Principal]] = OrderedDict()
+
+    def get(self, secret: str) -> Principal | None:
+        known = self._known.get(tokens.hash_secret(secret))
+        return known[1] if known and known[0] > time.monotonic() else None
+
+    def put(self, secret: str, principal: Principal) -> None:
+        seconds = get_settings().api_cache_seconds
+        if seconds:
+            key = tokens.hash_secret(secret)
+            self._known[key] = (time.monotonic() + seconds, principal)
+            self._known.move_to_end(key)
+            if len(self._known) > self.LIMIT:
+                self._known.popitem(last=False)
+
+
+_VERIFIED = _VerifiedTokens()
+
+
+def _bearer_secret(authorization: str | None) -> str | None:
+    scheme, secret = get_authorization_scheme_param(authorization)
+    return secret if authorization and scheme.lower() == "bearer" and secret else None
+
+
+_VERIFYING: dict[str | None, asyncio.Future[Principal]] = {}
+
+
+async def caller(authorization: str | None) -> Principal:
+    """``principal_for`` from the event loop: from memory when this token was found live within
+    ``api_cache_seconds``, else in the thread pool, once for all the requests with this header
+    that arrive meanwhile (fifty users polling with one token would otherwise all read it at once
+    whenever it expires). Raises what ``principal_for`` raises."""
+    secret = _bearer_secret(authorization)
+    if secret and (known := _VERIFIED.get(secret)):
+        return known
+    if authorization in _VERIFYING:
+        return await asyncio.shield(_VERIFYING[authorization])
+    verifying = _VERIFYING[authorization] = asyncio.get_running_loop().create_future()
+    try:
+        principal = await run_in_threadpool(principal_for, authorization)
+    except BaseException as exc:
+        verifying.set_exception(exc)
+        verifying.exception()  # retrieved: nobody else may be waiting
+        raise
+    else:
+        verifying.set_result(principal)
+        return principal
+    finally:
+        del _VERIFYING[authorization]
+
+
 def principal_for(authorization: str | None) -> Principal:
     """Who sends this Authorization header: 401 unless auth is off or it carries a live token."""
     if not get_settings().auth_enabled:
         return OPEN
-    scheme, secret = get_authorization_scheme_param(authorization)
-    if not authorization or scheme.lower() != "bearer" or not secret:
+    secret = _bearer_secret(authorization)
+    if secret is None:
         raise _unauthorized(
             "this API needs a token: send 'Authorization: Bearer <token>' (the CLI and SDK send SCION_TOKEN); "
             "an administrator creates tokens with `scion token create`"
@@ -77,7 +140,9 @@ def principal_for(authorization: str | None) -> Principal:
         token = tokens.authenticate(session, secret=secret)
         if token is None:
             raise _unauthorized("the token is not valid: unknown or revoked", error="invalid_token")
-        return Principal(token=token.name, owner=token.owner, is_admin=token.is_admin, open=False)
+        principal = Principal(token=token.name, owner=token.owner, is_admin=token.is_admin, open=False)
+    _VERIFIED.put(secret, principal)
+    return principal
 
 
 async def authenticate(
@@ -88,7 +153,7 @@ async def authenticate(
     the usual case costs no trip to the thread pool."""
     principal = getattr(request.state, "principal", None)
     if principal is None:
-        principal = await run_in_threadpool(principal_for, request.headers.get("authorization"))
+        principal = await caller(request.headers.get("authorization"))
     return principal
 
 

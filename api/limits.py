@@ -120,14 +120,13 @@ class AuthGate:
         from fastapi import HTTPException
         from fastapi.responses import JSONResponse
         from sqlalchemy.exc import DBAPIError
-        from starlette.concurrency import run_in_threadpool
         from starlette.datastructures import Headers
 
         from api import errors
-        from api.deps import principal_for
+        from api.deps import caller
 
         try:
-            principal = await run_in_threadpool(principal_for, Headers(scope=scope).get("authorization"))
+            principal = await caller(Headers(scope=scope).get("authorization"))
         except HTTPException as exc:
             response = JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
         except DBAPIError as exc:

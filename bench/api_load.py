@@ -5,10 +5,12 @@
 
 load: the production stack (uvicorn API with ``api_workers`` processes, scheduler, a Celery
 worker on Redis, PostgreSQL) runs a tabular job; while it runs, ``concurrency`` asyncio users on
-keep-alive connections send ``requests`` GETs over loopback, each its next as soon as the last is
-answered, alternately the job's status and a page of its trials sorted by objective. Errors
-(anything but a 200), latency percentiles, requests per second, the API's CPU per request and
-the trials the job finished meanwhile are reported.
+keep-alive connections send ``requests`` GETs over loopback (after 200 not counted), each its
+next as soon as the last is answered, alternately the job's status and a page of its trials
+sorted by objective: once as the API serves by default, once with its answers computed afresh
+(``api_cache_seconds`` 0); with ``auth``, tokens required and sent. Errors (anything but a 200),
+latency percentiles, requests per second, the API's CPU per request and the trials the job
+finished meanwhile are reported.
 
 big: one running job of ``trials`` stored trials, bulk-loaded (COPY) into a fresh database after
 the Alembic upgrade and analysed as autovacuum would, is served by the API alone (no scheduler
@@ -41,6 +43,7 @@ from scion.settings import Settings, get_settings
 from scion.spec import JobSpec
 from spaces.nb201 import NB201Space
 from storage import repository as repo
+from storage import tokens
 from storage.db import get_engine, session_scope, utcnow
 from storage.migrate import upgrade
 from storage.models import ToldCount, Trial
@@ -74,11 +77,13 @@ def latency_figures(seconds: list[float]) -> dict[str, float]:
 Result = tuple[str, float, int | str]  # (request kind, seconds, status code or error name)
 
 
-async def _lean_user(host: str, port: int, queue: list[tuple[str, str]], results: list[Result]) -> None:
+async def _lean_user(host: str, port: int, queue: list[tuple[str, str]], results: list[Result],
+                     token: str | None) -> None:
     """One user on one keep-alive connection, speaking just the HTTP/1.1 these GETs need (the API
     always sends Content-Length). An httpx AsyncClient costs about 3.5 ms of CPU per request here,
     as much as the API spends answering, and on a small machine it takes that from the API."""
     connection: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+    auth = f"Authorization: Bearer {token}\r\n" if token else ""
     while queue:
         kind, path = queue.pop()
         started = time.perf_counter()
@@ -86,7 +91,7 @@ async def _lean_user(host: str, port: int, queue: list[tuple[str, str]], results
             if connection is None:
                 connection = await asyncio.open_connection(host, port)
             reader, writer = connection
-            writer.write(f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode())
+            writer.write(f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\n{auth}\r\n".encode())
             head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
             headers = {name.strip().lower(): value.strip() for name, _, value in (h.partition(":") for h in head[1:])}
             await reader.readexactly(int(headers["content-length"]))
@@ -101,9 +106,11 @@ async def _lean_user(host: str, port: int, queue: list[tuple[str, str]], results
         connection[1].close()
 
 
-async def _httpx_user(url: str, queue: list[tuple[str, str]], results: list[Result]) -> None:
+async def _httpx_user(url: str, queue: list[tuple[str, str]], results: list[Result], token: str | None) -> None:
     """One user with an httpx client of its own (one pool shared by all users costs more still)."""
-    async with httpx.AsyncClient(base_url=url, timeout=30, limits=httpx.Limits(max_connections=1)) as client:
+    headers = {"Authorization": f"Bearer {token}"} if token else None
+    async with httpx.AsyncClient(base_url=url, timeout=30, limits=httpx.Limits(max_connections=1),
+                                 headers=headers) as client:
         while queue:
             kind, path = queue.pop()
             started = time.perf_counter()
@@ -114,13 +121,14 @@ async def _httpx_user(url: str, queue: list[tuple[str, str]], results: list[Resu
             results.append((kind, time.perf_counter() - started, status))
 
 
-async def hammer(url: str, paths: list[tuple[str, str]], concurrency: int, generator: str = "lean") -> list[Result]:
+async def hammer(url: str, paths: list[tuple[str, str]], concurrency: int, generator: str = "lean",
+                 token: str | None = None) -> list[Result]:
     """Send every (kind, path) GET in order, ``concurrency`` users at a time, each sending its next
-    request as soon as the last one is answered."""
+    request as soon as the last one is answered (with ``token`` as its Bearer token, if given)."""
     queue, results = list(reversed(paths)), []
     target = httpx.URL(url)
-    users = [_lean_user(target.host, target.port, queue, results) if generator == "lean"
-             else _httpx_user(url, queue, results) for _ in range(concurrency)]
+    users = [_lean_user(target.host, target.port, queue, results, token) if generator == "lean"
+             else _httpx_user(url, queue, results, token) for _ in range(concurrency)]
     await asyncio.gather(*users)
     return results
 
@@ -131,15 +139,25 @@ def completed_trials(client: ScionClient, job_id: int) -> int:
 
 def run_load(*, database_url: str, broker: str, table: Path, requests: int = 2000, concurrency: int = 50,
              api_workers: int = 2, workers: int = 2, generator: str = "lean",
-             warm_trials: int = 200, cache_seconds: float | None = None) -> dict[str, Any]:
-    """``requests`` GETs at ``concurrency`` while a tabular job runs on the production stack, the
-    API keeping answers ``cache_seconds`` (None: the server's default)."""
+             warm_trials: int = 200, warm_requests: int = 200, cache_seconds: float | None = None,
+             auth: bool = False) -> dict[str, Any]:
+    """``requests`` GETs at ``concurrency`` while a tabular job runs on the production stack, after
+    ``warm_requests`` of the same kind not counted (each API process's first requests open its
+    connections and compile its statements); the API keeps answers ``cache_seconds`` (None: the
+    server's default); ``auth``: tokens required, as on any API that listens beyond loopback, and
+    every user sends one."""
     env = {} if cache_seconds is None else {"SCION_API_CACHE_SECONDS": str(cache_seconds)}
+    env |= {"SCION_AUTH": "on"} if auth else {}
     redis.Redis.from_url(broker).flushdb()
     with scratch_database(database_url) as db_url, tempfile.TemporaryDirectory() as home:
         settings = Settings(home=Path(home), database_url=db_url, broker_url=broker)
+        token = None
+        if auth:
+            upgrade(db_url)
+            with session_scope(db_url) as session:
+                token = tokens.create_token(session, name="api-load", owner="bench")
         with (LocalStack(settings, workers=workers, api_workers=api_workers, env=env) as stack,
-              ScionClient(stack.url) as client):
+              ScionClient(stack.url, token=token) as client):
             job = client.submit(tabular_spec(table, max_trials=100_000, max_parallel=8, name="api-load"))
             deadline = time.monotonic() + 120
             while completed_trials(client, job["id"]) < warm_trials:  # listings with something in them
@@ -148,11 +166,13 @@ def run_load(*, database_url: str, broker: str, table: Path, requests: int = 200
                 time.sleep(0.2)
             paths = job_paths(job["id"])
             kinds = [("status", "trials")[i % 2] for i in range(requests)]
+            asyncio.run(hammer(stack.url, [(k, paths[k]) for k in kinds[:warm_requests]], concurrency, generator,
+                               token))
             api_pid = stack.procs[0][1].pid
             before = completed_trials(client, job["id"])
             api_cpu, own_cpu = tree_cpu_s(api_pid), time.process_time()
             started = time.perf_counter()
-            results = asyncio.run(hammer(stack.url, [(k, paths[k]) for k in kinds], concurrency, generator))
+            results = asyncio.run(hammer(stack.url, [(k, paths[k]) for k in kinds], concurrency, generator, token))
             wall = time.perf_counter() - started
             api_cpu, own_cpu = tree_cpu_s(api_pid) - api_cpu, time.process_time() - own_cpu
             after = completed_trials(client, job["id"])
@@ -163,6 +183,7 @@ def run_load(*, database_url: str, broker: str, table: Path, requests: int = 200
     return {
         "requests": len(results), "concurrency": concurrency, "api_workers": api_workers, "generator": generator,
         "api_cache_seconds": get_settings().api_cache_seconds if cache_seconds is None else cache_seconds,
+        "auth": auth, "warm_requests": warm_requests,
         "errors": len(errors), "error_kinds": sorted({str(e) for e in errors}), "wall_s": round(wall, 2),
         "requests_per_s": round(len(results) / wall, 1),
         **latency_figures([s for _, s, _ in results]),
@@ -301,14 +322,14 @@ def run_big(*, database_url: str, table: Path, trials: int = 100_000, repeats: i
 
 def run(*, database_url: str, broker: str, table: Path, parts: tuple[str, ...] = ("load", "big"),
         requests: int = 2000, concurrency: int = 50, api_workers: int = 2, generator: str = "lean",
-        trials: int = 100_000, repeats: int = 21) -> dict[str, Any]:
+        trials: int = 100_000, repeats: int = 21, auth: bool = False) -> dict[str, Any]:
     table = table.resolve()
     report: dict[str, Any] = {}
     if "load" in parts:  # as served by default, and with every answer computed afresh, side by side
         for name, cache_seconds in (("load", None), ("load_uncached", 0.0)):
             report[name] = run_load(database_url=database_url, broker=broker, table=table, requests=requests,
                                     concurrency=concurrency, api_workers=api_workers, generator=generator,
-                                    cache_seconds=cache_seconds)
+                                    cache_seconds=cache_seconds, auth=auth)
     if "big" in parts:
         report["big"] = run_big(database_url=database_url, table=table, trials=trials, repeats=repeats)
     return report

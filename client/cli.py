@@ -600,6 +600,8 @@ def bench_api(
                                                 "(AsyncClient, costlier per request).")] = "lean",
     trials: Annotated[int, typer.Option(help="Stored trials of the big job.")] = 100_000,
     repeats: Annotated[int, typer.Option(help="Timed requests of each kind on the big job.")] = 21,
+    auth: Annotated[bool, typer.Option(help="Load: tokens required (as beyond loopback), every user sends one.")]
+    = False,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the figures here.")] = None,
 ) -> None:
     """API latency: many requests while a job runs, and a job of 100,000 trials (docs/reliability.md)."""
@@ -615,9 +617,10 @@ def bench_api(
         raise typer.BadParameter(f"expected lean or httpx, got {generator!r}", param_hint="--generator")
     report = api_load.run(database_url=database_url, broker=broker, table=table, parts=parts, requests=requests,
                           concurrency=concurrency, api_workers=api_workers, generator=generator, trials=trials,
-                          repeats=repeats)
+                          repeats=repeats, auth=auth)
     for r in (report[name] for name in ("load", "load_uncached") if name in report):
         kept = f"answers kept {r['api_cache_seconds']:g} s" if r["api_cache_seconds"] else "no answers kept"
+        kept += ", tokens required" if r["auth"] else ""
         out = Table(title=f"{r['requests']} requests at concurrency {r['concurrency']} while a job runs "
                           f"({r['api_workers']} API processes, {r['generator']} client, {kept})")
         for column in ("requests", "errors", "p50 ms", "p95 ms", "p99 ms", "req/s", "API CPU ms/req", "job trials/s"):

@@ -21,6 +21,7 @@ from sqlalchemy import event
 
 from api.main import create_app
 from scion.settings import get_settings
+from storage import tokens
 from storage.db import get_engine, session_scope
 from tests.api.test_api import add_trial, submit, tabular_spec
 from tests.api.test_auth import bearer, make_token
@@ -110,17 +111,23 @@ def test_an_owners_kept_answer_is_never_served_to_another_owner(settings_env, mo
             assert client.get(path, headers=bearer(admin)).status_code == 200
 
 
-def test_a_burst_of_identical_polls_costs_the_database_one_answer(settings_env, monkeypatch, nb201_csv: Path):
-    app = app_keeping(monkeypatch, KEPT_S)
+@pytest.mark.parametrize("auth", ["off", "on"])
+def test_a_burst_of_identical_polls_costs_the_database_one_answer(settings_env, monkeypatch, nb201_csv: Path,
+                                                                   auth: str):
+    """With tokens on, the burst's one token is also read once, not by each request."""
+    app = app_keeping(monkeypatch, KEPT_S, SCION_AUTH=auth)
+    headers = bearer(make_token("poller", owner="team")) if auth == "on" else {}
     with TestClient(app) as client:
-        job = submit(client, tabular_spec(nb201_csv, name="popular"))
+        job = client.post("/v1/jobs", json=tabular_spec(nb201_csv, name="popular"), headers=headers).json()
         complete(job["id"], 0, 70.0)
     path = f"/v1/jobs/{job['id']}"
 
     async def burst(n: int) -> list[httpx.Response]:
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://scion") as c:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://scion",
+                                     headers=headers) as c:
             return await asyncio.gather(*(c.get(path) for _ in range(n)))
 
+    time.sleep(KEPT_S + 0.05)  # the token checked at submission has expired too
     with statements() as sent_by_burst:
         answers = asyncio.run(burst(20))
     time.sleep(KEPT_S + 0.05)
@@ -129,3 +136,31 @@ def test_a_burst_of_identical_polls_costs_the_database_one_answer(settings_env, 
     assert [r.status_code for r in answers] == [200] * 20
     assert len({r.text for r in answers}) == 1
     assert sent_by_one and len(sent_by_burst) == len(sent_by_one)
+
+
+def test_a_polling_callers_token_is_read_once_per_interval_and_refused_within_it_once_revoked(
+        settings_env, monkeypatch, nb201_csv: Path):
+    with TestClient(app_keeping(monkeypatch, KEPT_S, SCION_AUTH="on")) as client:
+        alice = make_token("alice-laptop", owner="alice")
+        r = client.post("/v1/jobs", json=tabular_spec(nb201_csv, name="alices"), headers=bearer(alice))
+        assert r.status_code == 201, r.text
+        path = f"/v1/jobs/{r.json()['id']}"
+        assert client.get(path, headers=bearer(alice)).status_code == 200
+        with statements() as sent:
+            assert client.get(path, headers=bearer(alice)).status_code == 200
+        assert sent == [], "the token or the answer was read from the database again within api_cache_seconds"
+
+        with session_scope() as session:
+            tokens.revoke_token(session, name="alice-laptop")
+        time.sleep(KEPT_S + 0.05)
+        refused = client.get(path, headers=bearer(alice))
+        assert refused.status_code == 401 and "revoked" in refused.json()["detail"]
+
+
+def test_with_the_cache_off_a_revoked_token_is_refused_at_once(settings_env, monkeypatch):
+    with TestClient(app_keeping(monkeypatch, 0, SCION_AUTH="on")) as client:
+        alice = make_token("alice-laptop", owner="alice")
+        assert client.get("/v1/jobs", headers=bearer(alice)).status_code == 200
+        with session_scope() as session:
+            tokens.revoke_token(session, name="alice-laptop")
+        assert client.get("/v1/jobs", headers=bearer(alice)).status_code == 401
