@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
@@ -75,17 +76,20 @@ class _VerifiedTokens:
     LIMIT = 1024
 
     def __init__(self) -> None:
-        self._known: OrderedDict[str, tuple[float, Principal]] = OrderedDict()
+        self._known: OrderedDict[str, tuple[float, float, Principal]] = OrderedDict()
 
-    def get(self, secret: str) -> Principal | None:
+    def get(self, secret: str) -> tuple[Principal, bool] | None:
+        """The caller, and whether its check is half its time old (to be renewed)."""
         known = self._known.get(tokens.hash_secret(secret))
-        return known[1] if known and known[0] > time.monotonic() else None
+        now = time.monotonic()
+        return (known[2], now >= known[1]) if known and known[0] > now else None
 
-    def put(self, secret: str, principal: Principal) -> None:
+    def put(self, secret: str, principal: Principal, checked_at: float) -> None:
+        """``checked_at``: when the check began (monotonic), before the database said "live"."""
         seconds = get_settings().api_cache_seconds
         if seconds:
             key = tokens.hash_secret(secret)
-            self._known[key] = (time.monotonic() + seconds, principal)
+            self._known[key] = (checked_at + seconds, checked_at + seconds / 2, principal)
             self._known.move_to_end(key)
             if len(self._known) > self.LIMIT:
                 self._known.popitem(last=False)
@@ -100,18 +104,37 @@ def _bearer_secret(authorization: str | None) -> str | None:
 
 
 _VERIFYING: dict[str | None, asyncio.Future[Principal]] = {}
+_RENEWING: set[asyncio.Task] = set()
 
 
 async def caller(authorization: str | None) -> Principal:
     """``principal_for`` from the event loop: from memory when this token was found live within
     ``api_cache_seconds``, else in the thread pool, once for all the requests with this header
     that arrive meanwhile (fifty users polling with one token would otherwise all read it at once
-    whenever it expires). Raises what ``principal_for`` raises."""
+    whenever it expires). Once a check is half its time old, the next request has it made again
+    in the background, so a token in steady use is never waited for. Raises what
+    ``principal_for`` raises."""
     secret = _bearer_secret(authorization)
-    if secret and (known := _VERIFIED.get(secret)):
-        return known
+    known = _VERIFIED.get(secret) if secret else None
+    if known is not None:
+        principal, renew = known
+        if renew and authorization not in _VERIFYING:
+            task = asyncio.create_task(_renew(authorization))
+            _RENEWING.add(task)
+            task.add_done_callback(_RENEWING.discard)
+        return principal
     if authorization in _VERIFYING:
         return await asyncio.shield(_VERIFYING[authorization])
+    return await _verify(authorization)
+
+
+async def _renew(authorization: str | None) -> None:
+    """A revoked token is then simply not renewed: it is refused once its check runs out."""
+    with contextlib.suppress(Exception):
+        await _verify(authorization)
+
+
+async def _verify(authorization: str | None) -> Principal:
     verifying = _VERIFYING[authorization] = asyncio.get_running_loop().create_future()
     try:
         principal = await run_in_threadpool(principal_for, authorization)
@@ -130,6 +153,7 @@ def principal_for(authorization: str | None) -> Principal:
     """Who sends this Authorization header: 401 unless auth is off or it carries a live token."""
     if not get_settings().auth_enabled:
         return OPEN
+    checked_at = time.monotonic()
     secret = _bearer_secret(authorization)
     if secret is None:
         raise _unauthorized(
@@ -141,7 +165,7 @@ def principal_for(authorization: str | None) -> Principal:
         if token is None:
             raise _unauthorized("the token is not valid: unknown or revoked", error="invalid_token")
         principal = Principal(token=token.name, owner=token.owner, is_admin=token.is_admin, open=False)
-    _VERIFIED.put(secret, principal)
+    _VERIFIED.put(secret, principal, checked_at)
     return principal
 
 

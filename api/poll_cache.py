@@ -5,13 +5,16 @@ Users watch a search by asking for its status and its best trials over and over:
 answer costs database round trips and serialisation, and none of it changes faster than trials
 finish. So each API process keeps the last answer to each such GET for a fraction of a second,
 per caller (an owner sees only their own jobs), and while one answer is being computed, the same
-request arriving meanwhile waits for it rather than asking the database again. An answer is at
+request arriving meanwhile waits for it rather than asking the database again. Once an answer is
+half its time old, the next request for it has it computed afresh in the background, and is
+answered meanwhile from the one kept: a URL polled steadily is never waited for. An answer is at
 most ``api_cache_seconds`` old; a write to a job through this process (a cancel) drops that
 job's answers at once, so its caller reads its own write. Only 200s are kept.
 """
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import time
 from collections import OrderedDict
@@ -25,11 +28,14 @@ POLLED = re.compile(r"/v1/jobs/(\d+)(?:/trials|/best)?")
 A_JOB = re.compile(r"/v1/jobs/(\d+)(?:/|$)")
 WRITES = {"POST", "PUT", "PATCH", "DELETE"}
 MAX_ENTRIES = 4096
+MAX_RENEWING = 4  # answers computed in the background at once, each holding a database connection
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class Answer:
     expires: float  # monotonic
+    renew_after: float
     start: dict[str, Any]
     body: bytes
 
@@ -46,6 +52,7 @@ class PollCache:
         self.answers: OrderedDict[tuple, Answer] = OrderedDict()
         self.computing: dict[tuple, asyncio.Future[Answer | None]] = {}
         self.writes: dict[int, int] = {}  # job id -> writes seen, so an answer read before a write is not kept
+        self.renewing: set[asyncio.Task] = set()
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         ttl = get_settings().api_cache_seconds
@@ -66,12 +73,34 @@ class PollCache:
         now = time.monotonic()
         answer = self.answers.get(key)
         if answer is None or answer.expires <= now:
-            answer = await self._compute(key, now + ttl, scope, receive, send)
+            answer = await self._compute(key, ttl, scope, receive, send)
             if answer is None:  # sent already, or not kept (not a 200)
                 return
+        elif now >= answer.renew_after and key not in self.computing and len(self.renewing) < MAX_RENEWING:
+            self._renew(key, ttl, scope)
         await answer.send(send)
 
-    async def _compute(self, key: tuple, expires: float, scope: Scope, receive: Any, send: Any) -> Answer | None:
+    def _renew(self, key: tuple, ttl: float, scope: Scope) -> None:
+        """Compute ``key``'s answer afresh in the background, as this request would have."""
+        request = [{"type": "http.request", "body": b"", "more_body": False}]
+
+        async def receive() -> dict[str, Any]:
+            return request.pop() if request else {"type": "http.disconnect"}
+
+        async def discard(_message: dict[str, Any]) -> None:
+            pass
+
+        async def renew() -> None:
+            try:
+                await self._compute(key, ttl, {**scope, "state": dict(scope.get("state", {}))}, receive, discard)
+            except Exception:  # the next request past the answer's time computes it in the foreground
+                log.warning("renewing the answer to %s failed", key[1], exc_info=True)
+
+        task = asyncio.create_task(renew())
+        self.renewing.add(task)
+        task.add_done_callback(self.renewing.discard)
+
+    async def _compute(self, key: tuple, ttl: float, scope: Scope, receive: Any, send: Any) -> Answer | None:
         """The answer for ``key``: another request's, if one is computing it now, else this one's."""
         if key in self.computing:
             answer = await asyncio.shield(self.computing[key])
@@ -80,7 +109,7 @@ class PollCache:
             await self.app(scope, receive, send)
             return None
         leader = self.computing[key] = asyncio.get_running_loop().create_future()
-        job_id, writes = key[0], self.writes.get(key[0], 0)
+        job_id, writes, started = key[0], self.writes.get(key[0], 0), time.monotonic()
         sent: list[dict[str, Any]] = []
 
         async def keep(message: dict[str, Any]) -> None:
@@ -92,7 +121,7 @@ class PollCache:
             await self.app(scope, receive, keep)
             if (len(sent) == 2 and sent[0]["status"] == 200 and not sent[1].get("more_body")
                     and self.writes.get(job_id, 0) == writes):
-                answer = Answer(expires, sent[0], sent[1].get("body", b""))
+                answer = Answer(started + ttl, started + ttl / 2, sent[0], sent[1].get("body", b""))
                 self.answers[key] = answer
                 self.answers.move_to_end(key)
                 if len(self.answers) > MAX_ENTRIES:

@@ -164,3 +164,20 @@ def test_with_the_cache_off_a_revoked_token_is_refused_at_once(settings_env, mon
         with session_scope() as session:
             tokens.revoke_token(session, name="alice-laptop")
         assert client.get("/v1/jobs", headers=bearer(alice)).status_code == 401
+
+
+def test_a_token_in_steady_use_is_still_refused_within_the_setting_once_revoked(settings_env, monkeypatch):
+    """Its check is renewed in the background while it is used, never past api_cache_seconds."""
+    keep_s = 0.4
+    with TestClient(app_keeping(monkeypatch, keep_s, SCION_AUTH="on")) as client:
+        alice = make_token("alice-laptop", owner="alice")
+        for _ in range(10):  # a second of polling, past two lifetimes of a check
+            assert client.get("/v1/jobs", headers=bearer(alice)).status_code == 200
+            time.sleep(0.1)
+        with session_scope() as session:
+            tokens.revoke_token(session, name="alice-laptop")
+        revoked_at = asked_at = time.monotonic()
+        while client.get("/v1/jobs", headers=bearer(alice)).status_code == 200:
+            assert asked_at - revoked_at <= keep_s, "a revoked token was accepted past api_cache_seconds"
+            time.sleep(0.02)
+            asked_at = time.monotonic()
