@@ -15,7 +15,8 @@ _device: str | None = None  # chosen per pool process at start-up
 
 # Celery logs two lines per task at INFO ("received", "succeeded"). The database records every
 # trial with its worker and times already, and at hundreds of cheap trials a second those lines
-# cost the worker more CPU than the trial. Warnings and errors (a failed task) still show.
+# cost the worker a twentieth of its CPU. Warnings and errors (a failed task) still show, and the
+# runner logs its own line for each trial that does not complete.
 for _name in ("celery.app.trace", "celery.worker.strategy"):
     logging.getLogger(_name).setLevel(logging.WARNING)
 
