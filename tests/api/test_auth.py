@@ -29,7 +29,7 @@ from storage import tokens
 from storage.db import session_scope
 from storage.models import ApiToken
 from tests.api.test_api import add_trial, no_traceback, train_spec
-from tests.api.test_web import CHROMIUM, _render, live_server, web_env  # noqa: F401 (fixtures)
+from tests.api.test_web import CHROMIUM, _render
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -293,7 +293,7 @@ def test_page_sends_a_stored_token_and_asks_for_one_on_401() -> None:
 
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="/usr/bin/chromium is not installed")
 def test_browser_asks_for_a_token_when_the_api_wants_one(
-    live_server: str, web_env: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch  # noqa: F811
+    live_server: str, sqlite_env: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("SCION_AUTH", "on")
     get_settings.cache_clear()

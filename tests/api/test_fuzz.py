@@ -12,8 +12,6 @@ this file under a minute on two cores); the generation is seeded, so a run is re
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -26,23 +24,13 @@ from schemathesis import GenerationMode
 from api.main import create_app
 from scion.settings import get_settings
 from storage import tokens
-from storage.db import forget_engines, session_scope
+from storage.db import session_scope
 from tests.api.test_api import add_trial, train_spec
 
 pytestmark = pytest.mark.timeout(300)
 
 EXAMPLES = int(os.environ.get("SCION_FUZZ_EXAMPLES", "20"))
 PUBLIC = {"/healthz", "/readyz", "/"}
-
-
-@pytest.fixture
-def fuzz_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, sqlite_url: str) -> Iterator[str]:
-    monkeypatch.setenv("SCION_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("SCION_DATABASE_URL", sqlite_url)
-    get_settings.cache_clear()
-    yield sqlite_url
-    get_settings.cache_clear()
-    forget_engines(sqlite_url)
 
 
 def seed_data(owner: str | None) -> None:
@@ -120,7 +108,7 @@ def fuzz(app: Any, auth_choices: dict[str, dict[str, str]], valid: set[str]) -> 
 
 
 def test_fuzzing_with_auth_off_finds_no_server_error_and_no_4xx_without_a_message(
-    fuzz_env, monkeypatch: pytest.MonkeyPatch
+    sqlite_env, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("SCION_AUTH", "off")
     get_settings.cache_clear()
@@ -130,7 +118,7 @@ def test_fuzzing_with_auth_off_finds_no_server_error_and_no_4xx_without_a_messag
 
 
 def test_fuzzing_with_auth_on_answers_401_without_a_valid_token_and_never_500(
-    fuzz_env, monkeypatch: pytest.MonkeyPatch
+    sqlite_env, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("SCION_AUTH", "on")
     get_settings.cache_clear()

@@ -4,11 +4,7 @@ from __future__ import annotations
 
 import re
 import shutil
-import socket
 import subprocess
-import threading
-import time
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -17,8 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.main import create_app
-from scion.settings import get_settings
-from storage.db import forget_engines, session_scope, utcnow
+from storage.db import session_scope, utcnow
 from storage.models import Trial
 
 pytestmark = pytest.mark.timeout(120)
@@ -42,16 +37,6 @@ def spec(name: str) -> dict:
     }
 
 
-@pytest.fixture
-def web_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, sqlite_url: str) -> Iterator[str]:
-    monkeypatch.setenv("SCION_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("SCION_DATABASE_URL", sqlite_url)
-    get_settings.cache_clear()
-    yield sqlite_url
-    get_settings.cache_clear()
-    forget_engines(sqlite_url)
-
-
 def test_page_is_served_and_uses_the_public_api() -> None:
     with TestClient(create_app()) as client:
         response = client.get("/")
@@ -73,30 +58,6 @@ def test_page_is_not_in_the_api_schema() -> None:
     with TestClient(create_app()) as client:
         paths = client.get("/openapi.json").json()["paths"]
     assert "/" not in paths
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@pytest.fixture
-def live_server(web_env: str) -> Iterator[str]:
-    import uvicorn
-
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            pytest.fail("uvicorn did not start")
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
 
 
 def _add_trials(db_url: str, job_id: int) -> None:
@@ -135,14 +96,14 @@ def _render(url: str, tmp_path: Path) -> str:
 
 @pytest.mark.skipif(not CHROMIUM.exists() or shutil.which(str(CHROMIUM)) is None,
                     reason="/usr/bin/chromium is not installed")
-def test_browser_shows_jobs_and_trials(live_server: str, web_env: str, tmp_path: Path) -> None:
+def test_browser_shows_jobs_and_trials(live_server: str, sqlite_env: str, tmp_path: Path) -> None:
     with httpx.Client(base_url=live_server, timeout=10) as api:
         response = api.post("/v1/jobs", json=spec(JOB_NAME))
         assert response.status_code == 201, response.text
         job_id = response.json()["id"]
         other = api.post("/v1/jobs", json=spec("second-search"))
         assert other.status_code == 201, other.text
-    _add_trials(web_env, job_id)
+    _add_trials(sqlite_env, job_id)
 
     # The list: both jobs, with their names as text (markup escaped, not turned into elements).
     dom = _render(f"{live_server}/", tmp_path)
