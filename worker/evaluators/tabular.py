@@ -74,10 +74,13 @@ def _read_table(resolved: str, mtime_ns: int) -> dict[str, tuple[float, float]]:
     return rows
 
 
+def _parsed(resolved: Path) -> dict[str, tuple[float, float]]:
+    return _read_table(str(resolved), resolved.stat().st_mtime_ns)
+
+
 def load_table(path: Path) -> dict[str, tuple[float, float]]:
     """The parsed table, read once per process (again only if the file changes)."""
-    resolved = resolve_data_path(path, what="table")
-    return _read_table(str(resolved), resolved.stat().st_mtime_ns)
+    return _parsed(resolve_data_path(path, what="table"))
 
 
 class TabularEvaluator(Evaluator):
@@ -108,7 +111,7 @@ class TabularEvaluator(Evaluator):
         if self._resolved is None:
             self._resolved = resolve_data_path(self.config.table, what="table")
         try:
-            return _read_table(str(self._resolved), self._resolved.stat().st_mtime_ns)
+            return _parsed(self._resolved)
         except OSError:
             self._resolved = None
             raise
