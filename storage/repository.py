@@ -266,12 +266,6 @@ def mark_told(session: Session, *, job_id: int, trial_ids: list[int]) -> None:
             session.execute(insert(ToldCount).values(job_id=job_id, status=status, trials=n))
 
 
-def in_flight_count(session: Session, *, job_id: int) -> int:
-    return session.scalar(
-        select(func.count(Trial.id)).where(Trial.job_id == job_id, Trial.status.in_(IN_FLIGHT))
-    ) or 0
-
-
 def add_trials(session: Session, *, job_id: int, first_number: int, trials: list[dict[str, Any]]) -> list[int]:
     """Write trials (arch, arch_key, fidelity) as the job's next numbers, pending, in one statement;
     returns their ids in the same order."""

@@ -79,8 +79,10 @@ def get_events(job_id: int, kind: str | None = None) -> list[JobEvent]:
 
 
 def in_flight(job_id: int) -> int:
+    """As the scheduler counts them (its pass's activity row)."""
     with session_scope() as session:
-        return repo.in_flight_count(session, job_id=job_id)
+        activity = repo.trial_activity(session, job_ids=[job_id]).get(job_id)
+    return activity.in_flight if activity is not None else 0
 
 
 def epochs_recorded(trial_id: int) -> list[TrialMetric]:
