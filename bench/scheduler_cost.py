@@ -71,8 +71,8 @@ def seed_job(db_url: str, spec: JobSpec, finished: int) -> int:
         job.status, job.started_at, job.trials_created = "running", now, finished
         job.strategy_state = strategy.state_dict()
         if rows:
-            ids = session.scalars(insert(Trial).returning(Trial.id), [dict(row, job_id=job.id) for row in rows]).all()
-            repo.mark_told(session, job_id=job.id, trial_ids=list(ids))  # as the scheduler tells them
+            session.execute(insert(Trial), [dict(row, job_id=job.id) for row in rows])
+            repo.take_finished(session, job_id=job.id)  # as the scheduler tells them
         return job.id
 
 
@@ -84,7 +84,8 @@ def statements_sent(db_url: str) -> Iterator[list[tuple[str, Any]]]:
     def note(_conn, _cursor, statement, parameters, _context, _many) -> None:
         sent.append((statement, parameters))
 
-    engines = [get_engine(db_url), get_engine(db_url, durable=False)]  # one and the same on SQLite
+    engines = [get_engine(db_url, durable=durable, autocommit=autocommit)  # fewer on SQLite
+               for durable in (True, False) for autocommit in (True, False)]
     for engine in set(engines):
         event.listen(engine, "before_cursor_execute", note)
     try:
@@ -100,22 +101,26 @@ def drive(settings: Settings, job_ids: list[int], *, measured: int, per_pass: in
 
     The first pass takes the jobs over (loading each strategy); then ``idle_passes`` passes run with
     nothing finished (what a scheduler pays every poll while long trials train); then each pass
-    follows ``per_pass`` finished trials."""
-    from scheduler.dispatch import celery_send
+    follows ``per_pass`` finished trials and, like the passes a finished trial's nudge wakes in
+    ``Scheduler.run``, leaves the leases to the next poll."""
+    from scheduler.dispatch import CelerySend
     from scheduler.loop import Scheduler
     from worker.runner import run_trial
 
     backlog: deque[int] = deque()
 
-    def send(trial_id: int, queue: str) -> None:
-        celery_send(trial_id, queue)
-        backlog.append(trial_id)
+    class Recorded(CelerySend):
+        """The production sender, batches included, noting what it sent for the stand-in workers."""
 
-    scheduler = Scheduler(settings, send=send, owner="bench")
+        def __call__(self, trial_id: int, queue: str) -> None:
+            super().__call__(trial_id, queue)
+            backlog.append(trial_id)
 
-    def timed_pass() -> tuple[float, float]:
+    scheduler = Scheduler(settings, send=Recorded(), owner="bench")
+
+    def timed_pass(leases: bool = True) -> tuple[float, float]:
         cpu, started = time.process_time(), time.perf_counter()
-        scheduler.step()
+        scheduler.step(leases=leases)
         return time.process_time() - cpu, time.perf_counter() - started
 
     takeover_cpu, takeover_wall = timed_pass()
@@ -127,7 +132,7 @@ def drive(settings: Settings, job_ids: list[int], *, measured: int, per_pass: in
             for _ in range(min(per_pass, len(backlog))):
                 run_trial(backlog.popleft(), "cpu")
             before = len(sent)
-            busy.append(timed_pass())
+            busy.append(timed_pass(leases=False))
             statements += len(sent) - before
     with session_scope(settings.db_url) as session:
         unfinished = [j for j in job_ids if session.get(Job, j).status != "completed"]

@@ -173,7 +173,7 @@ class JobRun:
         return ids
 
     def _tell_finished(self, session: Session, job: Job) -> int:
-        trials = repo.untold_finished(session, job_id=job.id)
+        trials = repo.take_finished(session, job_id=job.id)
         for trial in trials:
             objectives, scores = self.spec.strategy_view(trial.metrics or {})
             self.strategy.tell(
@@ -185,7 +185,6 @@ class JobRun:
             if trial.status == "failed":
                 repo.add_event(session, job_id=job.id, kind="trial_failed",
                                message=f"trial {trial.number} failed: {(trial.error or '').splitlines()[0][:300]}")
-        repo.mark_told(session, job_id=job.id, trial_ids=[t.id for t in trials])
         return len(trials)
 
     def _relay_reports(self, session: Session, job: Job) -> int:

@@ -38,37 +38,40 @@ POOL_SIZE, POOL_OVERFLOW = 10, 20
 POOL_CONNECTIONS = POOL_SIZE + POOL_OVERFLOW
 
 
-def make_engine(url: str, durable: bool = True) -> Engine:
+def make_engine(url: str, durable: bool = True, autocommit: bool = False) -> Engine:
     """``durable=False``: PostgreSQL acknowledges this engine's commits before their WAL reaches
     the disk (``synchronous_commit off``, set once per connection rather than once per
     transaction, which cost a round trip each). A server crash may then forget the last fraction
     of a second of such commits, but never half of one, and WAL order keeps what survives a
     consistent prefix. For work the service redoes anyway (claims, heartbeats, scheduler passes),
-    never for results or requests."""
+    never for results or requests. ``autocommit``: the connections of ``autocommit`` below, kept
+    in that mode rather than switched into it and back at every checkout."""
+    isolation = {"isolation_level": "AUTOCOMMIT"} if autocommit else {}
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False},
-                               pool_size=POOL_SIZE, max_overflow=POOL_OVERFLOW)
+                               pool_size=POOL_SIZE, max_overflow=POOL_OVERFLOW, **isolation)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     # No pre-ping: it costs a round trip on every checkout, a third of a cheap trial's database
     # time. A connection that died with the server is invalidated on first use (SQLAlchemy drops
     # the whole pool on a disconnect error), and every caller retries its unit of work.
     options = {} if durable else {"connect_args": {"options": "-c synchronous_commit=off"}}
-    return create_engine(url, pool_size=POOL_SIZE, max_overflow=POOL_OVERFLOW, pool_recycle=600, **options)
+    return create_engine(url, pool_size=POOL_SIZE, max_overflow=POOL_OVERFLOW, pool_recycle=600,
+                         **options, **isolation)
 
 
-_ENGINES: dict[tuple[str, bool], Engine] = {}
-_SESSIONS: dict[tuple[str, bool], sessionmaker[Session]] = {}
+_ENGINES: dict[tuple[str, bool, bool], Engine] = {}
+_SESSIONS: dict[tuple[str, bool, bool], sessionmaker[Session]] = {}
 
 
-def _key(url: str | None, durable: bool) -> tuple[str, bool]:
-    """SQLite has one kind of commit, so one engine per file."""
+def _key(url: str | None, durable: bool, autocommit: bool) -> tuple[str, bool, bool]:
+    """SQLite has one kind of commit, so one engine per file and mode."""
     url = url or get_settings().db_url
-    return url, durable or url.startswith("sqlite")
+    return url, durable or url.startswith("sqlite"), autocommit
 
 
-def get_engine(url: str | None = None, *, durable: bool = True) -> Engine:
-    key = _key(url, durable)
+def get_engine(url: str | None = None, *, durable: bool = True, autocommit: bool = False) -> Engine:
+    key = _key(url, durable, autocommit)
     if key not in _ENGINES:
         _ENGINES[key] = make_engine(*key)
         _SESSIONS[key] = sessionmaker(bind=_ENGINES[key], expire_on_commit=False)
@@ -78,7 +81,7 @@ def get_engine(url: str | None = None, *, durable: bool = True) -> Engine:
 @contextmanager
 def session_scope(url: str | None = None, *, durable: bool = True) -> Iterator[Session]:
     """Commit on success, roll back on error, always close. ``durable=False``: see ``make_engine``."""
-    key = _key(url, durable)
+    key = _key(url, durable, False)
     get_engine(key[0], durable=key[1])
     session = _SESSIONS[key]()
     try:
@@ -96,18 +99,16 @@ def autocommit(url: str | None = None, *, durable: bool = True) -> Iterator[Conn
     """A connection on which each statement commits by itself: for the units of work that are one
     conditional statement (a worker's claim, its result), which a transaction would wrap in two
     more round trips (BEGIN, COMMIT) and the ORM session in more Python."""
-    with get_engine(url, durable=durable).connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+    with get_engine(url, durable=durable, autocommit=True).connect() as connection:
         yield connection
 
 
 def forget_engines(url: str) -> None:
     """Close and drop this process's engines for ``url`` (a database about to be dropped, a test's
     settings changing)."""
-    for durable in (True, False):
-        engine = _ENGINES.pop((url, durable), None)
-        _SESSIONS.pop((url, durable), None)
-        if engine is not None:
-            engine.dispose()
+    for key in [key for key in _ENGINES if key[0] == url]:
+        _SESSIONS.pop(key)
+        _ENGINES.pop(key).dispose()
 
 
 def dispose_engines() -> None:

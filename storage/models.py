@@ -67,7 +67,7 @@ class Trial(Base):
     objective: Mapped[float | None] = mapped_column(Float)
     score: Mapped[float | None] = mapped_column(Float)  # objective oriented so higher is better
     error: Mapped[str | None] = mapped_column(Text)
-    told: Mapped[bool] = mapped_column(default=False)  # set only by repository.mark_told, which tallies it
+    told: Mapped[bool] = mapped_column(default=False)  # set only by repository.take_finished, which tallies it
     created_at: Mapped[datetime]
     queued_at: Mapped[datetime | None]
     started_at: Mapped[datetime | None]

@@ -33,6 +33,17 @@ class Conflict(Exception):
     """The request does not fit the object's current state (e.g. cancelling a finished job)."""
 
 
+def _core(db: Session | Connection) -> Connection:
+    """The connection under a session, for a statement that neither reads nor writes ORM objects:
+    it then skips the ORM's per-statement work (its compile state, syncing the identity map),
+    which a scheduler pass would pay several times. Pending ORM changes are flushed first, as the
+    session's own ``execute`` would."""
+    if isinstance(db, Connection):
+        return db
+    db.flush()
+    return db.connection()
+
+
 # ---------------------------------------------------------------- jobs
 
 
@@ -88,7 +99,7 @@ BEST_TRIAL = (select(Trial).where(Trial.job_id == JOB_ID, Trial.status == "compl
 
 def trial_counts(session: Session, *, job_id: int) -> dict[str, int]:
     """The job's trials per status, at a cost that does not grow with the job: the tallies of trials
-    its scheduler told (``mark_told``; final, they never change again) plus a live count of those
+    its scheduler told (``take_finished``; final, they never change again) plus a live count of those
     not told yet (in flight or finished since the last pass: a handful, found through
     ix_trials_job_told). One statement, so one snapshot: a pass committing meanwhile cannot make a
     trial counted twice or not at all."""
@@ -220,50 +231,51 @@ def trial_activity(db: Session | Connection, *, job_ids: list[int]) -> dict[int,
     of its running trials. A job with no such trial is absent."""
     if not job_ids:
         return {}
-    running = Trial.status == "running"
-    rows = db.execute(
-        select(
-            Trial.job_id,
-            func.count(case((Trial.status.in_(TERMINAL_TRIAL_STATUSES), 1))).label("untold"),
-            func.count(case((Trial.status == "pending", 1))).label("pending"),
-            func.count(case((Trial.status.in_(IN_FLIGHT), 1))).label("in_flight"),
-            func.min(case((running, Trial.heartbeat_at))).label("oldest_beat"),
-            func.min(case((running, Trial.started_at))).label("oldest_start"),
-        )
-        .where(Trial.job_id.in_(job_ids), Trial.told.is_(False))
-        .group_by(Trial.job_id)
-    ).all()
-    return {row.job_id: row for row in rows}
+    return {row.job_id: row for row in _core(db).execute(TRIAL_ACTIVITY, {"job_ids": job_ids})}
 
 
-UNTOLD_FINISHED = (
-    select(Trial.id, Trial.number, Trial.arch, Trial.status, Trial.score, Trial.metrics, Trial.fidelity, Trial.error)
-    .where(Trial.job_id == JOB_ID, Trial.told.is_(False), Trial.status.in_(TERMINAL_TRIAL_STATUSES))
-    .order_by(Trial.finished_at, Trial.number)
+# The statements of a scheduler pass, built once (see TRIAL_COUNTS): a pass runs each of them.
+_RUNNING = Trial.status == "running"
+TRIAL_ACTIVITY = (
+    select(
+        Trial.job_id,
+        func.count(case((Trial.status.in_(TERMINAL_TRIAL_STATUSES), 1))).label("untold"),
+        func.count(case((Trial.status == "pending", 1))).label("pending"),
+        func.count(case((Trial.status.in_(IN_FLIGHT), 1))).label("in_flight"),
+        func.min(case((_RUNNING, Trial.heartbeat_at))).label("oldest_beat"),
+        func.min(case((_RUNNING, Trial.started_at))).label("oldest_start"),
+    )
+    .where(Trial.job_id.in_(bindparam("job_ids", expanding=True)), Trial.told.is_(False))
+    .group_by(Trial.job_id)
+)
+TRIAL_IDS = bindparam("trial_ids", expanding=True)
+TALLY = (update(ToldCount).where(ToldCount.job_id == bindparam("of_job"), ToldCount.status == bindparam("tallied"))
+         .values(trials=ToldCount.trials + bindparam("more")))
+ADD_TRIALS = insert(Trial).returning(Trial.id, sort_by_parameter_order=True)
+MARK_QUEUED = (update(Trial).where(Trial.id.in_(TRIAL_IDS), Trial.status == "pending")
+               .values(status="queued", queued_at=bindparam("now")))
+TAKE_FINISHED = (
+    update(Trial)
+    .where(Trial.job_id == bindparam("of_job"), Trial.told.is_(False), Trial.status.in_(TERMINAL_TRIAL_STATUSES))
+    .values(told=True)
+    .returning(Trial.id, Trial.number, Trial.arch, Trial.status, Trial.score, Trial.metrics, Trial.fidelity,
+               Trial.error, Trial.finished_at)
 )
 
 
-def untold_finished(session: Session, *, job_id: int) -> list[Row]:
-    """What the strategy is told of the trials finished since the last pass (rows, not entities:
-    read every pass, and nothing in them is changed through the ORM)."""
-    return list(session.execute(UNTOLD_FINISHED, {"job_id": job_id}))
-
-
-def mark_told(session: Session, *, job_id: int, trial_ids: list[int]) -> None:
-    """Record that the strategy was told these finished trials, and tally them by status for
-    ``trial_counts``. Only trials not told yet are marked and tallied, in one conditional
-    statement, so a trial is tallied once even if two schedulers raced to tell it (a tally row
-    both create at once fails one pass, which is retried)."""
-    if not trial_ids:
-        return
-    statuses = session.scalars(
-        update(Trial).where(Trial.id.in_(trial_ids), Trial.told.is_(False)).values(told=True).returning(Trial.status)
-    ).all()
-    for status, n in Counter(statuses).items():
-        tallied = session.execute(update(ToldCount).where(ToldCount.job_id == job_id, ToldCount.status == status)
-                                  .values(trials=ToldCount.trials + n))
-        if tallied.rowcount == 0:
-            session.execute(insert(ToldCount).values(job_id=job_id, status=status, trials=n))
+def take_finished(session: Session, *, job_id: int) -> list[Row]:
+    """The job's trials finished since they were last taken, oldest first, marked told and tallied
+    by status for ``trial_counts`` in the same transaction: what a pass tells its strategy. One
+    conditional statement marks and returns them, so of two schedulers racing (a lease that
+    lapsed) only one takes each trial, and a trial is told and tallied once (a tally row both
+    create at once fails one pass, which is retried). Rows, not entities: nothing in them is
+    changed through the ORM."""
+    db = _core(session)
+    rows = sorted(db.execute(TAKE_FINISHED, {"of_job": job_id}), key=lambda row: (row.finished_at, row.number))
+    for status, n in Counter(row.status for row in rows).items():
+        if db.execute(TALLY, {"of_job": job_id, "tallied": status, "more": n}).rowcount == 0:
+            db.execute(insert(ToldCount), {"job_id": job_id, "status": status, "trials": n})
+    return rows
 
 
 def add_trials(session: Session, *, job_id: int, first_number: int, trials: list[dict[str, Any]]) -> list[int]:
@@ -274,7 +286,7 @@ def add_trials(session: Session, *, job_id: int, first_number: int, trials: list
     now = utcnow()
     rows = [{**trial, "job_id": job_id, "number": first_number + i, "status": "pending", "attempts": 0,
              "told": False, "created_at": now} for i, trial in enumerate(trials)]
-    return list(session.scalars(insert(Trial).returning(Trial.id, sort_by_parameter_order=True), rows))
+    return list(_core(session).scalars(ADD_TRIALS, rows))
 
 
 def pending_trial_ids(session: Session, *, job_id: int) -> list[int]:
@@ -316,11 +328,7 @@ def queued_longer_than(session: Session, *, job_id: int, seconds: float) -> list
 
 def mark_queued(db: Session | Connection, *, trial_ids: list[int]) -> None:
     if trial_ids:
-        db.execute(
-            update(Trial)
-            .where(Trial.id.in_(trial_ids), Trial.status == "pending")
-            .values(status="queued", queued_at=utcnow())
-        )
+        _core(db).execute(MARK_QUEUED, {"trial_ids": trial_ids, "now": utcnow()})
 
 
 def stop_in_flight(session: Session, *, job_id: int, reason: str) -> None:
@@ -353,7 +361,7 @@ def strategy_calls(session: Session, *, job_id: int) -> list[dict[str, Any]]:
 def log_strategy_calls(session: Session, *, job_id: int, calls: list[dict[str, Any]]) -> None:
     """One row for one pass's calls, however many."""
     if calls:
-        session.execute(insert(StrategyCall).values(job_id=job_id, call=_json_safe(calls)))
+        _core(session).execute(insert(StrategyCall), {"job_id": job_id, "call": _json_safe(calls)})
 
 
 def save_strategy_state(session: Session, *, job: Job, state: dict[str, Any]) -> None:

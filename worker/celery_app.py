@@ -10,6 +10,7 @@ from celery import Celery
 from scion.settings import get_settings
 
 QUEUES = ("gpu", "cpu")
+TASK = "scion.evaluate_trial"  # the one task: evaluate the trial whose id it carries (worker/tasks.py)
 
 
 def make_celery() -> Celery:

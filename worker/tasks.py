@@ -8,7 +8,7 @@ from celery.signals import worker_process_init
 
 from scion.settings import get_settings
 from storage.db import dispose_engines
-from worker.celery_app import celery_app
+from worker.celery_app import TASK, celery_app
 from worker.runner import run_trial
 
 _device: str | None = None  # chosen per pool process at start-up
@@ -47,7 +47,7 @@ def _init_process(**_: object) -> None:
         torch.cuda.set_device(torch.device(_device))
 
 
-@celery_app.task(name="scion.evaluate_trial", acks_late=True, ignore_result=True)
+@celery_app.task(name=TASK, acks_late=True, ignore_result=True)
 def evaluate_trial(trial_id: int) -> str:
     from worker.training.trainer import pick_device
 

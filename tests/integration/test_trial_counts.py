@@ -35,14 +35,16 @@ def test_the_upgrade_tallies_the_trials_already_told(db_url):
         assert repo.trial_counts(session, job_id=job_id) == {"completed": 4, "failed": 1, "running": 1}
 
 
-def test_a_trial_told_twice_is_counted_once(db_url):
+def test_a_finished_trial_is_taken_and_counted_once(db_url):
     with session_scope(db_url) as session:
         job = repo.create_job(session, name="race", spec={})
-        ids = add_trials(session, job.id, [("completed", False), ("failed", False), ("running", False)])
+        add_trials(session, job.id, [("completed", False), ("failed", False), ("running", False)])
         job_id = job.id
-    for _ in range(2):  # a second scheduler whose lease lapsed tells the same trials again
+    taken = []
+    for _ in range(2):  # a second scheduler whose lease lapsed takes the job's finished trials again
         with session_scope(db_url) as session:
-            repo.mark_told(session, job_id=job_id, trial_ids=ids[:2])
+            taken.append([(row.number, row.status) for row in repo.take_finished(session, job_id=job_id)])
+    assert taken == [[(0, "completed"), (1, "failed")], []]
     with session_scope(db_url) as session:
         assert repo.trial_counts(session, job_id=job_id) == {"completed": 1, "failed": 1, "running": 1}
         assert repo.list_trials(session, job_id=job_id, status="completed", sort="number", descending=False,
