@@ -1,10 +1,6 @@
 """Request-scoped dependencies."""
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import time
-from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Annotated, TypeVar
@@ -16,6 +12,7 @@ from fastapi.security.utils import get_authorization_scheme_param
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
+from api.kept import Kept
 from scion.settings import get_settings
 from storage import repository as repo
 from storage import tokens
@@ -67,93 +64,38 @@ def _unauthorized(detail: str, error: str | None = None) -> HTTPException:
     return HTTPException(status_code=401, detail=detail, headers={"WWW-Authenticate": challenge})
 
 
-class _VerifiedTokens:
-    """Tokens this process found live in the last ``api_cache_seconds``, by hash: a client polling
-    with its token then costs no database read and no trip to the thread pool per request, and
-    a revoked token is refused within that time. Only tokens found live are kept, so a stream of
-    bad ones cannot grow it."""
-
-    LIMIT = 1024
-
-    def __init__(self) -> None:
-        self._known: OrderedDict[str, tuple[float, float, Principal]] = OrderedDict()
-
-    def get(self, secret: str) -> tuple[Principal, bool] | None:
-        """The caller, and whether its check is half its time old (to be renewed)."""
-        known = self._known.get(tokens.hash_secret(secret))
-        now = time.monotonic()
-        return (known[2], now >= known[1]) if known and known[0] > now else None
-
-    def put(self, secret: str, principal: Principal, checked_at: float) -> None:
-        """``checked_at``: when the check began (monotonic), before the database said "live"."""
-        seconds = get_settings().api_cache_seconds
-        if seconds:
-            key = tokens.hash_secret(secret)
-            self._known[key] = (checked_at + seconds, checked_at + seconds / 2, principal)
-            self._known.move_to_end(key)
-            if len(self._known) > self.LIMIT:
-                self._known.popitem(last=False)
-
-
-_VERIFIED = _VerifiedTokens()
-
-
 def _bearer_secret(authorization: str | None) -> str | None:
     scheme, secret = get_authorization_scheme_param(authorization)
     return secret if authorization and scheme.lower() == "bearer" and secret else None
 
 
-_VERIFYING: dict[str | None, asyncio.Future[Principal]] = {}
-_RENEWING: set[asyncio.Task] = set()
+# Tokens found live in the last ``api_cache_seconds``, by hash (api/kept.py): a client polling with
+# its token then costs no database read and no trip to the thread pool per request, and a revoked
+# token is refused within that time. Only tokens found live are kept, so a stream of bad ones
+# cannot grow it.
+_LIVE_TOKENS: Kept[str, Principal] = Kept(limit=1024)
 
 
 async def caller(authorization: str | None) -> Principal:
     """``principal_for`` from the event loop: from memory when this token was found live within
-    ``api_cache_seconds``, else in the thread pool, once for all the requests with this header
-    that arrive meanwhile (fifty users polling with one token would otherwise all read it at once
-    whenever it expires). Once a check is half its time old, the next request has it made again
-    in the background, so a token in steady use is never waited for. Raises what
-    ``principal_for`` raises."""
+    ``api_cache_seconds``, else in the thread pool, once for all the requests with this token
+    that arrive meanwhile (fifty users polling with one token would otherwise all read it at
+    once whenever it expires). A revoked token is simply not renewed: it is refused once its
+    check runs out. Raises what ``principal_for`` raises."""
     secret = _bearer_secret(authorization)
-    known = _VERIFIED.get(secret) if secret else None
-    if known is not None:
-        principal, renew = known
-        if renew and authorization not in _VERIFYING:
-            task = asyncio.create_task(_renew(authorization))
-            _RENEWING.add(task)
-            task.add_done_callback(_RENEWING.discard)
-        return principal
-    if authorization in _VERIFYING:
-        return await asyncio.shield(_VERIFYING[authorization])
-    return await _verify(authorization)
+    if secret is None:
+        return await run_in_threadpool(principal_for, authorization)
 
+    async def check(_in_background: bool) -> Principal:
+        return await run_in_threadpool(principal_for, authorization)
 
-async def _renew(authorization: str | None) -> None:
-    """A revoked token is then simply not renewed: it is refused once its check runs out."""
-    with contextlib.suppress(Exception):
-        await _verify(authorization)
-
-
-async def _verify(authorization: str | None) -> Principal:
-    verifying = _VERIFYING[authorization] = asyncio.get_running_loop().create_future()
-    try:
-        principal = await run_in_threadpool(principal_for, authorization)
-    except BaseException as exc:
-        verifying.set_exception(exc)
-        verifying.exception()  # retrieved: nobody else may be waiting
-        raise
-    else:
-        verifying.set_result(principal)
-        return principal
-    finally:
-        del _VERIFYING[authorization]
+    return await _LIVE_TOKENS.get(tokens.hash_secret(secret), get_settings().api_cache_seconds, check)
 
 
 def principal_for(authorization: str | None) -> Principal:
     """Who sends this Authorization header: 401 unless auth is off or it carries a live token."""
     if not get_settings().auth_enabled:
         return OPEN
-    checked_at = time.monotonic()
     secret = _bearer_secret(authorization)
     if secret is None:
         raise _unauthorized(
@@ -164,9 +106,7 @@ def principal_for(authorization: str | None) -> Principal:
         token = tokens.authenticate(session, secret=secret)
         if token is None:
             raise _unauthorized("the token is not valid: unknown or revoked", error="invalid_token")
-        principal = Principal(token=token.name, owner=token.owner, is_admin=token.is_admin, open=False)
-    _VERIFIED.put(secret, principal, checked_at)
-    return principal
+        return Principal(token=token.name, owner=token.owner, is_admin=token.is_admin, open=False)
 
 
 async def authenticate(
