@@ -66,6 +66,8 @@ class Kept(Generic[K, V]):
             del self._kept[key]
 
     async def _renew(self, key: K, ttl: float, compute: Callable[[bool], Awaitable[V | None]]) -> None:
+        if key in self._computing:  # another request asked for the same renewal before this task ran
+            return
         try:
             await self._compute(key, ttl, compute, in_background=True)
         except Exception:  # nothing renewed: the first request past the value's time computes it

@@ -23,8 +23,8 @@ class Slow:
         return self.outcome
 
 
-async def together(kept: Kept, compute: Slow, n: int = 10) -> list:
-    return await asyncio.gather(*(kept.get("key", 5.0, compute) for _ in range(n)), return_exceptions=True)
+async def together(kept: Kept, compute: Slow, n: int = 10, ttl: float = 5.0) -> list:
+    return await asyncio.gather(*(kept.get("key", ttl, compute) for _ in range(n)), return_exceptions=True)
 
 
 def test_requests_arriving_together_share_one_computation_and_later_ones_get_it_kept() -> None:
@@ -65,3 +65,19 @@ def test_an_outcome_not_to_keep_or_a_leader_gone_leaves_each_waiting_request_to_
     outcomes, runs = asyncio.run(scenario())
     assert outcomes == (["value"] * 3 if leader_cancelled else [None] * 3)
     assert runs == 4
+
+
+def test_requests_arriving_together_past_half_its_time_renew_it_once_and_are_not_kept_waiting() -> None:
+    async def scenario() -> tuple[list, float, int]:
+        kept, compute = Kept(limit=8), Slow("value")
+        await kept.get("key", 0.2, compute)
+        await asyncio.sleep(0.12)  # past half of its 0.2 s
+        started = asyncio.get_running_loop().time()
+        burst = await together(kept, compute, ttl=0.2)
+        waited = asyncio.get_running_loop().time() - started
+        await asyncio.sleep(0.1)  # the renewal finishes
+        return burst, waited, compute.runs
+
+    burst, waited, runs = asyncio.run(scenario())
+    assert burst == ["value"] * 10 and waited < 0.03
+    assert runs == 2  # the first computation and one renewal, not one per request
