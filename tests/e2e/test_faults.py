@@ -74,6 +74,15 @@ def seconds_since(moment: datetime, later: datetime) -> float:
     return round((later - moment).total_seconds(), 2)
 
 
+def each_trial_once(db_url: str, job_id: int, n: int) -> list:
+    """The job's trials, checked to be its ``n`` numbers each stored once (none dropped, none
+    duplicated) and each told to the strategy: what every fault must leave behind."""
+    trials = read_trials(db_url, job_id)
+    assert [t.number for t in trials] == list(range(n)), "a trial was dropped or stored twice"
+    assert all(t.told for t in trials), "a finished trial was never told to the strategy"
+    return trials
+
+
 def has_trained(db_url: str, trial) -> bool:
     """The trial's current attempt has reported at least one epoch: it is mid-training."""
     return any(m.attempt == trial.attempts for m in read_epochs(db_url, trial.id))
@@ -112,11 +121,9 @@ def test_worker_killed_mid_trial_is_rerun_then_failed_and_every_trial_counted_on
     assert sorted((n, a) for n, a, _ in kills) == [(0, 1), (0, 2), (1, 1)]
     assert job["status"] == "completed", job
     assert job["counts"] == {"failed": 1, "completed": 2}
-    trials = read_trials(postgres_url, job_id)
-    assert [t.number for t in trials] == [0, 1, 2]  # every trial once: none dropped, none duplicated
+    trials = each_trial_once(postgres_url, job_id, 3)
     assert [(t.status, t.attempts) for t in trials] == [("failed", 2), ("completed", 2), ("completed", 1)]
     assert "worker lost 2 times" in failed["error"] and "no attempts left" in failed["error"]
-    assert all(t.told for t in trials)
     rerun = [m.step for m in read_epochs(postgres_url, trials[1].id) if m.attempt == 2]
     assert rerun == list(range(1, 9)), "the re-run trained from the start to the end"
 
@@ -161,10 +168,8 @@ def test_scheduler_killed_mid_job_is_taken_over_and_the_search_resumes(
 
     assert final["status"] == "completed", final
     assert final["counts"] == {"completed": n}
-    trials = read_trials(postgres_url, job_id)
-    assert [t.number for t in trials] == list(range(n))  # none duplicated, none dropped
+    trials = each_trial_once(postgres_url, job_id, n)
     assert all(t.attempts == 1 for t in trials), "no worker was lost: no trial ran twice"
-    assert all(t.told for t in trials)
     job = read_job(postgres_url, job_id)
     # The strategy continued from its saved state: its count of proposals runs on from before
     # the kill (a strategy started afresh would have counted only what it proposed itself).
@@ -204,10 +209,8 @@ def test_redis_restart_loses_queued_messages_and_the_scheduler_sends_them_again(
 
     assert final["status"] == "completed", final
     assert final["counts"] == {"completed": 6}
-    trials = read_trials(postgres_url, job_id)
-    assert [t.number for t in trials] == list(range(6))
+    trials = each_trial_once(postgres_url, job_id, 6)
     assert all(t.attempts == 1 for t in trials), "the running trials lived through the restart; none ran twice"
-    assert all(t.told for t in trials)
     # Only the re-sends after the restart count (one may come earlier, for messages a worker held
     # while its pool processes were still starting).
     resent = [e for e in read_events(postgres_url, job_id, "trials_resent") if e.created_at > restarted_at]
@@ -261,10 +264,8 @@ def test_database_outage_is_503_for_the_api_and_the_job_carries_on(tmp_path, pos
         assert r.headers["retry-after"] and "Traceback" not in r.text
     assert final["status"] == "completed", final
     assert final["counts"] == {"completed": 6}
-    trials = read_trials(postgres_url, job_id)
-    assert [t.number for t in trials] == list(range(6))
+    trials = each_trial_once(postgres_url, job_id, 6)
     assert all(t.attempts == 1 for t in trials), "an outage longer than the heartbeat timeout re-ran no trial"
-    assert all(t.told for t in trials)
     assert all([m.step for m in read_epochs(postgres_url, t.id)] == list(range(1, 7)) for t in trials)
     assert "database unreachable while" in worker_log, "the outage reached a training worker"
     assert "database unreachable" in scheduler_log
