@@ -248,11 +248,10 @@ TRIAL_ACTIVITY = (
     .where(Trial.job_id.in_(bindparam("job_ids", expanding=True)), Trial.told.is_(False))
     .group_by(Trial.job_id)
 )
-TRIAL_IDS = bindparam("trial_ids", expanding=True)
 TALLY = (update(ToldCount).where(ToldCount.job_id == bindparam("of_job"), ToldCount.status == bindparam("tallied"))
          .values(trials=ToldCount.trials + bindparam("more")))
 ADD_TRIALS = insert(Trial).returning(Trial.id, sort_by_parameter_order=True)
-MARK_QUEUED = (update(Trial).where(Trial.id.in_(TRIAL_IDS), Trial.status == "pending")
+MARK_QUEUED = (update(Trial).where(Trial.id.in_(bindparam("trial_ids", expanding=True)), Trial.status == "pending")
                .values(status="queued", queued_at=bindparam("now")))
 TAKE_FINISHED = (
     update(Trial)
@@ -271,7 +270,8 @@ def take_finished(session: Session, *, job_id: int) -> list[Row]:
     create at once fails one pass, which is retried). Rows, not entities: nothing in them is
     changed through the ORM."""
     db = _core(session)
-    rows = sorted(db.execute(TAKE_FINISHED, {"of_job": job_id}), key=lambda row: (row.finished_at, row.number))
+    rows = sorted(db.execute(TAKE_FINISHED, {"of_job": job_id}),
+                  key=lambda row: (row.finished_at.timestamp() if row.finished_at else 0.0, row.number))
     for status, n in Counter(row.status for row in rows).items():
         if db.execute(TALLY, {"of_job": job_id, "tallied": status, "more": n}).rowcount == 0:
             db.execute(insert(ToldCount), {"job_id": job_id, "status": status, "trials": n})
