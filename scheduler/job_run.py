@@ -16,7 +16,7 @@ from contextlib import nullcontext
 from datetime import datetime
 
 from sqlalchemy import Row
-from sqlalchemy.orm import Session, defer
+from sqlalchemy.orm import Session
 
 from scheduler.dispatch import Send, Waiting, celery_waiting
 from scheduler.early_stopping import should_stop
@@ -54,7 +54,7 @@ class JobRun:
         trial in flight or untold). ``reap_lost=False`` spares trials with stale heartbeats: right
         after a database outage every heartbeat is stale, though the workers live."""
         with session_scope(durable=False) as session:
-            job = session.get(Job, self.job_id, options=[defer(Job.strategy_state)])  # read once, in _load
+            job = repo.get_job(session, job_id=self.job_id)  # without its strategy state: read once, in _load
             if job is None or job.status not in ("pending", "running"):
                 return False
             if not repo.holds_lease(session, job=job, owner=self.owner):
