@@ -28,7 +28,6 @@ from spaces import InvalidArchitecture, SearchSpace, make_space
 from spaces.base import training_settings
 from storage import repository as repo
 from storage.db import autocommit, session_scope, utcnow
-from storage.models import Job
 from worker.evaluators import EVALUATORS
 
 log = logging.getLogger(__name__)
@@ -43,46 +42,49 @@ class JobRun:
         self.space: SearchSpace | None = None
         self.strategy: LoggedStrategy | None = None
         self.next_checkpoint = 0.0  # monotonic time after which the strategy's state is next saved whole
-        self.trials_created, self.started_at = 0, None  # the job's, as of the last pass
+        self.trials_created, self.started_at = 0, None  # the job's: as of the last pass, then as this pass leaves them
         self.queue = "gpu"
         self.last_report_id = 0
         self.curves: dict[int, list[tuple[int, float]]] = {}  # running trial id -> (epoch, score) so far
 
-    def step(self, activity: Row | None, reap_lost: bool = True) -> bool:
-        """Advance the job; False once the job is finished or no longer ours. ``activity`` is the
-        job's row of ``repo.trial_activity``, read at the start of this scheduler pass (None: no
-        trial in flight or untold). ``reap_lost=False`` spares trials with stale heartbeats: right
-        after a database outage every heartbeat is stale, though the workers live."""
+    def step(self, activity: Row, reap_lost: bool = True) -> bool:
+        """Advance the job; False once the job is finished. ``activity`` is the job's row of
+        ``repo.job_activity``, read at the start of this scheduler pass, which found the job held
+        by this scheduler; the pass writes the job row only if that is still so
+        (``repo.update_held_job``, else ``repo.LeaseLost``). ``reap_lost=False`` spares trials with
+        stale heartbeats: right after a database outage every heartbeat is stale, though the
+        workers live."""
         with session_scope(durable=False) as session:
-            job = repo.get_job(session, job_id=self.job_id)  # without its strategy state: read once, in _load
-            if job is None or job.status not in ("pending", "running"):
-                return False
-            if not repo.holds_lease(session, job=job, owner=self.owner):
-                return False
-            calls = repo.strategy_calls(session, job_id=job.id) if self.strategy is None else []
+            self.trials_created, self.started_at = activity.trials_created, activity.started_at
             try:
-                self._load(job, calls)
+                self._load(session)
             except Exception as exc:  # a spec this version cannot run: fail the job, say why
-                self._finish(session, job, "failed", f"cannot start the job: {exc}")
+                self._finish(session, "failed", f"cannot start the job: {exc}")
                 return False
-            if job.status == "pending":
-                job.status, job.started_at = "running", utcnow()
-                repo.add_event(session, job_id=job.id, kind="started",
+            changed = {}
+            if activity.status == "pending":
+                self.started_at = changed["started_at"] = utcnow()
+                changed["status"] = "running"
+                repo.add_event(session, job_id=self.job_id, kind="started",
                                message=f"scheduler {self.owner} started the job")
-            running, to_send = self._advance(session, job, activity, reap_lost)
-            self.trials_created, self.started_at = job.trials_created, job.started_at
+            running, to_send = self._advance(session, activity, reap_lost)
+            if self.trials_created != activity.trials_created:
+                changed["trials_created"] = self.trials_created
+            if running and changed:  # else _finish wrote the row
+                repo.update_held_job(session, job_id=self.job_id, owner=self.owner, **changed)
         if to_send:
             self._send(to_send)
         return running
 
-    def has_work(self, activity: Row | None, reap_lost: bool) -> bool:
-        """Whether a pass could change anything, judged from the job's row of ``repo.trial_activity``
-        (None: no trial in flight or untold). False lets the scheduler skip the pass, so that a job
-        whose trials are all busy costs no more than that row. Each reason ``_advance`` has to act
-        needs its test here."""
+    def has_work(self, activity: Row, reap_lost: bool) -> bool:
+        """Whether a pass could change anything, judged from the job's row of ``repo.job_activity``.
+        False lets the scheduler skip the pass, so that a job whose trials are all busy costs no
+        more than that row. Each reason ``step`` has to act needs its test here."""
+        if activity.status == "pending":
+            return True  # to start it
         if self.strategy is None or self.strategy.reads_reports or self.spec.early_stopping is not None:
             return True  # not loaded yet, or per-epoch reports to relay, which the activity does not count
-        if activity is None or activity.untold or activity.pending or not activity.in_flight:
+        if activity.untold or activity.pending or not activity.in_flight:
             return True  # results to tell, messages to send, or nothing in flight (ask, or finish)
         budget = self.spec.budget
         return bool(
@@ -95,60 +97,61 @@ class JobRun:
                 and _elapsed(activity.oldest_start) > budget.trial_time_limit_s)
         )
 
-    def _load(self, job: Job, calls: list[dict]) -> None:
+    def _load(self, session: Session) -> None:
         """The strategy as the database says it stands: its last whole state, then the calls logged since."""
         if self.strategy is not None:
             return
-        self.spec = JobSpec.model_validate(job.spec)
+        plan = repo.job_plan(session, job_id=self.job_id)
+        self.spec = JobSpec.model_validate(plan.spec)
         self.spec.check_runnable()
         self.space = make_space(self.spec.space)
         self.queue = EVALUATORS[self.spec.evaluator.type].factory.queue
         strategy = make_strategy(self.spec.strategy, self.space, self.spec.seed)
-        if job.strategy_state:
-            strategy.load_state_dict(job.strategy_state)
+        if plan.strategy_state:
+            strategy.load_state_dict(plan.strategy_state)
         logged = LoggedStrategy(strategy, self.space)
-        logged.replay(calls)
+        logged.replay(repo.strategy_calls(session, job_id=self.job_id))
         self.strategy = logged
         self.next_checkpoint = time.monotonic() + self.settings.strategy_checkpoint_seconds
 
-    def _advance(self, session: Session, job: Job, activity: Row | None, reap_lost: bool) -> tuple[bool, list[int]]:
+    def _advance(self, session: Session, activity: Row, reap_lost: bool) -> tuple[bool, list[int]]:
         """Whether the job goes on, and the trials whose messages are to be sent once this pass
         commits: the pass's new trials, those it put back to pending, and any left pending before."""
         budget = self.spec.budget
-        beat, start = (activity.oldest_beat, activity.oldest_start) if activity is not None else (None, None)
+        beat, start = activity.oldest_beat, activity.oldest_start
         stale = reap_lost and beat is not None and _elapsed(beat) > self.settings.heartbeat_timeout_seconds
-        to_send = self._reap_lost(session, job) if stale else []
+        to_send = self._reap_lost(session) if stale else []
         if budget.trial_time_limit_s and start is not None and _elapsed(start) > budget.trial_time_limit_s:
-            self._stop_overdue(session, job, budget.trial_time_limit_s)
-        to_send += self._resend_lost(session, job)
-        if budget.time_limit_s and job.started_at and _elapsed(job.started_at) > budget.time_limit_s:
-            repo.stop_in_flight(session, job_id=job.id, reason="job time limit reached")
-            self._tell_finished(session, job)
-            self._finish(session, job, "completed", None, note=f"time limit of {budget.time_limit_s:g} s reached")
+            self._stop_overdue(session, budget.trial_time_limit_s)
+        to_send += self._resend_lost(session)
+        if budget.time_limit_s and self.started_at and _elapsed(self.started_at) > budget.time_limit_s:
+            repo.stop_in_flight(session, job_id=self.job_id, reason="job time limit reached")
+            self._tell_finished(session)
+            self._finish(session, "completed", None, note=f"time limit of {budget.time_limit_s:g} s reached")
             return False, []
 
-        self._relay_reports(session, job)
-        self._tell_finished(session, job)
+        self._relay_reports(session)
+        self._tell_finished(session)
         # As of the pass's start: trials finishing since only free slots, so this never overfills.
-        in_flight = activity.in_flight if activity is not None else 0
+        in_flight = activity.in_flight
         proposals, exhausted = [], False
-        room = min(budget.max_trials - job.trials_created, budget.max_parallel - in_flight)
+        room = min(budget.max_trials - self.trials_created, budget.max_parallel - in_flight)
         while len(proposals) < room:
-            proposal = self._next_proposal(job.trials_created + len(proposals))
+            proposal = self._next_proposal(self.trials_created + len(proposals))
             if proposal is None:
                 exhausted = True
                 break
             proposals.append(proposal)
-        to_send += self._add_trials(session, job, proposals)
+        to_send += self._add_trials(session, proposals)
         in_flight += len(proposals)
-        self._save_strategy(session, job)
+        self._save_strategy(session)
 
-        if in_flight == 0 and (job.trials_created >= budget.max_trials or exhausted):
-            note = "budget spent" if job.trials_created >= budget.max_trials else "no more candidates to propose"
-            self._finish(session, job, "completed", None, note=note)
+        if in_flight == 0 and (self.trials_created >= budget.max_trials or exhausted):
+            note = "budget spent" if self.trials_created >= budget.max_trials else "no more candidates to propose"
+            self._finish(session, "completed", None, note=note)
             return False, []
-        if activity is not None and activity.pending:  # unsent: a send that failed, or a scheduler that died
-            to_send += repo.pending_trial_ids(session, job_id=job.id)
+        if activity.pending:  # unsent: a send that failed, or a scheduler that died
+            to_send += repo.pending_trial_ids(session, job_id=self.job_id)
         return True, sorted(set(to_send))
 
     def _next_proposal(self, number: int) -> Proposal | None:
@@ -158,7 +161,7 @@ class JobRun:
             return Proposal(self.spec.warm_start[number], retrain)
         return self.strategy.ask()
 
-    def _add_trials(self, session: Session, job: Job, proposals: list[Proposal]) -> list[int]:
+    def _add_trials(self, session: Session, proposals: list[Proposal]) -> list[int]:
         """Write the proposals as the job's next trials, pending; returns their ids."""
         trials = []
         for proposal in proposals:
@@ -168,12 +171,12 @@ class JobRun:
                 raise RuntimeError(
                     f"strategy {self.spec.strategy.type!r} proposed an invalid architecture: {exc}") from exc
             trials.append({"arch": arch, "arch_key": self.space.key(arch), "fidelity": proposal.fidelity})
-        ids = repo.add_trials(session, job_id=job.id, first_number=job.trials_created, trials=trials)
-        job.trials_created += len(ids)
+        ids = repo.add_trials(session, job_id=self.job_id, first_number=self.trials_created, trials=trials)
+        self.trials_created += len(ids)
         return ids
 
-    def _tell_finished(self, session: Session, job: Job) -> int:
-        trials = repo.take_finished(session, job_id=job.id)
+    def _tell_finished(self, session: Session) -> int:
+        trials = repo.take_finished(session, job_id=self.job_id)
         for trial in trials:
             objectives, scores = self.spec.strategy_view(trial.metrics or {})
             self.strategy.tell(
@@ -183,11 +186,11 @@ class JobRun:
                 )
             )
             if trial.status == "failed":
-                repo.add_event(session, job_id=job.id, kind="trial_failed",
+                repo.add_event(session, job_id=self.job_id, kind="trial_failed",
                                message=f"trial {trial.number} failed: {(trial.error or '').splitlines()[0][:300]}")
         return len(trials)
 
-    def _relay_reports(self, session: Session, job: Job) -> int:
+    def _relay_reports(self, session: Session) -> int:
         """Hand per-epoch results to strategies that decide on them, and stop what they reject.
 
         The stopped trial keeps the result it was judged on; its worker notices at its next
@@ -195,9 +198,9 @@ class JobRun:
         stopping = self.spec.early_stopping
         if not self.strategy.reads_reports and stopping is None:
             return 0
-        reports = repo.new_reports(session, job_id=job.id, after_id=self.last_report_id)
+        reports = repo.new_reports(session, job_id=self.job_id, after_id=self.last_report_id)
         latest = {trial.id: step for _, trial, step, _ in reports}  # ordered by report, so the last wins
-        kth_best = repo.kth_best_score(session, job_id=job.id, k=stopping.top_k) if stopping else None
+        kth_best = repo.kth_best_score(session, job_id=self.job_id, k=stopping.top_k) if stopping else None
         for report_id, trial, step, metrics in reports:
             self.last_report_id = report_id
             if trial.status != "running":
@@ -220,14 +223,14 @@ class JobRun:
             if reason and latest[trial.id] < final_epoch:
                 trial.status, trial.finished_at = "stopped", utcnow()
                 trial.metrics, trial.objective, trial.score = {**metrics, "epochs": step}, objective, score
-                repo.add_event(session, job_id=job.id, kind="trial_stopped",
+                repo.add_event(session, job_id=self.job_id, kind="trial_stopped",
                                message=f"trial {trial.number} stopped after epoch {step} {reason}")
                 self.curves.pop(trial.id, None)
         return len(reports)
 
-    def _reap_lost(self, session: Session, job: Job) -> list[int]:
+    def _reap_lost(self, session: Session) -> list[int]:
         """Re-queue trials whose worker went silent, up to the attempt budget; returns those re-queued."""
-        lost = repo.stale_running(session, job_id=job.id, older_than_s=self.settings.heartbeat_timeout_seconds)
+        lost = repo.stale_running(session, job_id=self.job_id, older_than_s=self.settings.heartbeat_timeout_seconds)
         requeued = []
         for trial in lost:
             if trial.attempts < self.spec.budget.max_attempts:
@@ -238,21 +241,21 @@ class JobRun:
                 trial.status, trial.finished_at = "failed", utcnow()
                 trial.error = f"worker lost {trial.attempts} times (last: {trial.worker}); no attempts left"
                 message = f"trial {trial.number} failed: {trial.error}"
-            repo.add_event(session, job_id=job.id, kind="trial_lost", message=message)
+            repo.add_event(session, job_id=self.job_id, kind="trial_lost", message=message)
         return requeued
 
-    def _stop_overdue(self, session: Session, job: Job, limit_s: float) -> None:
+    def _stop_overdue(self, session: Session, limit_s: float) -> None:
         """Record trials running past the per-trial time limit as stopped, so their slots go to the
         next trials; each worker interrupts its own run at the limit (worker.runner.time_limit),
         and a late result is ignored."""
-        for trial in repo.running_longer_than(session, job_id=job.id, seconds=limit_s):
+        for trial in repo.running_longer_than(session, job_id=self.job_id, seconds=limit_s):
             trial.status, trial.finished_at = "stopped", utcnow()
             trial.error = f"exceeded the trial time limit of {limit_s:g} s"
             self.curves.pop(trial.id, None)
-            repo.add_event(session, job_id=job.id, kind="trial_stopped",
+            repo.add_event(session, job_id=self.job_id, kind="trial_stopped",
                            message=f"trial {trial.number} stopped: {trial.error}")
 
-    def _resend_lost(self, session: Session, job: Job) -> list[int]:
+    def _resend_lost(self, session: Session) -> list[int]:
         """Put back to pending (to be sent again) the trials queued for ``resend_after_seconds``
         while the broker holds no message in their queue: it lost them (restarted without
         persistence, flushed). Checked every half of that interval. A message that was not lost
@@ -260,7 +263,7 @@ class JobRun:
         if time.monotonic() < self.next_loss_check:
             return []
         self.next_loss_check = time.monotonic() + self.settings.resend_after_seconds / 2
-        overdue = repo.queued_longer_than(session, job_id=job.id, seconds=self.settings.resend_after_seconds)
+        overdue = repo.queued_longer_than(session, job_id=self.job_id, seconds=self.settings.resend_after_seconds)
         if not overdue:
             return []
         try:
@@ -273,33 +276,34 @@ class JobRun:
             trial.status = "pending"
         numbers = ", ".join(str(t.number) for t in overdue[:20]) + (f" and {len(overdue) - 20} more"
                                                                      if len(overdue) > 20 else "")
-        repo.add_event(session, job_id=job.id, kind="trials_resent",
+        repo.add_event(session, job_id=self.job_id, kind="trials_resent",
                        message=f"trial(s) {numbers} queued for over {self.settings.resend_after_seconds:g} s with "
                                f"no message left in queue {self.queue!r} (lost by the broker?); sending them again")
         return [t.id for t in overdue]
 
-    def _save_strategy(self, session: Session, job: Job, *, whole: bool = False) -> None:
+    def _save_strategy(self, session: Session, *, whole: bool = False) -> None:
         """Log the strategy's new calls with this pass's rows, or save its state whole instead when
         the job ends or ``strategy_checkpoint_seconds`` have passed: its state grows with the job,
         the calls of one pass do not."""
         if whole or (self.strategy.unsaved and time.monotonic() >= self.next_checkpoint):
-            repo.save_strategy_state(session, job=job, state=self.strategy.state_dict())
+            repo.save_strategy_state(session, job_id=self.job_id, state=self.strategy.state_dict())
             self.next_checkpoint = time.monotonic() + self.settings.strategy_checkpoint_seconds
         else:
-            repo.log_strategy_calls(session, job_id=job.id, calls=self.strategy.take_unsaved())
+            repo.log_strategy_calls(session, job_id=self.job_id, calls=self.strategy.take_unsaved())
 
-    def _finish(self, session: Session, job: Job, status: str, error: str | None, note: str = "") -> None:
+    def _finish(self, session: Session, status: str, error: str | None, note: str = "") -> None:
         if self.strategy is not None:
-            self._save_strategy(session, job, whole=True)
-        best = repo.best_trial(session, job_id=job.id)
-        if status == "completed" and best is None and job.trials_created:
+            self._save_strategy(session, whole=True)
+        best = repo.best_trial(session, job_id=self.job_id)
+        if status == "completed" and best is None and self.trials_created:
             status, error = "failed", "no trial completed; see the trials' errors"
-        job.status, job.finished_at, job.error = status, utcnow(), error
-        job.best_trial_number = best.number if best else None
-        job.best_objective = best.objective if best else None
-        job.lease_owner = job.lease_expires_at = None
+        repo.update_held_job(session, job_id=self.job_id, owner=self.owner, status=status, finished_at=utcnow(),
+                             error=error, trials_created=self.trials_created, started_at=self.started_at,
+                             best_trial_number=best.number if best else None,
+                             best_objective=best.objective if best else None,
+                             lease_owner=None, lease_expires_at=None)
         summary = f"best trial {best.number}: {best.objective:.4g}" if best else (error or "no trials")
-        repo.add_event(session, job_id=job.id, kind=status, message=f"job {status} ({note or error}); {summary}")
+        repo.add_event(session, job_id=self.job_id, kind=status, message=f"job {status} ({note or error}); {summary}")
 
     def _send(self, trial_ids: list[int]) -> None:
         """Send the committed pending trials' messages, in one batch where the sender offers one,

@@ -38,26 +38,35 @@ class Scheduler:
 
     def step(self, leases: bool = True) -> None:
         """One pass: renew or take leases (unless ``leases`` is False: see ``run``), then advance
-        every job held that has something to do. The leases and what the jobs' trials are doing
-        are read for all jobs at once, so a job whose trials are all busy costs a pass next to
-        nothing."""
+        every job held that has something to do. The held jobs' rows and what their trials are
+        doing are read for all jobs at once (``repo.job_activity``), and each job's pass starts from
+        that row instead of reading the job again, so a job whose trials are all busy costs a pass
+        next to nothing."""
         if leases:
             with session_scope(durable=False) as session:
                 self._take_leases(session)
-                activity = repo.trial_activity(session, job_ids=list(self.runs))
+                activity = repo.job_activity(session, job_ids=list(self.runs))
         else:
             with autocommit(durable=False) as connection:
-                activity = repo.trial_activity(connection, job_ids=list(self.runs))
+                activity = repo.job_activity(connection, job_ids=list(self.runs))
         if self.unreachable_at > self.reachable_again_at:
             self.reachable_again_at = time.monotonic()
         # Workers could not beat while the database was away: give them one timeout from its
         # return to resume (counted from the last failure, a pass backing off could reap at once).
         reap_lost = time.monotonic() - self.reachable_again_at > self.settings.heartbeat_timeout_seconds
         for job_id, run in list(self.runs.items()):
-            if not run.has_work(activity.get(job_id), reap_lost):
+            row = activity.get(job_id)
+            if row is None or not repo.holds_lease(row, owner=self.owner):  # ended, cancelled or taken over
+                del self.runs[job_id]
+                continue
+            if not run.has_work(row, reap_lost):
                 continue
             try:
-                alive = run.step(activity.get(job_id), reap_lost=reap_lost)
+                alive = run.step(row, reap_lost=reap_lost)
+            except repo.LeaseLost as exc:
+                del self.runs[job_id]
+                log.info("job %s: let go (%s)", job_id, exc)
+                continue
             except Exception as exc:
                 # The strategy in memory may have seen what the database rolled back: the next
                 # pass reloads the job from its last committed state.

@@ -220,23 +220,46 @@ def release_lease(session: Session, *, job_id: int, owner: str) -> None:
     )
 
 
-def holds_lease(session: Session, *, job: Job, owner: str) -> bool:
-    return job.lease_owner == owner and job.lease_expires_at is not None and job.lease_expires_at > utcnow()
+class LeaseLost(Exception):
+    """The job left this scheduler during its pass (cancelled, finished, its lease taken over):
+    the pass's writes are rolled back and the job is let go."""
 
 
-def trial_activity(db: Session | Connection, *, job_ids: list[int]) -> dict[int, Row]:
-    """For each job, what a scheduler pass could act on, read from its trials not yet told (those
-    in flight and those finished since) in one query for all jobs: ``untold`` finished trials,
-    ``pending`` ones (to send), ``in_flight`` ones, and the ``oldest_beat`` / ``oldest_start``
-    of its running trials. A job with no such trial is absent."""
+def job_activity(db: Session | Connection, *, job_ids: list[int]) -> dict[int, Row]:
+    """For each job that exists, what a scheduler pass starts from, in one query for all jobs:
+    the job row's ``status``, ``lease_owner``, ``lease_expires_at``, ``trials_created`` and
+    ``started_at``, and, from its trials not yet told (those in flight and those finished since),
+    ``untold`` finished trials, ``pending`` ones (to send), ``in_flight`` ones and the
+    ``oldest_beat`` / ``oldest_start`` of its running trials (0 and None without such trials)."""
     if not job_ids:
         return {}
-    return {row.job_id: row for row in _core(db).execute(TRIAL_ACTIVITY, {"job_ids": job_ids})}
+    return {row.job_id: row for row in _core(db).execute(JOB_ACTIVITY, {"job_ids": job_ids})}
+
+
+def holds_lease(activity: Row, *, owner: str) -> bool:
+    """Whether a job's ``job_activity`` row says ``owner`` may drive it now."""
+    return (activity.status in ("pending", "running") and activity.lease_owner == owner
+            and activity.lease_expires_at is not None and activity.lease_expires_at > utcnow())
+
+
+def update_held_job(db: Session | Connection, *, job_id: int, owner: str, **values: Any) -> None:
+    """Write the job row from the scheduler holding it, in one conditional statement: raises
+    ``LeaseLost`` (and the caller's transaction is to be rolled back) when the job is no longer
+    running under ``owner``'s lease, e.g. cancelled by a user since the pass began."""
+    held = _core(db).execute(update(Job).where(Job.id == job_id, Job.lease_owner == owner,
+                                               Job.status.in_(("pending", "running"))).values(**values))
+    if held.rowcount != 1:
+        raise LeaseLost(f"job {job_id} is no longer held by {owner}")
+
+
+def job_plan(session: Session, *, job_id: int) -> Row:
+    """What a scheduler taking a job over loads once: its ``spec`` and saved ``strategy_state``."""
+    return session.execute(select(Job.spec, Job.strategy_state).where(Job.id == job_id)).one()
 
 
 # The statements of a scheduler pass, built once (see TRIAL_COUNTS): a pass runs each of them.
 _RUNNING = Trial.status == "running"
-TRIAL_ACTIVITY = (
+_UNTOLD = (
     select(
         Trial.job_id,
         func.count(case((Trial.status.in_(TERMINAL_TRIAL_STATUSES), 1))).label("untold"),
@@ -247,6 +270,19 @@ TRIAL_ACTIVITY = (
     )
     .where(Trial.job_id.in_(bindparam("job_ids", expanding=True)), Trial.told.is_(False))
     .group_by(Trial.job_id)
+    .subquery()
+)
+JOB_ACTIVITY = (
+    select(
+        Job.id.label("job_id"), Job.status, Job.lease_owner, Job.lease_expires_at, Job.trials_created,
+        Job.started_at,
+        func.coalesce(_UNTOLD.c.untold, 0).label("untold"),
+        func.coalesce(_UNTOLD.c.pending, 0).label("pending"),
+        func.coalesce(_UNTOLD.c.in_flight, 0).label("in_flight"),
+        _UNTOLD.c.oldest_beat, _UNTOLD.c.oldest_start,
+    )
+    .outerjoin(_UNTOLD, _UNTOLD.c.job_id == Job.id)
+    .where(Job.id.in_(bindparam("job_ids", expanding=True)))
 )
 TALLY = (update(ToldCount).where(ToldCount.job_id == bindparam("of_job"), ToldCount.status == bindparam("tallied"))
          .values(trials=ToldCount.trials + bindparam("more")))
@@ -364,10 +400,11 @@ def log_strategy_calls(session: Session, *, job_id: int, calls: list[dict[str, A
         _core(session).execute(insert(StrategyCall), {"job_id": job_id, "call": _json_safe(calls)})
 
 
-def save_strategy_state(session: Session, *, job: Job, state: dict[str, Any]) -> None:
+def save_strategy_state(session: Session, *, job_id: int, state: dict[str, Any]) -> None:
     """Save the strategy's state whole; the calls logged before it are then part of it."""
-    job.strategy_state = state
-    session.execute(delete(StrategyCall).where(StrategyCall.job_id == job.id))
+    db = _core(session)
+    db.execute(update(Job).where(Job.id == job_id).values(strategy_state=state))
+    db.execute(delete(StrategyCall).where(StrategyCall.job_id == job_id))
 
 
 # ---------------------------------------------------------------- worker side

@@ -81,7 +81,7 @@ def get_events(job_id: int, kind: str | None = None) -> list[JobEvent]:
 def in_flight(job_id: int) -> int:
     """As the scheduler counts them (its pass's activity row)."""
     with session_scope() as session:
-        activity = repo.trial_activity(session, job_ids=[job_id]).get(job_id)
+        activity = repo.job_activity(session, job_ids=[job_id]).get(job_id)
     return activity.in_flight if activity is not None else 0
 
 

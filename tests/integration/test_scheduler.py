@@ -367,6 +367,32 @@ def test_cancel_stops_a_running_trial_within_an_epoch(settings_env, make_broker)
     assert len(get_events(job_id, "cancelled")) == 1
 
 
+def test_a_job_cancelled_during_a_pass_gets_no_new_trials(settings_env, nb201_csv, make_broker, monkeypatch):
+    """The cancel lands after the pass read the job (running, held) and before it wrote: the pass's
+    new trials are rolled back instead of being written and sent for a cancelled job."""
+    job_id = make_job(tabular_spec(nb201_csv, max_trials=20, max_parallel=4))
+    broker = make_broker()
+    scheduler = Scheduler(settings_env, send=broker.send, owner="only")
+    scheduler.step()
+    broker.deliver()  # four trials done: the next pass has room for four more
+    read_activity = repo.job_activity
+
+    def read_then_cancel(db, *, job_ids):
+        rows = read_activity(db, job_ids=job_ids)
+        with session_scope() as session:
+            repo.cancel_job(session, job_id=job_id)
+        return rows
+
+    monkeypatch.setattr(repo, "job_activity", read_then_cancel)
+    scheduler.step(leases=False)  # a pass woken by finished trials: the leases were taken before
+
+    assert job_id not in scheduler.runs
+    job = get_job(job_id)
+    assert job.status == "cancelled" and job.trials_created == 4
+    assert [t.number for t in get_trials(job_id)] == [0, 1, 2, 3]
+    assert len(broker.sent) == 4
+
+
 # ---------------------------------------------------------------- 7. time limit
 
 
