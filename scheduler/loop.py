@@ -13,12 +13,13 @@ import socket
 import threading
 import time
 import uuid
+from collections import Counter
 
 from sqlalchemy.orm import Session
 
 from scheduler.dispatch import Send, Waiting, celery_send, celery_waiting
 from scheduler.job_run import JobRun
-from scion.nudge import JOB, NudgeListener
+from scion.nudge import JOB, TRIAL, NudgeListener
 from scion.settings import Settings, get_settings
 from storage import repository as repo
 from storage.db import autocommit, is_unreachable, session_scope
@@ -33,6 +34,9 @@ class Scheduler:
         self.send, self.waiting = send, waiting
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.runs: dict[int, JobRun] = {}
+        # As the last pass left them, over the held jobs: trials waiting for a worker (sent or about
+        # to be) and trials running. They tell ``_gather`` whether the workers have work queued.
+        self.trials_waiting, self.trials_running = 0, 0
         self.unreachable_at = -math.inf  # when a pass last found the database unreachable (monotonic)
         self.reachable_again_at = -math.inf  # when the first pass after that reached it again
 
@@ -54,11 +58,14 @@ class Scheduler:
         # Workers could not beat while the database was away: give them one timeout from its
         # return to resume (counted from the last failure, a pass backing off could reap at once).
         reap_lost = time.monotonic() - self.reachable_again_at > self.settings.heartbeat_timeout_seconds
+        self.trials_waiting, self.trials_running = 0, 0
         for job_id, run in list(self.runs.items()):
             row = activity.get(job_id)
             if row is None or not repo.holds_lease(row, owner=self.owner):  # ended, cancelled or taken over
                 del self.runs[job_id]
                 continue
+            self.trials_waiting += row.in_flight - row.running
+            self.trials_running += row.running
             if not run.has_work(row, reap_lost):
                 continue
             try:
@@ -79,6 +86,7 @@ class Scheduler:
                 continue
             if not alive:
                 del self.runs[job_id]
+            self.trials_waiting += run.trials_created - row.trials_created  # the pass's new trials
 
     def _take_leases(self, session: Session) -> None:
         held = repo.take_leases(session, owner=self.owner, seconds=self.settings.lease_seconds)
@@ -100,7 +108,7 @@ class Scheduler:
         log.info("scheduler %s polling every %.2fs", self.owner, self.settings.scheduler_poll_seconds)
         listener = NudgeListener(self.settings.broker)  # woken early by finished trials where Redis is there
         poll, failures = self.settings.scheduler_poll_seconds, 0
-        leases_due, said = -math.inf, {JOB}
+        leases_due, said = -math.inf, Counter({JOB: 1})
         while not stop.is_set():
             now = time.monotonic()
             leases = JOB in said or now >= leases_due
@@ -117,7 +125,26 @@ class Scheduler:
                 else:
                     log.exception("scheduler pass failed; retrying")
             said = listener.wait(min(poll * 2**failures, max(poll, 2.0)), stop.wait)
+            if said[TRIAL] and JOB not in said:
+                said = self._gather(listener, said, stop)
         self.release_all()
+
+    def _gather(self, listener: NudgeListener, said: Counter[bytes], stop: threading.Event) -> Counter[bytes]:
+        """Having been woken by finished trials, wait for more to finish (up to
+        ``scheduler_gather_seconds``) while the workers still have trials queued: more than two
+        per running trial, by the last pass's count less the trials finished since. One pass then
+        tells and replaces several trials at the cost of one, where cheap trials would otherwise
+        wake a pass each; trials long enough to leave nothing queued get a pass at once, and a new
+        job ends the wait."""
+        deadline = time.monotonic() + self.settings.scheduler_gather_seconds
+        low = max(1, 2 * self.trials_running)
+        while JOB not in said and self.trials_waiting - said[TRIAL] > low and not stop.is_set():
+            left = deadline - time.monotonic()
+            more = listener.wait(left, stop.wait) if left > 0 else None
+            if not more:
+                break
+            said.update(more)
+        return said
 
     def release_all(self) -> None:
         """Hand our jobs back at shutdown so another scheduler need not wait for the lease."""

@@ -5,6 +5,7 @@ sent and the scheduler simply polls; a lost nudge costs one poll interval, never
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from functools import lru_cache
 
 log = logging.getLogger(__name__)
@@ -45,12 +46,13 @@ class NudgeListener:
         self.url = _redis_url(broker)
         self._pubsub = None
 
-    def wait(self, timeout: float, sleep) -> set[bytes]:
+    def wait(self, timeout: float, sleep) -> Counter[bytes]:
         """Block up to ``timeout`` seconds or until a nudge; ``sleep`` is the fallback. Returns what
-        the nudges said (empty after a quiet timeout; {JOB} when it cannot tell, as after a sleep)."""
+        the nudges said, each with how many said it (empty after a quiet timeout; one JOB when it
+        cannot tell, as after a sleep)."""
         if self.url is None:
             sleep(timeout)
-            return {JOB}
+            return Counter({JOB: 1})
         try:
             if self._pubsub is None:
                 import redis
@@ -58,17 +60,17 @@ class NudgeListener:
                 self._pubsub = redis.Redis.from_url(self.url, socket_connect_timeout=2).pubsub(
                     ignore_subscribe_messages=True)
                 self._pubsub.subscribe(CHANNEL)
-            said = set()
+            said: Counter[bytes] = Counter()
             message = self._pubsub.get_message(timeout=timeout)
             while message is not None:  # one pass serves them all
-                said.add(message["data"])
+                said[message["data"]] += 1
                 message = self._pubsub.get_message(timeout=0)
             return said
         except Exception:
             self._pubsub = None
             log.debug("nudge listener failed; polling", exc_info=True)
             sleep(timeout)
-            return {JOB}
+            return Counter({JOB: 1})
 
 
 @lru_cache(maxsize=1)

@@ -51,6 +51,11 @@ class Settings(BaseSettings):
 
     lease_seconds: float = Field(30.0, gt=0, description="How long a scheduler's claim on a job lasts unrenewed.")
     scheduler_poll_seconds: float = Field(0.2, gt=0, description="Pause between scheduler passes.")
+    scheduler_gather_seconds: float = Field(
+        0.05, ge=0,
+        description="How long a pass woken by a finished trial may wait for more to finish while the workers "
+                    "still have trials queued, so that one pass tells and replaces several; 0 passes at once.",
+    )
     strategy_checkpoint_seconds: float = Field(
         10.0, ge=0,
         description="How often a job's strategy state is saved whole; in between only the calls made to the "

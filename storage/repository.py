@@ -229,8 +229,9 @@ def job_activity(db: Session | Connection, *, job_ids: list[int]) -> dict[int, R
     """For each job that exists, what a scheduler pass starts from, in one query for all jobs:
     the job row's ``status``, ``lease_owner``, ``lease_expires_at``, ``trials_created`` and
     ``started_at``, and, from its trials not yet told (those in flight and those finished since),
-    ``untold`` finished trials, ``pending`` ones (to send), ``in_flight`` ones and the
-    ``oldest_beat`` / ``oldest_start`` of its running trials (0 and None without such trials)."""
+    ``untold`` finished trials, ``pending`` ones (to send), ``in_flight`` ones, of which
+    ``running``, and the ``oldest_beat`` / ``oldest_start`` of its running trials (0 and None
+    without such trials)."""
     if not job_ids:
         return {}
     return {row.job_id: row for row in _core(db).execute(JOB_ACTIVITY, {"job_ids": job_ids})}
@@ -265,6 +266,7 @@ _UNTOLD = (
         func.count(case((Trial.status.in_(TERMINAL_TRIAL_STATUSES), 1))).label("untold"),
         func.count(case((Trial.status == "pending", 1))).label("pending"),
         func.count(case((Trial.status.in_(IN_FLIGHT), 1))).label("in_flight"),
+        func.count(case((_RUNNING, 1))).label("running"),
         func.min(case((_RUNNING, Trial.heartbeat_at))).label("oldest_beat"),
         func.min(case((_RUNNING, Trial.started_at))).label("oldest_start"),
     )
@@ -279,6 +281,7 @@ JOB_ACTIVITY = (
         func.coalesce(_UNTOLD.c.untold, 0).label("untold"),
         func.coalesce(_UNTOLD.c.pending, 0).label("pending"),
         func.coalesce(_UNTOLD.c.in_flight, 0).label("in_flight"),
+        func.coalesce(_UNTOLD.c.running, 0).label("running"),
         _UNTOLD.c.oldest_beat, _UNTOLD.c.oldest_start,
     )
     .outerjoin(_UNTOLD, _UNTOLD.c.job_id == Job.id)
