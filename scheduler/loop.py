@@ -34,9 +34,10 @@ class Scheduler:
         self.send, self.waiting = send, waiting
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.runs: dict[int, JobRun] = {}
-        # As the last pass left them, over the held jobs: trials waiting for a worker (sent or about
-        # to be) and trials running. They tell ``_gather`` whether the workers have work queued.
-        self.trials_waiting, self.trials_running = 0, 0
+        # What ``_gather`` judges by: the trials the last pass left waiting for a worker (sent or about
+        # to be) over the held jobs, how fast trials have been finishing (per second, smoothed over
+        # the gaps between passes) and how long the last pass took.
+        self.trials_waiting, self.finish_rate, self.pass_seconds = 0, 0.0, 0.0
         self.unreachable_at = -math.inf  # when a pass last found the database unreachable (monotonic)
         self.reachable_again_at = -math.inf  # when the first pass after that reached it again
 
@@ -58,14 +59,13 @@ class Scheduler:
         # Workers could not beat while the database was away: give them one timeout from its
         # return to resume (counted from the last failure, a pass backing off could reap at once).
         reap_lost = time.monotonic() - self.reachable_again_at > self.settings.heartbeat_timeout_seconds
-        self.trials_waiting, self.trials_running = 0, 0
+        self.trials_waiting = 0
         for job_id, run in list(self.runs.items()):
             row = activity.get(job_id)
             if row is None or not repo.holds_lease(row, owner=self.owner):  # ended, cancelled or taken over
                 del self.runs[job_id]
                 continue
             self.trials_waiting += row.in_flight - row.running
-            self.trials_running += row.running
             if not run.has_work(row, reap_lost):
                 continue
             try:
@@ -114,6 +114,7 @@ class Scheduler:
             leases = JOB in said or now >= leases_due
             try:
                 self.step(leases=leases)
+                self.pass_seconds = time.monotonic() - now
                 failures = 0
                 if leases:
                     leases_due = now + min(poll, self.settings.lease_seconds / 4)
@@ -126,24 +127,30 @@ class Scheduler:
                     log.exception("scheduler pass failed; retrying")
             said = listener.wait(min(poll * 2**failures, max(poll, 2.0)), stop.wait)
             if said[TRIAL] and JOB not in said:
-                said = self._gather(listener, said, stop)
+                said = self._gather(listener, said, stop, since=now)
         self.release_all()
 
-    def _gather(self, listener: NudgeListener, said: Counter[bytes], stop: threading.Event) -> Counter[bytes]:
+    def _gather(self, listener: NudgeListener, said: Counter[bytes], stop: threading.Event, *,
+                since: float) -> Counter[bytes]:
         """Having been woken by finished trials, wait for more to finish (up to
-        ``scheduler_gather_seconds``) while the workers still have trials queued: more than two
-        per running trial, by the last pass's count less the trials finished since. One pass then
+        ``scheduler_gather_seconds``) while the trials still queued for the workers would keep them
+        busy for longer than two passes take, at the rate trials have been finishing: one pass then
         tells and replaces several trials at the cost of one, where cheap trials would otherwise
-        wake a pass each; trials long enough to leave nothing queued get a pass at once, and a new
-        job ends the wait."""
+        wake a pass each, and the workers never run out of queued trials meanwhile. Trials long
+        enough to leave nothing queued get their pass at once; a new job ends the wait. ``since``:
+        when the last pass began (monotonic), from which on the nudges in ``said`` came."""
         deadline = time.monotonic() + self.settings.scheduler_gather_seconds
-        low = max(1, 2 * self.trials_running)
-        while JOB not in said and self.trials_waiting - said[TRIAL] > low and not stop.is_set():
-            left = deadline - time.monotonic()
-            more = listener.wait(left, stop.wait) if left > 0 else None
+        while JOB not in said and not stop.is_set():
+            now, finished = time.monotonic(), said[TRIAL]
+            queued = self.trials_waiting - finished
+            if queued <= 0 or now >= deadline or queued <= self.finish_rate * 2 * self.pass_seconds:
+                break
+            more = listener.wait(deadline - now, stop.wait)
             if not more:
                 break
             said.update(more)
+        rate = said[TRIAL] / max(time.monotonic() - since, 1e-3)
+        self.finish_rate = rate if not self.finish_rate else (self.finish_rate + rate) / 2
         return said
 
     def release_all(self) -> None:

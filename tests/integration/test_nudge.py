@@ -53,35 +53,36 @@ def test_without_redis_the_listener_sleeps_its_poll_and_assumes_a_job_may_have_c
     Nudger(f"filesystem://{tmp_path}").nudge(JOB)  # nothing to send to, and no error
 
 
-def test_a_pass_woken_by_a_finished_trial_waits_for_more_only_while_workers_have_trials_queued(
+def test_a_pass_woken_by_a_finished_trial_waits_for_more_only_while_the_workers_stay_busy(
         redis_url: str, channel: str, tmp_path) -> None:
     settings = Settings(home=tmp_path, broker_url=redis_url, scheduler_gather_seconds=3.0)
     scheduler, listener, nudger = Scheduler(settings, owner="gathering"), NudgeListener(redis_url), Nudger(redis_url)
     listener.wait(0.05, time.sleep)  # subscribes
 
-    def finish(trials: int) -> Counter:
-        """``trials`` trials finish 20 ms apart; returns what the scheduler gathered before its pass."""
+    def finish(trials: int, *, queued: int, pass_s: float, rate: float) -> tuple[int, float]:
+        """After a pass that took ``pass_s`` and left ``queued`` trials for the workers, with trials
+        finishing at ``rate`` a second so far, ``trials`` more finish 20 ms apart. Returns how many
+        the next pass gathered, and how long it waited."""
+        scheduler.trials_waiting, scheduler.pass_seconds, scheduler.finish_rate = queued, pass_s, rate
+        started = time.monotonic()
         threading.Thread(target=lambda: [(nudger.nudge(), time.sleep(0.02)) for _ in range(trials)]).start()
-        return scheduler._gather(listener, listener.wait(5, time.sleep), threading.Event())
+        said = scheduler._gather(listener, listener.wait(5, time.sleep), threading.Event(), since=started)
+        waited = time.monotonic() - started
+        time.sleep(0.02 * trials + 0.1)
+        listener.wait(0.05, time.sleep)  # what finished after the pass
+        return said[TRIAL], waited
 
-    # As a pass leaves 16 trials in flight on two workers: 14 wait for them. The pass after waits
-    # until only four (two per running trial) are left, which takes ten finished trials.
-    scheduler.trials_waiting, scheduler.trials_running = 14, 2
-    started = time.monotonic()
-    assert finish(12)[TRIAL] == 10
-    assert time.monotonic() - started < 2, "waited out scheduler_gather_seconds"
-    time.sleep(0.1)
-    listener.wait(0.05, time.sleep)  # the two left over
+    # Cheap trials, 50 a second, passes of 20 ms: 14 queued trials keep the workers busy for
+    # 280 ms, so the pass waits until two are left (two passes' worth), twelve trials later.
+    gathered, waited = finish(14, queued=14, pass_s=0.02, rate=50)
+    assert 12 <= gathered < 14 and waited < 2, "waited out scheduler_gather_seconds"
+    assert 25 <= scheduler.finish_rate <= 75  # what it measured meanwhile, averaged in
 
-    # Long trials, one per worker, nothing queued: the pass runs for the first that finishes.
-    scheduler.trials_waiting, scheduler.trials_running = 0, 2
-    assert finish(3)[TRIAL] == 1
-    time.sleep(0.1)
-    listener.wait(0.05, time.sleep)
-
+    # Passes as slow as the queue is short: waiting could leave the workers idle; the pass runs now.
+    assert finish(8, queued=14, pass_s=1.0, rate=50)[0] < 4
+    # Long trials, nothing queued behind them: the pass runs for the first that finishes.
+    assert finish(8, queued=0, pass_s=0.02, rate=50)[0] < 4
     # Work queued but trials finishing slowly: the pass runs once scheduler_gather_seconds is up.
     scheduler.settings = settings.model_copy(update={"scheduler_gather_seconds": 0.3})
-    scheduler.trials_waiting = 14
-    started = time.monotonic()
-    assert finish(1)[TRIAL] == 1
-    assert 0.25 <= time.monotonic() - started < 2
+    gathered, waited = finish(1, queued=14, pass_s=0.02, rate=1)
+    assert gathered == 1 and 0.25 <= waited < 2
