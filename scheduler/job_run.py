@@ -42,7 +42,7 @@ class JobRun:
         self.space: SearchSpace | None = None
         self.strategy: LoggedStrategy | None = None
         self.next_checkpoint = 0.0  # monotonic time after which the strategy's state is next saved whole
-        self.trials_created, self.started_at = 0, None  # the job's: as of the last pass, then as this pass leaves them
+        self.trials_created, self.started_at = 0, None  # the job's, from the pass's row as the pass changes them
         self.queue = "gpu"
         self.last_report_id = 0
         self.curves: dict[int, list[tuple[int, float]]] = {}  # running trial id -> (epoch, score) so far
@@ -80,17 +80,15 @@ class JobRun:
         """Whether a pass could change anything, judged from the job's row of ``repo.job_activity``.
         False lets the scheduler skip the pass, so that a job whose trials are all busy costs no
         more than that row. Each reason ``step`` has to act needs its test here."""
-        if activity.status == "pending":
-            return True  # to start it
         if self.strategy is None or self.strategy.reads_reports or self.spec.early_stopping is not None:
-            return True  # not loaded yet, or per-epoch reports to relay, which the activity does not count
+            return True  # not loaded yet (a job to start or take over), or per-epoch reports to relay
         if activity.untold or activity.pending or not activity.in_flight:
             return True  # results to tell, messages to send, or nothing in flight (ask, or finish)
         budget = self.spec.budget
         return bool(
-            (self.trials_created < budget.max_trials and activity.in_flight < budget.max_parallel)
+            (activity.trials_created < budget.max_trials and activity.in_flight < budget.max_parallel)
             or time.monotonic() >= self.next_loss_check
-            or (budget.time_limit_s and self.started_at and _elapsed(self.started_at) > budget.time_limit_s)
+            or (budget.time_limit_s and activity.started_at and _elapsed(activity.started_at) > budget.time_limit_s)
             or (reap_lost and activity.oldest_beat
                 and _elapsed(activity.oldest_beat) > self.settings.heartbeat_timeout_seconds)
             or (budget.trial_time_limit_s and activity.oldest_start
