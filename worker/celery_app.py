@@ -18,6 +18,7 @@ def make_celery() -> Celery:
     app = Celery("scion", broker=settings.broker, include=["worker.tasks"])
     transport_options: dict = {"visibility_timeout": settings.broker_visibility_timeout}
     if settings.broker.startswith("filesystem"):
+        app.conf.broker_transport = "worker.filesystem_broker:Transport"
         folder = str(settings.broker_folder)
         transport_options |= {
             "data_folder_in": folder,
