@@ -6,6 +6,7 @@ import logging
 import os
 import signal
 import threading
+from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Annotated, Any
@@ -73,14 +74,16 @@ def _fail(exc: ScionError) -> None:
     raise typer.Exit(1)
 
 
-def _follow(client: ScionClient, job: dict[str, Any], as_json: bool) -> dict[str, Any]:
-    """Watch a job to its end with a live progress bar, then print its leaderboard."""
+def _follow(client: ScionClient, job: dict[str, Any], as_json: bool,
+            check: Callable[[], None] = lambda: None) -> dict[str, Any]:
+    """Watch a job to its end with a live progress bar, then print its leaderboard. ``check`` runs
+    at every poll and may end the command (an embedded stack with a part gone)."""
     if as_json:
-        final = client.wait(job["id"])
+        final = client.wait(job["id"], on_update=lambda _: check())
         render.print_json(final)
         return final
     with render.JobProgress(console, job) as bar:
-        final = client.wait(job["id"], on_update=bar.update)
+        final = client.wait(job["id"], on_update=lambda snapshot: (check(), bar.update(snapshot)))
     render.job_summary(console, final)
     top = client.trials(final["id"], sort="objective", limit=10)["items"]
     if top:
@@ -109,12 +112,18 @@ def run(
         if not as_json:
             err_console.print(f"starting the embedded stack (API {stack.url}, {workers} workers, logs in {stack.logs})")
             err_console.print(auth_line(stack.host))
+
+    def check() -> None:
+        if stack and (why := stack.exited()):  # the job cannot finish without it: say so, not wait on
+            err_console.print(f"[red]error:[/] {escape(why)}")
+            raise typer.Exit(1)
+
     with stack or nullcontext(), ScionClient(stack.url if stack else url) as client:
         try:
             job = client.submit(body)
         except ScionError as exc:
             _fail(exc)
-        final = _follow(client, job, as_json)
+        final = _follow(client, job, as_json, check)
     raise typer.Exit(0 if final["status"] == "completed" else 1)
 
 

@@ -79,13 +79,19 @@ class LocalStack:
         deadline = time.monotonic() + timeout_s
         with ScionClient(self.url) as client:
             while time.monotonic() < deadline:
-                for name, proc in self.procs:
-                    if proc.poll() is not None:
-                        raise RuntimeError(f"{name} exited with {proc.returncode}; see {self.log_dir / name}.log")
+                if why := self.exited():
+                    raise RuntimeError(why)
                 if client.ready():
                     return
                 time.sleep(0.2)
         raise RuntimeError(f"the API at {self.url} was not ready within {timeout_s:.0f} s; see {self.log_dir}")
+
+    def exited(self) -> str | None:
+        """Which part of the stack has exited, with its log; None while all run."""
+        for name, proc in self.procs:
+            if proc.poll() is not None:
+                return f"{name} exited with {proc.returncode}; see {self.log_dir / name}.log"
+        return None
 
     def stop(self, timeout_s: float = 20.0) -> None:
         for _, proc in self.procs:  # the leaders shut their own children down (Celery's pool, too)

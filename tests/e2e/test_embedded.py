@@ -5,8 +5,10 @@ from __future__ import annotations
 import csv
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -62,3 +64,48 @@ def test_bad_spec_is_refused_with_the_field_and_allowed_values(tmp_path):
     result = scion_run(path, tmp_path / "home", timeout=120)
     assert result.returncode == 1
     assert "strategy" in result.stderr and "evolution" in result.stderr and "random" in result.stderr
+
+
+def test_a_worker_that_dies_ends_the_run_with_its_log_named_instead_of_a_wait_forever(tmp_path):
+    spec = yaml.safe_load((REPO / "examples" / "quickstart.yaml").read_text())
+    spec["space"] |= {"channels": 4, "cells_per_stage": 1}
+    spec["evaluator"] |= {"epochs": 200}
+    spec["budget"] = {"max_trials": 2, "max_parallel": 2}
+    path = tmp_path / "long.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SCION_")}
+    env["SCION_HOME"] = str(tmp_path / "home")
+    run = subprocess.Popen([sys.executable, "-m", "client", "run", str(path)], cwd=REPO, env=env,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (worker := _child(run.pid, "client worker")) or not _trial_started(tmp_path / "home"):
+            assert run.poll() is None and time.monotonic() < deadline, "the search did not start"
+            time.sleep(0.2)
+        os.kill(worker, signal.SIGKILL)
+        _, stderr = run.communicate(timeout=30)
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.communicate()
+    assert run.returncode == 1
+    unwrapped = "".join(stderr.split())  # the console wraps long lines
+    assert "workerexited" in unwrapped and "logs/worker.log" in unwrapped, stderr[-2000:]
+
+
+def _child(parent: int, command: str) -> int | None:
+    """The pid of ``parent``'s child process whose command line holds ``command``."""
+    for entry in Path("/proc").iterdir():
+        try:
+            stat = (entry / "stat").read_text()
+            line = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except (OSError, ValueError):
+            continue
+        if int(stat[stat.rindex(")") + 2:].split()[1]) == parent and command in line:
+            return int(entry.name)
+    return None
+
+
+def _trial_started(home: Path) -> bool:
+    log = home / "logs" / "worker.log"
+    return log.exists() and "ready" in log.read_text()
