@@ -270,8 +270,10 @@ class JobRun:
         except Exception as exc:  # broker down: nothing can be sent now anyway
             log.warning("could not count the messages in queue %r (%s); will ask again", self.queue, exc)
             return []
-        for trial in overdue:
-            trial.status = "pending"
+        put_back = repo.put_back_queued(session, trial_ids=[t.id for t in overdue])
+        overdue = [t for t in overdue if t.id in put_back]
+        if not overdue:
+            return []
         numbers = ", ".join(str(t.number) for t in overdue[:20]) + (f" and {len(overdue) - 20} more"
                                                                      if len(overdue) > 20 else "")
         repo.add_event(session, job_id=self.job_id, kind="trials_resent",

@@ -365,6 +365,14 @@ def queued_longer_than(session: Session, *, job_id: int, seconds: float) -> list
     )
 
 
+def put_back_queued(session: Session, *, trial_ids: list[int]) -> set[int]:
+    """Put queued trials back to pending (to be sent again) in one conditional statement; returns
+    those it did. A trial a worker claimed since it was read as queued stays running."""
+    return set(_core(session).scalars(
+        update(Trial).where(Trial.id.in_(trial_ids), Trial.status == "queued").values(status="pending")
+        .returning(Trial.id)))
+
+
 def mark_queued(db: Session | Connection, *, trial_ids: list[int]) -> None:
     if trial_ids:
         _core(db).execute(MARK_QUEUED, {"trial_ids": trial_ids, "now": utcnow()})
