@@ -1,11 +1,13 @@
 """Dispatch overhead through the real production path, beside Optuna and plain Celery.
 
 Scion: HTTP submit → scheduler → Celery on Redis → worker → PostgreSQL → scheduler, with the
-tabular evaluator so that trials cost nothing and only the service's own overhead is left.
+tabular evaluator so that trials cost nothing and only the service's own overhead is left; as
+configured by default (such cheap trials go several to a message: ``scheduler.pace``) and again
+with one trial per message (``SCION_SCHEDULER_BATCH_SECONDS=0``), the overhead per message.
 Optuna: the same number of processes doing ask-and-tell on an RDB storage on the same
 PostgreSQL, with the same table look-up as the objective and its random sampler.
 Plain Celery: a no-op task on the same broker, the floor any Celery-based service sits on.
-All three run in one session on this machine; compare the ratios, not the absolute figures.
+All of them run in one session on this machine; compare the ratios, not the absolute figures.
 """
 from __future__ import annotations
 
@@ -56,31 +58,38 @@ def percentile(values: list[float], q: float) -> float:
 # ---------------------------------------------------------------- Scion
 
 
-def run_scion(db_url: str, broker: str, table: Path, trials: int, workers: int, parallel: int) -> dict[str, Any]:
+def run_scion(db_url: str, broker: str, table: Path, trials: int, workers: int, parallel: int, *,
+              env: dict[str, str] | None = None) -> dict[str, Any]:
     spec = {
         "name": "dispatch-bench", "space": {"type": "nb201"}, "strategy": {"type": "random"},
         "evaluator": {"type": "tabular", "table": str(table)},
         "budget": {"max_trials": trials, "max_parallel": parallel}, "seed": 0,
     }
-    return run_job(db_url, broker, spec, workers)
+    return run_job(db_url, broker, spec, workers, env=env)
 
 
 Probe = Callable[[LocalStack], AbstractContextManager[dict[str, Any]]]
 
 
 def run_job(db_url: str, broker: str | None, spec: dict[str, Any], workers: int, *,
-            warmup: dict[str, Any] | None = None, probe: Probe | None = None) -> dict[str, Any]:
+            warmup: dict[str, Any] | None = None, probe: Probe | None = None,
+            env: dict[str, str] | None = None) -> dict[str, Any]:
     """Run ``spec`` through the production path (API, scheduler, ``workers`` worker processes)
     after a warm-up job (``warmup``, by default ``spec`` itself: imports, pools, caches), and
     measure it from the database's timestamps. ``probe``, given the stack, is entered around the
     measured job; the figures it yields are added to the result. ``broker`` None: the embedded
-    filesystem broker; a Redis one is emptied first."""
+    filesystem broker; a Redis one is emptied first. ``env``: further SCION_… settings.
+
+    Gaps on a worker: ``worker_gap`` from each trial's end to the next trial's start on the same
+    worker process; ``message_gap`` the same between the messages it took, a message's trials
+    being those it claimed at one instant (the claim stamps their heartbeat, which trials this
+    short never beat again), so the two differ only where messages carry several trials."""
     if broker:
         redis.Redis.from_url(broker).flushdb()
     probed: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as home:
         settings = Settings(home=Path(home), database_url=db_url, broker_url=broker)
-        with LocalStack(settings, workers=workers) as stack, ScionClient(stack.url) as client:
+        with LocalStack(settings, workers=workers, env=env) as stack, ScionClient(stack.url) as client:
             client.wait(client.submit(warmup or spec)["id"], timeout_s=300)
             with probe(stack) if probe else nullcontext(probed) as probed:
                 started = time.perf_counter()
@@ -90,25 +99,37 @@ def run_job(db_url: str, broker: str | None, spec: dict[str, Any], workers: int,
     assert final["status"] == "completed", final
     with session_scope(db_url) as session:
         created = session.get(Job, job["id"]).created_at
-        rows = session.execute(select(Trial.worker, Trial.started_at, Trial.finished_at)
+        rows = session.execute(select(Trial.worker, Trial.heartbeat_at, Trial.started_at, Trial.finished_at)
                                .where(Trial.job_id == job["id"])).all()
-    by_worker: dict[str, list[tuple]] = {}
-    for worker, start, end in rows:
-        by_worker.setdefault(worker, []).append((start, end))
-    gaps = []
-    for spans in by_worker.values():
-        spans.sort()
-        gaps += [(nxt[0] - prev[1]).total_seconds() * 1000 for prev, nxt in zip(spans, spans[1:])]
-    first = min(start for _, start, _ in rows)
-    last = max(end for _, _, end in rows)
+    trials: dict[str, list[tuple]] = {}
+    messages: dict[str, dict[Any, tuple]] = {}
+    for worker, claimed, start, end in rows:
+        trials.setdefault(worker, []).append((start, end))
+        first_start, last_end = messages.setdefault(worker, {}).get(claimed, (start, end))
+        messages[worker][claimed] = (min(first_start, start), max(last_end, end))
+    gaps, message_gaps = _gaps_ms(trials.values()), _gaps_ms([list(m.values()) for m in messages.values()])
+    first = min(row.started_at for row in rows)
+    last = max(row.finished_at for row in rows)
     return {
         "trials": len(rows), "wall_s": round(wall, 2),
         "trials_per_s": round(len(rows) / (last - created).total_seconds(), 2),
         "first_trial_running_s": round((first - created).total_seconds(), 3),
         "worker_gap_ms_median": round(statistics.median(gaps), 2) if gaps else None,
         "worker_gap_ms_p99": round(percentile(gaps, 0.99), 2) if gaps else None,
-        "worker_processes": len(by_worker), **probed,
+        "trials_per_message": round(len(rows) / sum(len(m) for m in messages.values()), 2),
+        "message_gap_ms_median": round(statistics.median(message_gaps), 2) if message_gaps else None,
+        "message_gap_ms_p99": round(percentile(message_gaps, 0.99), 2) if message_gaps else None,
+        "worker_processes": len(trials), **probed,
     }
+
+
+def _gaps_ms(per_worker) -> list[float]:
+    """From each span's end to the next span's start, on each worker: (start, end) lists."""
+    gaps = []
+    for spans in per_worker:
+        spans = sorted(spans)
+        gaps += [(nxt[0] - prev[1]).total_seconds() * 1000 for prev, nxt in zip(spans, spans[1:])]
+    return gaps
 
 
 # ---------------------------------------------------------------- Optuna
@@ -188,12 +209,16 @@ def run(*, database_url: str, broker: str, table: Path, trials: int = 2000, work
     table = table.resolve()
     with scratch_database(database_url) as scion_db:
         scion = run_scion(scion_db, broker, table, trials, workers, parallel)
+    with scratch_database(database_url) as scion_db:
+        single = run_scion(scion_db, broker, table, trials, workers, parallel,
+                           env={"SCION_SCHEDULER_BATCH_SECONDS": "0"})
     with scratch_database(database_url) as optuna_db:
         optuna = run_optuna(optuna_db, table, trials, workers)
     floor = run_celery_floor(broker, trials, workers)
     return {
-        "scion": scion, "optuna": optuna, "celery": floor,
+        "scion": scion, "scion_one_per_message": single, "optuna": optuna, "celery": floor,
         "vs_optuna": round(scion["trials_per_s"] / optuna["trials_per_s"], 2),
         "vs_celery_floor": round(scion["trials_per_s"] / floor["trials_per_s"], 2),
+        "vs_celery_floor_one_per_message": round(single["trials_per_s"] / floor["trials_per_s"], 2),
         "settings": {"trials": trials, "worker_processes": workers, "max_parallel": parallel},
     }

@@ -9,7 +9,7 @@ Seeding is cheap and consistent: the job's own strategy is run in-process (ask, 
 tell), its trials are bulk-inserted as finished and told, and its state is saved as a scheduler
 would have left it. The measurement then steps the real ``Scheduler`` in this process, which sends
 real Celery messages to Redis; between passes the oldest ``per_pass`` messages are evaluated by the
-worker's own ``run_trial`` (as ``per_pass`` fast workers would), outside the timed region. Only the
+worker's own ``run_trials`` (as ``per_pass`` fast workers would), outside the timed region. Only the
 scheduler's passes are timed, with ``time.process_time`` (CPU of this process) and
 ``time.perf_counter`` (wall, which adds the database's answers), and its SQL statements are counted.
 """
@@ -105,16 +105,16 @@ def drive(settings: Settings, job_ids: list[int], *, measured: int, per_pass: in
     ``Scheduler.run``, leaves the leases to the next poll."""
     from scheduler.dispatch import CelerySend
     from scheduler.loop import Scheduler
-    from worker.runner import run_trial
+    from worker.runner import run_trials
 
     backlog: deque[int] = deque()
 
     class Recorded(CelerySend):
         """The production sender, batches included, noting what it sent for the stand-in workers."""
 
-        def __call__(self, trial_id: int, queue: str) -> None:
-            super().__call__(trial_id, queue)
-            backlog.append(trial_id)
+        def __call__(self, trial_ids: list[int], queue: str) -> None:
+            super().__call__(trial_ids, queue)
+            backlog.extend(trial_ids)
 
     scheduler = Scheduler(settings, send=Recorded(), owner="bench")
 
@@ -130,7 +130,7 @@ def drive(settings: Settings, job_ids: list[int], *, measured: int, per_pass: in
     with statements_sent(settings.db_url) as sent:  # the trials run in this process too: count passes only
         while scheduler.runs:
             for _ in range(min(per_pass, len(backlog))):
-                run_trial(backlog.popleft(), "cpu")
+                run_trials([backlog.popleft()], "cpu")
             before = len(sent)
             busy.append(timed_pass(leases=False))
             statements += len(sent) - before

@@ -1,4 +1,4 @@
-"""Sending "evaluate trial N" to the workers' queue for the evaluator's resource class, and
+"""Sending "evaluate trials N…" to the workers' queue for the evaluator's resource class, and
 asking the broker how many such messages wait (to notice messages it lost)."""
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-Send = Callable[[int, str], None]  # may also offer batch(): a context grouping the sends inside it
+Send = Callable[[list[int], str], None]  # one message: these trials, to this queue. May also offer
+# batch(): a context grouping the messages sent inside it
 Waiting = Callable[[str], int]
 
 
@@ -22,12 +23,12 @@ class CelerySend:
     def __init__(self) -> None:
         self._producer: Any = None
 
-    def __call__(self, trial_id: int, queue: str) -> None:
+    def __call__(self, trial_ids: list[int], queue: str) -> None:
         from kombu.utils.uuid import uuid
 
         from worker.celery_app import TASK, celery_app
 
-        message = celery_app.amqp.create_task_message(uuid(), TASK, [trial_id], {}, ignore_result=True)
+        message = celery_app.amqp.create_task_message(uuid(), TASK, [trial_ids], {}, ignore_result=True)
         with celery_app.producer_or_acquire(self._producer) as producer:
             celery_app.amqp.send_task_message(producer, TASK, message, queue=queue)
 

@@ -4,9 +4,10 @@ Each ``step`` is one transaction that reaps lost trials, tells the strategy ever
 finished trial, asks for new ones while slots are free and logs those calls to the strategy
 (its whole state now and then) with the trial rows they produced, so a scheduler that dies at
 any point is replaced by one that continues exactly where the database says the search stood.
-Messages to the workers go out only after that commit, for every trial still ``pending``, which
-then become ``queued``; a queued trial whose message the broker lost is put back to ``pending``
-and so sent again, and so is one whose message could not be sent (broker down, scheduler died).
+Messages to the workers go out only after that commit, for every trial still ``pending`` (cheap
+new trials several to a message: ``scheduler.pace``), which then become ``queued``; a queued
+trial whose message the broker lost is put back to ``pending`` and so sent again, and so is one
+whose message could not be sent (broker down, scheduler died).
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from scheduler.dispatch import Send, Waiting, celery_waiting
 from scheduler.early_stopping import should_stop
+from scheduler.pace import Pace
 from scheduler.strategies import Proposal, TrialResult, make_strategy
 from scheduler.strategy_log import LoggedStrategy
 from scion.settings import Settings
@@ -46,6 +48,7 @@ class JobRun:
         self.queue = "gpu"
         self.last_report_id = 0
         self.curves: dict[int, list[tuple[int, float]]] = {}  # running trial id -> (epoch, score) so far
+        self.pace = Pace()
 
     def step(self, activity: Row, reap_lost: bool = True) -> bool:
         """Advance the job; False once the job is finished. ``activity`` is the job's row of
@@ -112,9 +115,10 @@ class JobRun:
         self.strategy = logged
         self.next_checkpoint = time.monotonic() + self.settings.strategy_checkpoint_seconds
 
-    def _advance(self, session: Session, activity: Row, reap_lost: bool) -> tuple[bool, list[int]]:
-        """Whether the job goes on, and the trials whose messages are to be sent once this pass
-        commits: the pass's new trials, those it put back to pending, and any left pending before."""
+    def _advance(self, session: Session, activity: Row, reap_lost: bool) -> tuple[bool, list[list[int]]]:
+        """Whether the job goes on, and the messages to send once this pass commits, each the
+        trials it carries: the pass's new trials (several to a message where they are cheap), those
+        it put back to pending and any left pending before (one to a message)."""
         budget = self.spec.budget
         beat, start = activity.oldest_beat, activity.oldest_start
         stale = reap_lost and beat is not None and _elapsed(beat) > self.settings.heartbeat_timeout_seconds
@@ -140,7 +144,7 @@ class JobRun:
                 exhausted = True
                 break
             proposals.append(proposal)
-        to_send += self._add_trials(session, proposals)
+        new = self._add_trials(session, proposals)
         in_flight += len(proposals)
         self._save_strategy(session)
 
@@ -150,7 +154,10 @@ class JobRun:
             return False, []
         if activity.pending:  # unsent: a send that failed, or a scheduler that died
             to_send += repo.pending_trial_ids(session, job_id=self.job_id)
-        return True, sorted(set(to_send))
+        per_message = self.pace.per_message(budget.max_parallel, self.settings.scheduler_batch_seconds)
+        again = sorted(set(to_send) - set(new))  # pending_trial_ids reads the new trials too
+        batches = [new[i:i + per_message] for i in range(0, len(new), per_message)]
+        return True, [[trial_id] for trial_id in again] + batches
 
     def _next_proposal(self, number: int) -> Proposal | None:
         if number < len(self.spec.warm_start):
@@ -176,6 +183,7 @@ class JobRun:
     def _tell_finished(self, session: Session) -> int:
         trials = repo.take_finished(session, job_id=self.job_id)
         for trial in trials:
+            self.pace.observe(trial)
             objectives, scores = self.spec.strategy_view(trial.metrics or {})
             self.strategy.tell(
                 TrialResult(
@@ -305,18 +313,18 @@ class JobRun:
         summary = f"best trial {best.number}: {best.objective:.4g}" if best else (error or "no trials")
         repo.add_event(session, job_id=self.job_id, kind=status, message=f"job {status} ({note or error}); {summary}")
 
-    def _send(self, trial_ids: list[int]) -> None:
-        """Send the committed pending trials' messages, in one batch where the sender offers one,
-        and mark those sent queued in one statement. What could not be sent stays pending and is
-        sent on a later pass; after a batch that failed, all of it (a message that did reach the
-        broker then arrives twice, and the worker's claim skips the second)."""
+    def _send(self, messages: list[list[int]]) -> None:
+        """Send the messages for the committed pending trials, in one batch where the sender offers
+        one, and mark the trials sent queued in one statement. What could not be sent stays pending
+        and is sent on a later pass; after a batch that failed, all of it (a message that did reach
+        the broker then arrives twice, and the worker's claim skips the second)."""
         sent: list[int] = []
         batch = getattr(self.send, "batch", None)
         try:
             with batch() if batch else nullcontext():
-                for trial_id in trial_ids:
-                    self.send(trial_id, self.queue)
-                    sent.append(trial_id)
+                for trial_ids in messages:
+                    self.send(trial_ids, self.queue)
+                    sent += trial_ids
         except Exception:  # broker down
             log.warning("could not send trial(s) to the broker; will retry", exc_info=True)
             if batch:

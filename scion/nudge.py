@@ -25,7 +25,8 @@ class Nudger:
         self.url = _redis_url(broker)
         self._client = None
 
-    def nudge(self, what: bytes = TRIAL) -> None:
+    def nudge(self, what: bytes = TRIAL, count: int = 1) -> None:
+        """Say that ``count`` of ``what`` happened (trials finished together count as one nudge)."""
         if self.url is None:
             return
         try:
@@ -33,7 +34,7 @@ class Nudger:
                 import redis
 
                 self._client = redis.Redis.from_url(self.url, socket_timeout=1, socket_connect_timeout=1)
-            self._client.publish(CHANNEL, what)
+            self._client.publish(CHANNEL, what if count == 1 else b"%s %d" % (what, count))
         except Exception:  # the scheduler polls anyway
             self._client = None
             log.debug("nudge failed", exc_info=True)
@@ -48,8 +49,8 @@ class NudgeListener:
 
     def wait(self, timeout: float, sleep) -> Counter[bytes]:
         """Block up to ``timeout`` seconds or until a nudge; ``sleep`` is the fallback. Returns what
-        the nudges said, each with how many said it (empty after a quiet timeout; one JOB when it
-        cannot tell, as after a sleep)."""
+        the nudges said, each with how many times it happened (empty after a quiet timeout; one JOB
+        when it cannot tell, as after a sleep)."""
         if self.url is None:
             sleep(timeout)
             return Counter({JOB: 1})
@@ -63,7 +64,8 @@ class NudgeListener:
             said: Counter[bytes] = Counter()
             message = self._pubsub.get_message(timeout=timeout)
             while message is not None:  # one pass serves them all
-                said[message["data"]] += 1
+                what, _, count = message["data"].partition(b" ")
+                said[what] += int(count or 1)
                 message = self._pubsub.get_message(timeout=0)
             return said
         except Exception:

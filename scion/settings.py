@@ -61,6 +61,11 @@ class Settings(BaseSettings):
         description="How often a job's strategy state is saved whole; in between only the calls made to the "
                     "strategy are logged, and a scheduler taking the job over replays them. 0 saves it every pass.",
     )
+    scheduler_batch_seconds: float = Field(
+        0.05, ge=0,
+        description="A job's new trials that have been finishing in well under this are sent several to a "
+                    "message, as many as take about this long (scheduler/pace.py); 0 sends one per message.",
+    )
     heartbeat_seconds: float = Field(5.0, gt=0, description="How often a worker touches a running trial.")
     heartbeat_timeout_seconds: float = Field(60.0, gt=0, description="A running trial silent this long is lost.")
     broker_visibility_timeout: int = Field(

@@ -297,7 +297,7 @@ TAKE_FINISHED = (
     .where(Trial.job_id == bindparam("of_job"), Trial.told.is_(False), Trial.status.in_(TERMINAL_TRIAL_STATUSES))
     .values(told=True)
     .returning(Trial.id, Trial.number, Trial.arch, Trial.status, Trial.score, Trial.metrics, Trial.fidelity,
-               Trial.error, Trial.finished_at)
+               Trial.error, Trial.worker, Trial.started_at, Trial.finished_at)
 )
 
 
@@ -421,23 +421,27 @@ def save_strategy_state(session: Session, *, job_id: int, state: dict[str, Any])
 # ---------------------------------------------------------------- worker side
 
 
-# A worker's claim and result, built once (see TRIAL_COUNTS): they run once per trial each.
+# A worker's claim and result, built once (see TRIAL_COUNTS): they run once per message each.
 CLAIM = (update(Trial)
-         .where(Trial.id == bindparam("trial_id"), Trial.status.in_(("pending", "queued")))
+         .where(Trial.id.in_(bindparam("trial_ids", expanding=True)), Trial.status.in_(("pending", "queued")))
          .values(status="running", worker=bindparam("by"), attempts=Trial.attempts + 1,
                  started_at=bindparam("now"), heartbeat_at=bindparam("now"))
          .returning(Trial.id, Trial.job_id, Trial.number, Trial.arch, Trial.fidelity, Trial.attempts))
 FINISH = (update(Trial)
           .where(Trial.id == bindparam("trial_id"), Trial.attempts == bindparam("attempt"), Trial.status == "running")
           .values(status=bindparam("outcome"), metrics=bindparam("result"), objective=bindparam("value"),
-                  score=bindparam("signed"), error=bindparam("reason"), finished_at=bindparam("now")))
+                  score=bindparam("signed"), error=bindparam("reason"),
+                  started_at=func.coalesce(bindparam("began", type_=Trial.started_at.type), Trial.started_at),
+                  finished_at=bindparam("ended")))
 
 
-def claim_trial(db: Session | Connection, *, trial_id: int, worker: str) -> Row | None:
-    """Move a queued trial to running, in one statement; returns what the worker needs (id,
-    job_id, number, arch, fidelity, attempts: this attempt's number), or None if the trial is
-    not runnable (already running elsewhere, finished, cancelled): the idempotence guard."""
-    return db.execute(CLAIM, {"trial_id": trial_id, "by": worker, "now": utcnow()}).first()
+def claim_trials(db: Session | Connection, *, trial_ids: list[int], worker: str) -> list[Row]:
+    """Move the given trials that wait for a worker to running, in one statement; returns what the
+    worker needs of each (id, job_id, number, arch, fidelity, attempts: this attempt's number) in
+    the order of their numbers. A trial not runnable (running elsewhere, finished, cancelled) is
+    left out: the idempotence guard."""
+    rows = _core(db).execute(CLAIM, {"trial_ids": trial_ids, "by": worker, "now": utcnow()}).all()
+    return sorted(rows, key=lambda row: (row.job_id, row.number))
 
 
 def job_spec(db: Session | Connection, *, job_id: int) -> dict[str, Any]:
@@ -474,20 +478,16 @@ def record_step(session: Session, *, trial_id: int, attempt: int, step: int, met
     )
 
 
-def finish_trial(
-    db: Session | Connection,
-    *,
-    trial_id: int,
-    attempt: int,
-    status: str,
-    metrics: dict[str, Any] | None = None,
-    objective: float | None = None,
-    score: float | None = None,
-    error: str | None = None,
-) -> bool:
-    """Write an attempt's outcome; ignored (False) if the trial moved on without it."""
-    result = db.execute(FINISH, {
-        "trial_id": trial_id, "attempt": attempt, "outcome": status, "result": _json_safe(metrics),
-        "value": objective, "signed": score, "reason": error, "now": utcnow(),
-    })
-    return result.rowcount == 1
+def finish_trials(db: Session | Connection, *, outcomes: list[dict[str, Any]]) -> int:
+    """Write attempts' outcomes in one round trip; returns how many were recorded (an outcome of a
+    trial that moved on without it is ignored). Each outcome: trial_id, attempt, status and, where
+    known, metrics, objective, score, error; began and ended (when its evaluation ran; now if not
+    given: the claim's start is kept, the end is now)."""
+    now = utcnow()
+    result = _core(db).execute(FINISH, [{
+        "trial_id": o["trial_id"], "attempt": o["attempt"], "outcome": o["status"],
+        "result": _json_safe(o.get("metrics")), "value": o.get("objective"), "signed": o.get("score"),
+        "reason": o.get("error"), "began": o.get("began"), "ended": o.get("ended", now),
+    } for o in outcomes])
+    return result.rowcount
+

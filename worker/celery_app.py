@@ -1,7 +1,7 @@
 """The Celery application shared by the scheduler (which sends) and the workers (which run).
 
-The broker only carries "evaluate trial N" messages: the database holds everything else, so a
-lost message costs a re-send, never a result.
+The broker only carries "evaluate trials N…" messages (one trial each, or several cheap ones):
+the database holds everything else, so a lost message costs a re-send, never a result.
 """
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from celery import Celery
 from scion.settings import get_settings
 
 QUEUES = ("gpu", "cpu")
-TASK = "scion.evaluate_trial"  # the one task: evaluate the trial whose id it carries (worker/tasks.py)
+TASK = "scion.evaluate_trials"  # the one task: evaluate the trials whose ids it carries (worker/tasks.py)
 
 
 def make_celery() -> Celery:

@@ -1,7 +1,7 @@
-"""Running one attempt of one trial: claim it, evaluate it, write back what happened.
+"""Running one attempt of each trial of a message: claim them, evaluate them, write back what happened.
 
-Called by the Celery task with nothing but the trial id, so a duplicate or late message is
-harmless: the claim is a conditional UPDATE and only one attempt can hold the trial. Every write
+Called by the Celery task with nothing but trial ids, so a duplicate or late message is
+harmless: the claim is a conditional UPDATE and only one attempt can hold a trial. Every write
 (claim, epoch, result) is retried while the database is unreachable, so a database restart
 delays a trial but neither fails it nor loses its result.
 """
@@ -15,7 +15,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -27,7 +27,7 @@ from scion.settings import get_settings
 from scion.spec import Constraint, JobSpec
 from spaces import SearchSpace, make_space
 from storage import repository as repo
-from storage.db import autocommit, retry_unreachable, session_scope
+from storage.db import autocommit, retry_unreachable, session_scope, utcnow
 from worker.evaluators import make_evaluator
 from worker.evaluators.base import Evaluator, TrialFailed, TrialStopped
 
@@ -105,10 +105,10 @@ _HEARTBEATS = _Heartbeats()
 class TrialContext:
     """The evaluator's line back to the database: epochs, heartbeats and stop requests."""
 
-    def __init__(self, trial: Row, attempt: int, device: str, constraints: list[Constraint]) -> None:
+    def __init__(self, trial: Row, device: str) -> None:
         self.trial_id, self.job_id, self.number = trial.id, trial.job_id, trial.number
-        self.attempt, self.device, self.fidelity = attempt, device, trial.fidelity
-        self.constraints = constraints
+        self.attempt, self.device, self.fidelity = trial.attempts, device, trial.fidelity
+        self.constraints: list[Constraint] = []  # the job's, once its plan is known
         self._stop = threading.Event()
 
     def __enter__(self) -> TrialContext:
@@ -149,10 +149,11 @@ class TrialContext:
 _PLANS: dict[tuple[str, int], tuple[JobSpec, SearchSpace, Evaluator]] = {}
 
 
-def _job_plan(job_id: int, raw_spec: dict[str, Any]) -> tuple[JobSpec, SearchSpace, Evaluator]:
-    """A job's validated spec, space and evaluator, built once per worker process: a job's spec
-    never changes, and validating it (file checks included) on every trial would dominate
-    cheap trials."""
+def _job_plan(job_id: int, raw_spec: dict[str, Any] | None) -> tuple[JobSpec, SearchSpace, Evaluator]:
+    """A job's validated spec, space and evaluator, built once per worker process from its spec
+    (``raw_spec``, read by the claim when this process had no plan for the job): a job's spec
+    never changes, and validating it (file checks included) on every trial would dominate cheap
+    trials."""
     key = (get_settings().db_url, job_id)
     if key not in _PLANS:
         if len(_PLANS) >= 64:
@@ -166,29 +167,24 @@ def _persist(work: Callable[[], T], what: str) -> T:
     return retry_unreachable(work, what=what, patience_s=get_settings().database_retry_seconds)
 
 
-def _claim(trial_id: int) -> tuple[Row, tuple[JobSpec, SearchSpace, Evaluator] | None, dict[str, Any] | None] | None:
-    """The claimed trial with its job's plan if this process has one, else the job's spec."""
+def _claim(trial_ids: list[int]) -> tuple[list[Row], dict[int, dict[str, Any]]]:
+    """The trials claimed, and the specs of their jobs for which this process has no plan yet."""
     with autocommit(durable=False) as connection:  # a claim lost in a server crash is re-sent
-        trial = repo.claim_trial(connection, trial_id=trial_id, worker=worker_name())
-        if trial is None:
-            return None
-        plan = _PLANS.get((get_settings().db_url, trial.job_id))
-        return trial, plan, None if plan else repo.job_spec(connection, job_id=trial.job_id)
+        trials = repo.claim_trials(connection, trial_ids=trial_ids, worker=worker_name())
+        unplanned = {t.job_id for t in trials if (get_settings().db_url, t.job_id) not in _PLANS}
+        return trials, {job_id: repo.job_spec(connection, job_id=job_id) for job_id in unplanned}
 
 
-def run_trial(trial_id: int, device: str) -> str:
-    """Evaluate the trial if it is still waiting for a worker; returns the outcome's status."""
-    claimed = _persist(lambda: _claim(trial_id), f"claiming trial {trial_id}")
-    if claimed is None:
-        return "skipped"
-    trial, plan, raw_spec = claimed
-    attempt = trial.attempts
-
+def _evaluate(trial: Row, ctx: TrialContext, raw_spec: dict[str, Any] | None) -> dict[str, Any]:
+    """One claimed trial's outcome, for ``repo.finish_trials``: whatever the candidate does
+    (crashes, runs out of memory, produces NaN, overruns its time limit) ends up here as its own
+    trial's status and error, never as an exception, except the database's own failures."""
+    began = utcnow()
     outcome: dict[str, Any]
     try:
-        spec, space, evaluator = plan or _job_plan(trial.job_id, raw_spec)
-        with TrialContext(trial, attempt, device, spec.constraints) as ctx, \
-                time_limit(spec.budget.trial_time_limit_s):
+        spec, space, evaluator = _job_plan(trial.job_id, raw_spec)
+        ctx.constraints = spec.constraints
+        with time_limit(spec.budget.trial_time_limit_s):
             metrics = evaluator.evaluate(space, trial.arch, ctx)
         objective, score = spec.score(metrics)
         if objective is None:
@@ -210,15 +206,33 @@ def run_trial(trial_id: int, device: str) -> str:
         else:
             tail = "".join(traceback.format_exception(exc)[-3:])
             outcome = dict(status="failed", error=f"{type(exc).__name__}: {exc}\n{tail}"[:_ERROR_LIMIT])
-        log.warning("trial %s failed: %s", trial_id, exc)
+        log.warning("trial %s failed: %s", trial.id, exc)
+    return {**outcome, "trial_id": trial.id, "attempt": trial.attempts, "began": began, "ended": utcnow()}
 
-    def finish() -> bool:
+
+def run_trials(trial_ids: list[int], device: str) -> dict[int, str]:
+    """Evaluate, one after another, those of the trials that still wait for a worker; returns the
+    outcome's status of each trial claimed. The trials of one message (several only where the
+    scheduler found them cheap) are claimed in one statement and their outcomes written in one
+    round trip; each keeps its own start and end, and all are kept alive by heartbeats from the
+    claim on."""
+    trials, specs = _persist(lambda: _claim(trial_ids), f"claiming trial(s) {trial_ids}")
+    if not trials:
+        return {}
+    with ExitStack() as watching:
+        contexts = [watching.enter_context(TrialContext(trial, device)) for trial in trials]
+        outcomes = [_evaluate(trial, ctx, specs.get(trial.job_id)) for trial, ctx in zip(trials, contexts)]
+
+    def finish() -> int:
         with autocommit() as connection:
-            return repo.finish_trial(connection, trial_id=trial_id, attempt=attempt, **outcome)
+            return repo.finish_trials(connection, outcomes=outcomes)
 
-    recorded = _persist(finish, f"storing the result of trial {trial_id}")
-    nudger().nudge()
-    if outcome["status"] != "completed" or not recorded:  # the database has the rest; this is for operators
-        log.info("trial %s (job %s, number %s) ended %s%s", trial_id, trial.job_id, trial.number, outcome["status"],
-                 "" if recorded else "; not recorded: the trial had moved on (stopped, cancelled or re-run)")
-    return outcome["status"]
+    recorded = _persist(finish, f"storing the result(s) of trial(s) {trial_ids}")
+    nudger().nudge(count=len(outcomes))
+    for trial, outcome in zip(trials, outcomes):  # the database has the rest; this is for operators
+        if outcome["status"] != "completed":
+            log.info("trial %s (job %s, number %s) ended %s", trial.id, trial.job_id, trial.number, outcome["status"])
+    if recorded < len(outcomes):
+        log.info("%d of %d result(s) of trial(s) %s not recorded: the trial had moved on (stopped, cancelled or "
+                 "re-run)", len(outcomes) - recorded, len(outcomes), [t.id for t in trials])
+    return {trial.id: outcome["status"] for trial, outcome in zip(trials, outcomes)}

@@ -9,7 +9,7 @@ from celery.signals import worker_process_init
 from scion.settings import get_settings
 from storage.db import dispose_engines
 from worker.celery_app import TASK, celery_app
-from worker.runner import run_trial
+from worker.runner import run_trials
 
 _device: str | None = None  # chosen per pool process at start-up
 
@@ -48,7 +48,7 @@ def _init_process(**_: object) -> None:
 
 
 @celery_app.task(name=TASK, acks_late=True, ignore_result=True)
-def evaluate_trial(trial_id: int) -> str:
+def evaluate_trials(trial_ids: list[int]) -> None:
     from worker.training.trainer import pick_device
 
-    return run_trial(trial_id, _device or pick_device(get_settings().worker_device))
+    run_trials(trial_ids, _device or pick_device(get_settings().worker_device))

@@ -1,7 +1,7 @@
 """The real scheduler and the real worker code path, in-process and without Celery.
 
 ``Scheduler(settings, send=...)`` hands its messages to ``Broker``, which stands in for Celery:
-it records every message and delivers it to ``worker.runner.run_trial`` either at once, in
+it records every message and delivers it to ``worker.runner.run_trials`` either at once, in
 send order (deterministic), or on a pool of threads (the workers).
 """
 from __future__ import annotations
@@ -24,7 +24,7 @@ from scion.spec import JobSpec
 from storage import repository as repo
 from storage.db import session_scope, utcnow
 from storage.models import TERMINAL_JOB_STATUSES, Job, JobEvent, Trial, TrialMetric
-from worker.runner import run_trial
+from worker.runner import run_trials
 
 TINY_NET = {"type": "nb201", "channels": 4, "cells_per_stage": 1}
 
@@ -119,41 +119,47 @@ def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: 
 
 
 class Broker:
-    """Records every "evaluate trial N" message and delivers it to ``run_trial``.
+    """Records every "evaluate trials N…" message and delivers it to ``run_trials``.
 
     ``threads=0`` runs deliveries in the caller's thread in send order; otherwise a pool of
     that many threads plays the workers. ``hold`` keeps messages undelivered (workers away).
+    ``sent``: (trial id, queue) for every trial of every message; ``messages``: the trial ids of each.
     """
 
     def __init__(self, threads: int = 0) -> None:
         self.sent: list[tuple[int, str]] = []
+        self.messages: list[list[int]] = []
         self.outcomes: dict[int, list[str]] = {}
         self.hold = False
-        self._backlog: deque[int] = deque()
+        self._backlog: deque[list[int]] = deque()
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix="worker") if threads else None
         self._futures: set[Future] = set()
 
-    def send(self, trial_id: int, queue: str) -> None:
+    def send(self, trial_ids: list[int], queue: str) -> None:
         with self._lock:
-            self.sent.append((trial_id, queue))
-            self._backlog.append(trial_id)
+            self.sent += [(trial_id, queue) for trial_id in trial_ids]
+            self.messages.append(list(trial_ids))
+            self._backlog.append(list(trial_ids))
 
     def take(self, trial_id: int) -> None:
-        """A worker picked this message up outside the broker (and may then die)."""
+        """A worker picked this trial up outside the broker (and may then die)."""
         with self._lock:
-            self._backlog.remove(trial_id)
+            message = next(m for m in self._backlog if trial_id in m)
+            message.remove(trial_id)
+            if not message:
+                self._backlog.remove(message)
 
     def deliver(self) -> None:
         while not self.hold:
             with self._lock:
                 if not self._backlog:
                     break
-                trial_id = self._backlog.popleft()
+                trial_ids = self._backlog.popleft()
             if self._pool is None:
-                self._run(trial_id)
+                self._run(trial_ids)
             else:
-                self._futures.add(self._pool.submit(self._run, trial_id))
+                self._futures.add(self._pool.submit(self._run, trial_ids))
         self.wait(0)
 
     def wait(self, timeout: float) -> None:
@@ -164,11 +170,11 @@ class Broker:
                 self._futures.discard(future)
                 future.result()
 
-    def _run(self, trial_id: int) -> str:
-        status = run_trial(trial_id, "cpu")
+    def _run(self, trial_ids: list[int]) -> None:
+        statuses = run_trials(trial_ids, "cpu")
         with self._lock:
-            self.outcomes.setdefault(trial_id, []).append(status)
-        return status
+            for trial_id in trial_ids:
+                self.outcomes.setdefault(trial_id, []).append(statuses.get(trial_id, "skipped"))
 
     def sends_per_trial(self) -> Counter[int]:
         return Counter(trial_id for trial_id, _ in self.sent)

@@ -227,8 +227,8 @@ def test_export_errors_say_what_is_wrong(env: Env) -> None:
 def test_the_worker_writes_where_the_store_reads() -> None:
     from worker.runner import TrialContext
 
-    row = type("Row", (), {"id": 1, "job_id": 7, "number": 3, "fidelity": None})()
-    assert TrialContext(row, 1, "cpu", []).artifact_path(3) == artifacts.checkpoint_path(7, 3)
+    row = type("Row", (), {"id": 1, "job_id": 7, "number": 3, "fidelity": None, "attempts": 1})()
+    assert TrialContext(row, "cpu").artifact_path(3) == artifacts.checkpoint_path(7, 3)
 
 
 def test_scion_export_downloads_over_http(env: Env, tmp_path: Path) -> None:

@@ -1,7 +1,7 @@
 """The real scheduler and the real worker code path, in-process and without Celery.
 
 ``Scheduler(settings, send=...)`` hands its messages to ``Broker``, which stands in for Celery:
-it records every message and delivers it to ``worker.runner.run_trial`` either at once, in
+it records every message and delivers it to ``worker.runner.run_trials`` either at once, in
 send order (deterministic), or on a pool of two threads (two workers). Every test runs on a
 fresh SQLite file and a fresh PostgreSQL database and asserts what a user of the service would
 notice: job and trial states, results, events, and how many messages went out.
@@ -42,7 +42,12 @@ from tests.integration.harness import (
 )
 from worker.evaluators.tabular import TabularEvaluator, load_table
 from worker.evaluators.train import TrainEvaluator
-from worker.runner import run_trial
+from worker.runner import run_trials
+
+
+def run_one(trial_id: int) -> str:
+    """What a worker does with a message carrying this one trial: its outcome, or "skipped"."""
+    return run_trials([trial_id], "cpu").get(trial_id, "skipped")
 
 # ---------------------------------------------------------------- 1. a whole search
 
@@ -144,9 +149,9 @@ def test_two_schedulers_never_drive_the_same_job(settings_env, nb201_csv, make_b
     sent_by: Counter[str] = Counter()
 
     def sender(owner: str):
-        def send(trial_id: int, queue: str) -> None:
+        def send(trial_ids: list[int], queue: str) -> None:
             sent_by[owner] += 1
-            broker.send(trial_id, queue)
+            broker.send(trial_ids, queue)
         return send
 
     a = Scheduler(settings_env, send=sender("a"), owner="a")
@@ -220,7 +225,7 @@ def test_lost_worker_is_requeued_then_failed(settings_env, nb201_csv, make_broke
     for trial, worker in ((lost, "doomed-worker:1"), (alive, "live-worker:2")):
         broker.take(trial.id)
         with session_scope() as session:
-            assert repo.claim_trial(session, trial_id=trial.id, worker=worker).attempts == 1
+            assert repo.claim_trials(session, trial_ids=[trial.id], worker=worker)[0].attempts == 1
     with session_scope() as session:
         session.execute(update(Trial).where(Trial.id == lost.id)
                         .values(heartbeat_at=utcnow() - timedelta(seconds=30)))
@@ -242,12 +247,12 @@ def test_lost_worker_is_requeued_then_failed(settings_env, nb201_csv, make_broke
         assert broker.sends_per_trial()[lost.id] == 2
     # The dead worker's attempt can no longer write a result.
     with session_scope() as session:
-        assert not repo.finish_trial(session, trial_id=lost.id, attempt=1, status="completed",
-                                     metrics={"val_acc_12ep": 99.9}, objective=99.9, score=99.9)
+        late = dict(trial_id=lost.id, attempt=1, status="completed", metrics={"val_acc_12ep": 99.9}, objective=99.9)
+        assert not repo.finish_trials(session, outcomes=[late])
     # The live worker finishes normally.
     with session_scope() as session:
-        assert repo.finish_trial(session, trial_id=alive.id, attempt=1, status="completed",
-                                 metrics={"val_acc_12ep": 50.0}, objective=50.0, score=50.0)
+        assert repo.finish_trials(session, outcomes=[dict(trial_id=alive.id, attempt=1, status="completed",
+                                                         metrics={"val_acc_12ep": 50.0}, objective=50.0, score=50.0)])
 
     broker.hold = False
     job = drive(scheduler, broker, job_id, poll=0)
@@ -340,7 +345,7 @@ def test_cancel_stops_a_running_trial_within_an_epoch(settings_env, make_broker)
     (trial,) = get_trials(job_id)
 
     result: dict[str, Any] = {}
-    worker = threading.Thread(target=lambda: result.update(status=run_trial(trial.id, "cpu")), daemon=True)
+    worker = threading.Thread(target=lambda: result.update(status=run_one(trial.id)), daemon=True)
     worker.start()
     first = wait_for(lambda: epochs_recorded(trial.id), timeout=90, what="the first epoch")[0]
     epoch_seconds = first.metrics["epoch_seconds"]
@@ -351,7 +356,7 @@ def test_cancel_stops_a_running_trial_within_an_epoch(settings_env, make_broker)
     worker.join(timeout=max(30.0, 10 * epoch_seconds))
     took = time.monotonic() - cancelled_at
 
-    assert not worker.is_alive(), "run_trial kept training after the job was cancelled"
+    assert not worker.is_alive(), "the worker kept training after the job was cancelled"
     assert result["status"] == "stopped"
     assert took < 3 * epoch_seconds + 2.0, f"stopped {took:.2f} s after the cancel (epoch: {epoch_seconds:.2f} s)"
     assert len(epochs_recorded(trial.id)) <= 3 < epochs
@@ -409,7 +414,7 @@ def test_time_limit_ends_the_job_and_cancels_in_flight_trials(settings_env, nb20
     slow = get_trials(job_id)[4]  # one of the new trials is picked up by a worker that never returns
     broker.take(slow.id)
     with session_scope() as session:
-        attempt = repo.claim_trial(session, trial_id=slow.id, worker="slow-worker:1").attempts
+        attempt = repo.claim_trials(session, trial_ids=[slow.id], worker="slow-worker:1")[0].attempts
     assert get_job(job_id).status == "running", "setting up took longer than the job's time limit"
 
     job = drive(scheduler, broker, job_id, timeout=limit + 15, poll=0.05)
@@ -425,8 +430,8 @@ def test_time_limit_ends_the_job_and_cancels_in_flight_trials(settings_env, nb20
     assert any("time limit" in e.message for e in get_events(job_id, "completed"))
     # The slow worker's late result is ignored.
     with session_scope() as session:
-        assert not repo.finish_trial(session, trial_id=slow.id, attempt=attempt, status="completed",
-                                     metrics={"val_acc_12ep": 1.0}, objective=1.0, score=1.0)
+        assert not repo.finish_trials(session, outcomes=[dict(trial_id=slow.id, attempt=attempt, status="completed",
+                                                             metrics={"val_acc_12ep": 1.0}, objective=1.0, score=1.0)])
     assert get_trials(job_id)[4].status == "cancelled"
     assert job_id not in scheduler.runs
 
@@ -463,9 +468,9 @@ def test_run_trial_is_idempotent(settings_env, nb201_csv, make_broker, monkeypat
     monkeypatch.setattr(TabularEvaluator, "evaluate", counting)
 
     # A duplicated message: the second delivery does nothing.
-    assert run_trial(first.id, "cpu") == "completed"
+    assert run_one(first.id) == "completed"
     done = get_trials(job_id)[0]
-    assert run_trial(first.id, "cpu") == "skipped"
+    assert run_one(first.id) == "skipped"
     again = get_trials(job_id)[0]
     assert calls[first.id] == 1
     assert (again.status, again.attempts, again.metrics, again.finished_at) == (
@@ -477,7 +482,7 @@ def test_run_trial_is_idempotent(settings_env, nb201_csv, make_broker, monkeypat
 
     def racer() -> None:
         barrier.wait()
-        outcomes.append(run_trial(second.id, "cpu"))
+        outcomes.append(run_one(second.id))
 
     racers = [threading.Thread(target=racer) for _ in range(2)]
     for t in racers:
@@ -490,7 +495,7 @@ def test_run_trial_is_idempotent(settings_env, nb201_csv, make_broker, monkeypat
     # A cancelled trial is never evaluated.
     with session_scope() as session:
         repo.cancel_job(session, job_id=job_id)
-    assert run_trial(third.id, "cpu") == "skipped"
+    assert run_one(third.id) == "skipped"
     cancelled = get_trials(job_id)[2]
     assert (cancelled.status, cancelled.attempts, cancelled.metrics) == ("cancelled", 0, None)
     assert calls[third.id] == 0
@@ -504,10 +509,10 @@ def test_broker_outage_delays_trials_but_loses_none(settings_env, nb201_csv, mak
     broker = make_broker()
     broker_up = threading.Event()
 
-    def send(trial_id: int, queue: str) -> None:
+    def send(trial_ids: list[int], queue: str) -> None:
         if not broker_up.is_set():
             raise ConnectionError("broker unreachable")
-        broker.send(trial_id, queue)
+        broker.send(trial_ids, queue)
 
     scheduler = Scheduler(settings_env, send=send, owner="only")
     scheduler.step()
@@ -536,11 +541,11 @@ def test_a_batch_of_messages_that_fails_to_flush_is_sent_again_whole(settings_en
 
     class BatchingSend:
         def __init__(self) -> None:
-            self.buffered: list[int] | None = None
+            self.buffered: list[list[int]] | None = None
 
-        def __call__(self, trial_id: int, queue: str) -> None:
+        def __call__(self, trial_ids: list[int], queue: str) -> None:
             assert self.buffered is not None, "sent outside a batch"
-            self.buffered.append(trial_id)
+            self.buffered.append(trial_ids)
 
         @contextmanager
         def batch(self):
@@ -550,8 +555,8 @@ def test_a_batch_of_messages_that_fails_to_flush_is_sent_again_whole(settings_en
                 flushes["tried"] += 1
                 if flushes["tried"] == 1:
                     raise ConnectionError("broker went away during the flush")
-                for trial_id in self.buffered:
-                    broker.send(trial_id, "cpu")
+                for trial_ids in self.buffered:
+                    broker.send(trial_ids, "cpu")
             finally:
                 self.buffered = None
 
