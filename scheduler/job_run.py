@@ -236,30 +236,26 @@ class JobRun:
 
     def _reap_lost(self, session: Session) -> list[int]:
         """Re-queue trials whose worker went silent, up to the attempt budget; returns those re-queued."""
-        lost = repo.stale_running(session, job_id=self.job_id, older_than_s=self.settings.heartbeat_timeout_seconds)
-        requeued = []
-        for trial in lost:
-            if trial.attempts < self.spec.budget.max_attempts:
-                trial.status = "pending"
-                requeued.append(trial.id)
-                message = f"trial {trial.number} lost its worker {trial.worker}; attempt {trial.attempts + 1} queued"
-            else:
-                trial.status, trial.finished_at = "failed", utcnow()
-                trial.error = f"worker lost {trial.attempts} times (last: {trial.worker}); no attempts left"
-                message = f"trial {trial.number} failed: {trial.error}"
-            repo.add_event(session, job_id=self.job_id, kind="trial_lost", message=message)
-        return requeued
+        put_back, failed = repo.reap_silent(session, job_id=self.job_id, max_attempts=self.spec.budget.max_attempts,
+                                            older_than_s=self.settings.heartbeat_timeout_seconds)
+        for trial in put_back:
+            repo.add_event(session, job_id=self.job_id, kind="trial_lost",
+                           message=f"trial {trial.number} lost its worker {trial.worker}; "
+                                   f"attempt {trial.attempts + 1} queued")
+        for trial in failed:
+            repo.add_event(session, job_id=self.job_id, kind="trial_lost",
+                           message=f"trial {trial.number} failed: {trial.error}")
+        return [trial.id for trial in put_back]
 
     def _stop_overdue(self, session: Session, limit_s: float) -> None:
         """Record trials running past the per-trial time limit as stopped, so their slots go to the
         next trials; each worker interrupts its own run at the limit (worker.runner.time_limit),
         and a late result is ignored."""
-        for trial in repo.running_longer_than(session, job_id=self.job_id, seconds=limit_s):
-            trial.status, trial.finished_at = "stopped", utcnow()
-            trial.error = f"exceeded the trial time limit of {limit_s:g} s"
+        reason = f"exceeded the trial time limit of {limit_s:g} s"
+        for trial in repo.stop_overdue(session, job_id=self.job_id, seconds=limit_s, reason=reason):
             self.curves.pop(trial.id, None)
             repo.add_event(session, job_id=self.job_id, kind="trial_stopped",
-                           message=f"trial {trial.number} stopped: {trial.error}")
+                           message=f"trial {trial.number} stopped: {reason}")
 
     def _resend_lost(self, session: Session) -> list[int]:
         """Put back to pending (to be sent again) the trials queued for ``resend_after_seconds``

@@ -11,7 +11,22 @@ from collections import Counter
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Row, Select, bindparam, case, delete, func, insert, select, union_all, update
+from sqlalchemy import (
+    Connection,
+    Row,
+    Select,
+    String,
+    bindparam,
+    case,
+    cast,
+    delete,
+    func,
+    insert,
+    literal,
+    select,
+    union_all,
+    update,
+)
 from sqlalchemy.orm import Session, defer
 
 from storage.db import utcnow
@@ -334,23 +349,38 @@ def pending_trial_ids(session: Session, *, job_id: int) -> list[int]:
                                 .order_by(Trial.number)))
 
 
-def stale_running(session: Session, *, job_id: int, older_than_s: float) -> list[Trial]:
-    cutoff = utcnow() - timedelta(seconds=older_than_s)
-    return list(
-        session.scalars(
-            select(Trial).where(Trial.job_id == job_id, Trial.status == "running", Trial.heartbeat_at < cutoff)
-        )
-    )
+_SILENT_OR_OVERDUE = (Trial.id, Trial.number, Trial.worker, Trial.attempts)
 
 
-def running_longer_than(session: Session, *, job_id: int, seconds: float) -> list[Trial]:
-    """Running trials whose current attempt started more than ``seconds`` ago."""
-    cutoff = utcnow() - timedelta(seconds=seconds)
-    return list(
-        session.scalars(
-            select(Trial).where(Trial.job_id == job_id, Trial.status == "running", Trial.started_at < cutoff)
-        )
-    )
+def reap_silent(session: Session, *, job_id: int, older_than_s: float,
+                max_attempts: int) -> tuple[list[Row], list[Row]]:
+    """Running trials whose heartbeat is older than ``older_than_s`` (their worker went silent):
+    back to pending while attempts remain, else failed. Conditional statements (still running,
+    still silent), so a result committed while the pass runs is kept, never overwritten. Returns
+    (put back, failed), rows of id, number, worker, attempts."""
+    db = _core(session)
+    silent = (Trial.job_id == job_id, Trial.status == "running",
+              Trial.heartbeat_at < utcnow() - timedelta(seconds=older_than_s))
+    put_back = db.execute(update(Trial).where(*silent, Trial.attempts < max_attempts).values(status="pending")
+                          .returning(*_SILENT_OR_OVERDUE)).all()
+    error = (literal("worker lost ") + cast(Trial.attempts, String) + " times (last: "
+             + func.coalesce(Trial.worker, "unknown") + "); no attempts left")
+    failed = db.execute(update(Trial).where(*silent, Trial.attempts >= max_attempts)
+                        .values(status="failed", finished_at=utcnow(), error=error)
+                        .returning(*_SILENT_OR_OVERDUE, Trial.error)).all()
+    return put_back, failed
+
+
+def stop_overdue(session: Session, *, job_id: int, seconds: float, reason: str) -> list[Row]:
+    """Record running trials whose attempt started more than ``seconds`` ago as stopped, in one
+    conditional statement (a result committed meanwhile is kept); returns their id and number."""
+    return _core(session).execute(
+        update(Trial)
+        .where(Trial.job_id == job_id, Trial.status == "running",
+               Trial.started_at < utcnow() - timedelta(seconds=seconds))
+        .values(status="stopped", finished_at=utcnow(), error=reason)
+        .returning(Trial.id, Trial.number)
+    ).all()
 
 
 def queued_longer_than(session: Session, *, job_id: int, seconds: float) -> list[Trial]:
