@@ -349,7 +349,7 @@ def pending_trial_ids(session: Session, *, job_id: int) -> list[int]:
                                 .order_by(Trial.number)))
 
 
-_SILENT_OR_OVERDUE = (Trial.id, Trial.number, Trial.worker, Trial.attempts)
+_SILENT_TRIAL = (Trial.id, Trial.number, Trial.worker, Trial.attempts)
 
 
 def reap_silent(session: Session, *, job_id: int, older_than_s: float,
@@ -362,12 +362,12 @@ def reap_silent(session: Session, *, job_id: int, older_than_s: float,
     silent = (Trial.job_id == job_id, Trial.status == "running",
               Trial.heartbeat_at < utcnow() - timedelta(seconds=older_than_s))
     put_back = db.execute(update(Trial).where(*silent, Trial.attempts < max_attempts).values(status="pending")
-                          .returning(*_SILENT_OR_OVERDUE)).all()
+                          .returning(*_SILENT_TRIAL)).all()
     error = (literal("worker lost ") + cast(Trial.attempts, String) + " times (last: "
              + func.coalesce(Trial.worker, "unknown") + "); no attempts left")
     failed = db.execute(update(Trial).where(*silent, Trial.attempts >= max_attempts)
                         .values(status="failed", finished_at=utcnow(), error=error)
-                        .returning(*_SILENT_OR_OVERDUE, Trial.error)).all()
+                        .returning(*_SILENT_TRIAL, Trial.error)).all()
     return put_back, failed
 
 
