@@ -314,7 +314,7 @@ def worker(
     """Run a Celery worker that evaluates trials (one process per GPU)."""
     import torch
 
-    from worker.celery_app import celery_app
+    from broker.app import celery_app
 
     n = concurrency or max(1, torch.cuda.device_count())
     os.environ.setdefault("SCION_WORKER_THREADS", str(max(1, (os.cpu_count() or 1) // n)))

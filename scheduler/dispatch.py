@@ -26,7 +26,7 @@ class CelerySend:
     def __call__(self, trial_ids: list[int], queue: str) -> None:
         from kombu.utils.uuid import uuid
 
-        from worker.celery_app import TASK, celery_app
+        from broker.app import TASK, celery_app
 
         message = celery_app.amqp.create_task_message(uuid(), TASK, [trial_ids], {}, ignore_result=True)
         with celery_app.producer_or_acquire(self._producer) as producer:
@@ -34,7 +34,7 @@ class CelerySend:
 
     @contextmanager
     def batch(self) -> Iterator[None]:
-        from worker.celery_app import celery_app
+        from broker.app import celery_app
 
         with celery_app.producer_or_acquire() as producer, producer.batch():
             self._producer = producer
@@ -51,7 +51,7 @@ def celery_waiting(queue: str) -> int:
     """Messages waiting in ``queue`` (0 when the broker has no such queue, e.g. after a restart)."""
     from kombu.exceptions import ChannelError
 
-    from worker.celery_app import celery_app
+    from broker.app import celery_app
 
     with celery_app.pool.acquire(block=True) as connection:
         channel = connection.channel()  # a channel of its own: AMQP closes one on a failed passive declare

@@ -17,9 +17,9 @@ from collections import Counter
 
 from sqlalchemy.orm import Session
 
+from broker.nudge import JOB, TRIAL, NudgeListener
 from scheduler.dispatch import Send, Waiting, celery_send, celery_waiting
 from scheduler.job_run import JobRun
-from scion.nudge import JOB, TRIAL, NudgeListener
 from scion.settings import Settings, get_settings
 from storage import repository as repo
 from storage.db import autocommit, is_unreachable, session_scope

@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Row
 from sqlalchemy.exc import DBAPIError
 
-from scion.nudge import nudger
+from broker.nudge import nudger
 from scion.settings import get_settings
 from scion.spec import Constraint, JobSpec
 from spaces import SearchSpace, make_space

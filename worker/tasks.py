@@ -6,9 +6,9 @@ import os
 
 from celery.signals import worker_process_init
 
+from broker.app import TASK, celery_app
 from scion.settings import get_settings
 from storage.db import dispose_engines
-from worker.celery_app import TASK, celery_app
 from worker.runner import run_trials
 
 _device: str | None = None  # chosen per pool process at start-up

@@ -5,8 +5,8 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
+from broker.app import celery_app
 from storage.db import session_scope
-from worker.celery_app import celery_app
 
 router = APIRouter(tags=["health"])
 

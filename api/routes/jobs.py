@@ -21,8 +21,8 @@ from api.schemas import (
     TrialsPublic,
     TrialSummary,
 )
+from broker.nudge import JOB, nudger
 from scheduler.strategies.pareto import orient, pareto_mask
-from scion.nudge import JOB, nudger
 from scion.settings import get_settings
 from storage import repository as repo
 from storage.models import JOB_STATUSES, TRIAL_STATUSES, Job, Trial

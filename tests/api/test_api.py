@@ -16,11 +16,11 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.main import create_app
+from broker.app import celery_app
 from scion.settings import get_settings
 from storage import repository as repo
 from storage.db import forget_engines, session_scope, utcnow
 from storage.models import Trial
-from worker.celery_app import celery_app
 
 pytestmark = pytest.mark.timeout(60)
 

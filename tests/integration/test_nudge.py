@@ -11,9 +11,9 @@ from collections import Counter
 
 import pytest
 
+from broker import nudge
+from broker.nudge import JOB, TRIAL, NudgeListener, Nudger
 from scheduler.loop import Scheduler
-from scion import nudge
-from scion.nudge import JOB, TRIAL, NudgeListener, Nudger
 from scion.settings import Settings
 
 pytestmark = pytest.mark.timeout(30)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from kombu import Connection
 
-from worker.filesystem_broker import Transport
+from broker.filesystem import Transport
 
 
 class SlowToEncode:

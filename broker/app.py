@@ -1,4 +1,4 @@
-"""The Celery application shared by the scheduler (which sends) and the workers (which run).
+"""The Celery application shared by the scheduler and the API (which send) and the workers (which run).
 
 The broker only carries "evaluate trials N…" messages (one trial each, or several cheap ones):
 the database holds everything else, so a lost message costs a re-send, never a result.
@@ -18,7 +18,7 @@ def make_celery() -> Celery:
     app = Celery("scion", broker=settings.broker, include=["worker.tasks"])
     transport_options: dict = {"visibility_timeout": settings.broker_visibility_timeout}
     if settings.broker.startswith("filesystem"):
-        app.conf.broker_transport = "worker.filesystem_broker:Transport"
+        app.conf.broker_transport = "broker.filesystem:Transport"
         folder = str(settings.broker_folder)
         transport_options |= {
             "data_folder_in": folder,

@@ -8,6 +8,8 @@ import logging
 from collections import Counter
 from functools import lru_cache
 
+from scion.settings import get_settings
+
 log = logging.getLogger(__name__)
 
 CHANNEL = "scion:nudge"
@@ -78,6 +80,4 @@ class NudgeListener:
 @lru_cache(maxsize=1)
 def nudger() -> Nudger:
     """This process's sender, for the configured broker."""
-    from scion.settings import get_settings
-
     return Nudger(get_settings().broker)
