@@ -6,11 +6,11 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from scion.spec import JobSpec
+from scion.spec import JobRequest
 from storage.db import utcnow
 from storage.models import Job, JobEvent, Trial, TrialMetric
 
-JobCreate = JobSpec
+JobCreate = JobRequest
 
 
 class ObjectivePublic(BaseModel):

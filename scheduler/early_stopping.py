@@ -9,18 +9,10 @@ clearly hopeless trials are stopped).
 from __future__ import annotations
 
 import math
-from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
 
-
-class CurveStoppingConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    type: Literal["curve"] = "curve"
-    min_epochs: int = Field(2, ge=2, le=1000, description="Epochs seen before a trial may be judged.")
-    top_k: int = Field(3, ge=1, le=1000, description="Compare with the k-th best finished trial.")
-    margin: float = Field(0.0, ge=0, description="Slack, in objective units, granted to the extrapolation.")
+from scion.configs.early_stopping import CurveStoppingConfig
 
 
 def extrapolate(curve: list[tuple[int, float]], final_epoch: int) -> float:

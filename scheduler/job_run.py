@@ -25,7 +25,7 @@ from scheduler.pace import Pace
 from scheduler.strategies import Proposal, TrialResult, make_strategy
 from scheduler.strategy_log import LoggedStrategy
 from scion.settings import Settings
-from scion.spec import JobSpec
+from scion.spec import JobSpec, load_spec
 from spaces import InvalidArchitecture, SearchSpace, make_space
 from spaces.base import training_settings
 from storage import repository as repo
@@ -103,7 +103,7 @@ class JobRun:
         if self.strategy is not None:
             return
         plan = repo.job_plan(session, job_id=self.job_id)
-        self.spec = JobSpec.model_validate(plan.spec)
+        self.spec = load_spec(plan.spec)
         self.spec.check_runnable()
         self.space = make_space(self.spec.space)
         self.queue = EVALUATORS[self.spec.evaluator.type].factory.queue

@@ -1,11 +1,14 @@
-"""Name → (config model, implementation) tables that the API builds its schema from.
+"""Name → config tables that the job spec and the catalogue are built from, and that the leaves
+fill in with implementations.
 
-A new space, strategy or evaluator is one module plus one ``register`` call; the job spec's
-tagged unions and the ``GET /v1/...`` catalogue follow from the registry.
+The core registers each component's config and summary (``scion/components.py``); the package
+that implements it (``spaces/``, ``scheduler/strategies/``, ``worker/``) calls ``implement`` when
+imported. The core so never imports a leaf, and a process that uses a component imports its
+package, which is where its code is anyway.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Any, Generic, TypeVar, Union
 
 from pydantic import BaseModel, Field
@@ -13,12 +16,20 @@ from pydantic import BaseModel, Field
 T = TypeVar("T")
 
 
-@dataclass(frozen=True)
+@dataclass
 class Entry(Generic[T]):
     name: str
     config: type[BaseModel]
-    factory: T
     summary: str
+    kind: str
+    _factory: T | None = field(default=None, repr=False)
+
+    @property
+    def factory(self) -> T:
+        if self._factory is None:
+            raise LookupError(f"no implementation of {self.kind} {self.name!r} is loaded in this process; "
+                              f"import the package that implements it")
+        return self._factory
 
 
 class Registry(Generic[T]):
@@ -26,10 +37,16 @@ class Registry(Generic[T]):
         self.kind = kind
         self._entries: dict[str, Entry[T]] = {}
 
-    def register(self, name: str, config: type[BaseModel], factory: T, summary: str) -> None:
+    def register(self, name: str, config: type[BaseModel], summary: str) -> None:
         if name in self._entries:
             raise ValueError(f"{self.kind} {name!r} is registered twice")
-        self._entries[name] = Entry(name, config, factory, summary)
+        self._entries[name] = Entry(name, config, summary, self.kind)
+
+    def implement(self, name: str, factory: T) -> None:
+        entry = self[name]
+        if entry._factory is not None and entry._factory is not factory:
+            raise ValueError(f"{self.kind} {name!r} is implemented twice")
+        entry._factory = factory
 
     def __getitem__(self, name: str) -> Entry[T]:
         try:

@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 from sqlalchemy.orm import Session
 
-from scion.spec import JobSpec
+from scion.spec import JobRequest
 from spaces import SPACES, InvalidArchitecture, make_space
 from storage import repository as repo
 from storage.models import Job
@@ -28,7 +28,7 @@ class SourceUnusable(ValueError):
     """The source exists but cannot be retrained (nothing completed, another space): a 422."""
 
 
-def resolve(session: Session, spec: JobSpec, visible: Callable[[Job], bool] = lambda _job: True) -> JobSpec:
+def resolve(session: Session, spec: JobRequest, visible: Callable[[Job], bool] = lambda _job: True) -> JobRequest:
     """``spec`` with a retrain job's ``from_job`` resolved to an architecture (other specs as
     they are). The validation error of the completed spec (e.g. an architecture that is not in a
     ``space`` given explicitly) propagates as pydantic's ValidationError."""
@@ -68,7 +68,7 @@ def resolve(session: Session, spec: JobSpec, visible: Callable[[Job], bool] = la
     body = spec.model_dump(mode="json")
     body["space"] = space
     body["retrain"] = {"from_job": job.id, "trial": trial.number, "arch": trial.arch}
-    return JobSpec.model_validate(body)
+    return JobRequest.model_validate(body)
 
 
 __all__ = ["SourceNotFound", "SourceUnusable", "resolve"]

@@ -1,9 +1,14 @@
-"""The job spec: one JSON/YAML document assembled from the registries.
+"""The job spec: what a user may send (``JobRequest``) and what the database holds (``JobSpec``).
 
-Each part (space, strategy, evaluator) is validated by the pydantic model that lives beside
-the code it configures; cross-part rules (does this evaluator score this space, is this
-metric one it reports) are checked here, with messages that name the field and the allowed
-values.
+Each part (space, strategy, evaluator) is validated by its config in the core registries
+(``scion.components``); cross-part rules (does this evaluator score this space, is this metric
+one it reports, do the warm-start architectures belong to the space) are checked here, with
+messages that name the field and the allowed values. Checking architectures asks the space's
+implementation, which ``spaces/`` registers: a process that validates specs imports it.
+
+A request is checked once, at submission, files included. What is stored is the normalised spec
+with its ``spec_version``; ``load_spec`` reads any stored version (upgrading older ones) as
+trusted: no file is read and no path resolved again, so a scheduler need not see the data.
 """
 from __future__ import annotations
 
@@ -12,12 +17,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from scheduler.early_stopping import CurveStoppingConfig
-from scheduler.strategies import STRATEGIES
-from spaces import SPACES, InvalidArchitecture, make_space
-from spaces.base import InvalidSpace, check_input, searched_settings
-from worker.evaluators import EVALUATORS
-from worker.training.datasets import DATASETS
+from scion.components import EVALUATORS, SPACES, STRATEGIES
+from scion.configs.early_stopping import CurveStoppingConfig
+from scion.space import InvalidArchitecture, InvalidSpace, SearchSpace, check_input, searched_settings
+
+SPEC_VERSION = 2  # 1: stored before specs carried a version (the same fields)
+TRUSTED = {"trusted": True}  # validation context of a stored spec: checked at submission, files included
 
 
 class Objective(BaseModel):
@@ -107,7 +112,9 @@ def unstorable(value: Any) -> str | None:
     return None
 
 
-class JobSpec(BaseModel):
+class JobRequest(BaseModel):
+    """What a user may send: ``POST /v1/jobs``'s body."""
+
     model_config = ConfigDict(extra="forbid")
     name: str = Field("search", min_length=1, max_length=200)
     kind: Literal["search", "retrain"] = Field(
@@ -150,15 +157,15 @@ class JobSpec(BaseModel):
         return data
 
     @model_validator(mode="after")
-    def _parts_fit_together(self) -> JobSpec:
+    def _parts_fit_together(self) -> JobRequest:
         if not self._kind_rules():  # a retrain job whose space comes from its source job: checked once resolved
             return self
-        evaluator = EVALUATORS[self.evaluator.type].factory
+        evaluator = self.evaluator
         try:
-            evaluator.check(self.evaluator, self.space.type)
+            evaluator.check_space(self.space.type)
         except ValueError as exc:
             raise ValueError(f"evaluator: {exc}") from None
-        reported = evaluator.reported_objectives(self.evaluator)
+        reported = evaluator.reported_objectives()
         metrics = {m.name: m for m in reported}
         if not self.objectives:
             self.objectives = [Objective(metric=reported[0].name)]
@@ -192,21 +199,20 @@ class JobSpec(BaseModel):
             self.budget.max_parallel = self.budget.max_trials
         return self
 
-    def _space_fits(self, space: Any) -> None:
+    def _space_fits(self, space: SearchSpace) -> None:
         """What a space asks of the rest of the job: its networks must take the dataset's inputs
         (whose shape a built-in dataset declares; a file dataset's is known from its files only,
         so a worker's build checks it), and the training settings it searches (a declared space's
         hyperparameters) must be ones the evaluator trains with, within the evaluator's bounds,
         and not ones the strategy sets per trial."""
         dataset = getattr(self.evaluator, "dataset", None)
-        shape = DATASETS[dataset.type].factory.input_shape if dataset is not None else None
+        shape = dataset.input_shape if dataset is not None else None
         if shape is not None:
             try:
                 check_input(space, shape)
             except InvalidSpace as exc:
                 raise ValueError(f"space.{exc} (dataset {dataset.type!r} has inputs of shape {tuple(shape)})") from None
-        evaluator = EVALUATORS[self.evaluator.type].factory
-        strategy = STRATEGIES[self.strategy.type].factory
+        evaluator, strategy = self.evaluator, self.strategy
         for name, options in searched_settings(space).items():
             where = f"space.hyperparameters.{name}"
             if name not in evaluator.tunable:
@@ -253,7 +259,7 @@ class JobSpec(BaseModel):
             raise ValueError("space: field required (a retrain job takes its space from retrain.from_job only)")
         return self.space is not None
 
-    def _retrain_arch(self, space: Any) -> None:
+    def _retrain_arch(self, space: SearchSpace) -> None:
         if self.retrain.arch is None:
             if self.warm_start:
                 raise ValueError("warm_start: a retrain job trains retrain's architecture alone; leave warm_start out")
@@ -294,3 +300,35 @@ class JobSpec(BaseModel):
         scores = {o.metric: values[o.metric] * (1 if o.mode == "max" else -1) for o in self.objectives
                   if o.metric in values}
         return values, scores
+
+
+class JobSpec(JobRequest):
+    """A job's spec as the database holds it: a request checked at submission and normalised
+    (objectives and their modes filled in, a retrain job's architecture resolved), with its
+    version. Read it with ``load_spec``."""
+
+    spec_version: Literal[2] = Field(SPEC_VERSION, description="The stored format's version.")
+
+    @classmethod
+    def of(cls, request: JobRequest) -> JobSpec:
+        """The spec to store for a request that passed its checks."""
+        return cls.model_validate({**request.model_dump(mode="json"), "spec_version": SPEC_VERSION}, context=TRUSTED)
+
+
+def load_spec(stored: dict[str, Any]) -> JobSpec:
+    """A stored spec of any version, as the current ``JobSpec``, without reading files again."""
+    version = stored.get("spec_version", 1)
+    if version == 1:
+        stored = {**stored, "spec_version": SPEC_VERSION}
+    elif version != SPEC_VERSION:
+        raise ValueError(f"spec_version {version!r} is newer than this Scion reads ({SPEC_VERSION}); upgrade it")
+    return JobSpec.model_validate(stored, context=TRUSTED)
+
+
+def make_space(config: Any) -> SearchSpace:
+    """The space a config describes, built by the implementation ``spaces/`` registered."""
+    return SPACES[config.type].factory(config)
+
+
+__all__ = ["SPEC_VERSION", "Budget", "Constraint", "JobRequest", "JobSpec", "Objective", "RetrainSource",
+           "load_spec", "make_space", "unstorable"]

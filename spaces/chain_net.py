@@ -13,7 +13,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from spaces.chain import scaled_channels
+from scion.configs.spaces import scaled_channels
 
 
 def _k(size: int, sequence: bool) -> tuple[int, int]:

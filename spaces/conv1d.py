@@ -17,50 +17,16 @@ encodings). The key is ``k5-c32-d2-pmax-s1|...``, one item per layer.
 """
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from scion.configs.spaces import Conv1DConfig
 from spaces.base import InvalidArchitecture, check_fields
 
 FIELDS: tuple[str, ...] = ("kernel", "channels", "dilation", "pool", "skip")
-POOLS: tuple[str, ...] = ("none", "max", "avg")
 _TYPES: dict[str, type] = {"kernel": int, "channels": int, "dilation": int, "pool": str, "skip": bool}
 _PREFIX = {"kernel": "k", "channels": "c", "dilation": "d", "pool": "p", "skip": "s"}
-
-
-class Conv1DConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    type: Literal["conv1d"] = "conv1d"
-    min_layers: int = Field(2, ge=1, le=32, description="Fewest convolutional layers.")
-    max_layers: int = Field(6, ge=1, le=32, description="Most convolutional layers.")
-    kernels: list[int] = Field([3, 5, 7, 9], min_length=1, description="Options for the kernel size (odd).")
-    channels: list[int] = Field([16, 32, 64], min_length=1, description="Options for a layer's output channels.")
-    dilations: list[int] = Field([1, 2, 4], min_length=1, description="Options for the dilation.")
-    pools: list[Literal["none", "max", "avg"]] = Field(
-        list(POOLS), min_length=1, description="Options for the pooling after a layer (size 2, stride 2)."
-    )
-    skips: list[bool] = Field([False, True], min_length=1, description="Options for the residual shortcut.")
-
-    @model_validator(mode="after")
-    def _check(self) -> Conv1DConfig:
-        if self.min_layers > self.max_layers:
-            raise ValueError(f"min_layers ({self.min_layers}) is larger than max_layers ({self.max_layers})")
-        checks = [
-            ("kernels", self.kernels, lambda v: 1 <= v <= 63 and v % 2 == 1, "odd, 1 to 63"),
-            ("channels", self.channels, lambda v: 1 <= v <= 4096, "between 1 and 4096"),
-            ("dilations", self.dilations, lambda v: 1 <= v <= 64, "between 1 and 64"),
-        ]
-        for name, values, ok, rule in checks:
-            bad = [v for v in values if not ok(v)]
-            if bad:
-                raise ValueError(f"{name} must be {rule}; got {bad}")
-        for name, values in (*[(n, v) for n, v, _, _ in checks], ("pools", self.pools), ("skips", self.skips)):
-            if len(set(values)) != len(values):
-                raise ValueError(f"{name} has repeated options: {values}")
-        return self
 
 
 class Conv1DSpace:

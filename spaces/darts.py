@@ -29,11 +29,11 @@ one-hot of the canonical choices (184 numbers).
 from __future__ import annotations
 
 import math
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
 
+from scion.configs.spaces import DARTSConfig
 from spaces.base import InvalidArchitecture
 
 # The DARTS PRIMITIVES, in the order of the DARTS code.
@@ -75,25 +75,6 @@ _DECISIONS = _decisions()
 _SIZES = np.array([len(options) for _, options in _DECISIONS])
 _OFFSETS = np.concatenate([[0], np.cumsum(_SIZES)[:-1]])
 _ENCODED_LENGTH = int(_SIZES.sum())
-
-
-class DARTSConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    type: Literal["darts"] = "darts"
-    channels: int = Field(
-        16, ge=1, le=512,
-        description="C: channels of each operation in the first cells (doubled at each reduction; "
-        "a cell outputs 4C). DARTS uses 16 while searching and 36 for its CIFAR-10 networks.",
-    )
-    layers: int = Field(
-        8, ge=3, le=40,
-        description="Cells in the network; reduction cells sit at layers//3 and 2*layers//3 as in "
-        "DARTS (8 while searching, 20 for CIFAR-10). At least 3, so that both cells are used.",
-    )
-    stem_multiplier: int = Field(
-        3, ge=1, le=8, description="The stem convolution outputs stem_multiplier * channels."
-    )
 
 
 def inputs_of(node: int) -> int:

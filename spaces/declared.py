@@ -1,5 +1,5 @@
 """A space the user declares in the job spec: an ordered list of layer choices, each a set of
-operations from the vocabulary in ``spaces.declared_ops``, optional conditions, and training
+operations from the vocabulary in ``scion.configs.declared_ops``, optional conditions, and training
 hyperparameters searched jointly with the network.
 
 ::
@@ -35,9 +35,9 @@ from typing import Any
 
 import numpy as np
 
+from scion.configs.declared import DeclaredConfig, layer_options, matching
+from scion.configs.declared_ops import Option, Shape, ShapeError, expand, output_shape
 from spaces.base import InvalidArchitecture, InvalidSpace
-from spaces.declared_config import DeclaredConfig, layer_options, matching
-from spaces.declared_ops import Option, Shape, ShapeError, expand, output_shape
 
 MAX_STEPS = 100_000  # (state, option) pairs walked in all, which bounds the states too: under a second
 

@@ -2,7 +2,7 @@
 classifier.
 
 Kept apart from ``spaces.declared`` so that only workers import torch. Each module is built for
-the shape ``spaces.declared_ops.output_shape`` says its input has, so a space that fits the data
+the shape ``scion.configs.declared_ops.output_shape`` says its input has, so a space that fits the data
 at submission builds exactly as checked, and one that does not (a file dataset, whose shape is
 known only from its files) fails here with the same message. Every structural choice is fixed
 at construction: ``torch.jit.trace`` and ONNX export record the network exactly.
@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
-from spaces.declared_ops import Option, Shape, output_shape
+from scion.configs.declared_ops import Option, Shape, output_shape
 
 _ACTIVATIONS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid,

@@ -6,11 +6,11 @@ results can be joined with the published tables (``shared/data/nb201_cifar10.csv
 """
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
 
+from scion.configs.spaces import NB201Config
 from spaces.base import InvalidArchitecture
 
 OPS: tuple[str, ...] = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
@@ -20,18 +20,6 @@ NUM_NODES = 4
 
 _OP_INDEX = {op: i for i, op in enumerate(OPS)}
 _ALLOWED = ", ".join(OPS)
-
-
-class NB201Config(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    type: Literal["nb201"] = "nb201"
-    channels: int = Field(
-        16, ge=1, le=256, description="C: channels of the first stage (doubled at each reduction)."
-    )
-    cells_per_stage: int = Field(
-        5, ge=1, le=20, description="N: cells in each of the three stages."
-    )
 
 
 def _edge_name(index: int) -> str:

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from scion.configs.datasets import DATASETS
 from scion.settings import get_settings
 
 ONNX_OPSET = 17
@@ -102,15 +103,13 @@ def _dataset(spec: dict[str, Any]) -> dict[str, Any] | None:
 
 def static_signature(spec: dict[str, Any]) -> tuple[tuple[int, ...], int] | None:
     """(input_shape, num_classes) when the dataset declares them (built-ins), without loading it."""
-    from worker.training.datasets import DATASETS
-
     raw = _dataset(spec)
     if raw is None or raw.get("type") not in DATASETS:
         return None
-    source = DATASETS[raw["type"]].factory
-    if source.input_shape is None or source.num_classes is None:
+    config = DATASETS[raw["type"]].config
+    if config.input_shape is None or config.num_classes is None:
         return None
-    return tuple(source.input_shape), int(source.num_classes)
+    return tuple(config.input_shape), int(config.num_classes)
 
 
 def signature(spec: dict[str, Any]) -> tuple[tuple[int, ...], int]:
@@ -125,7 +124,7 @@ def signature(spec: dict[str, Any]) -> tuple[tuple[int, ...], int]:
     from pydantic import ValidationError
 
     from worker.evaluators.base import TrialFailed
-    from worker.training.datasets import DATASETS, load_dataset
+    from worker.training.datasets import load_dataset
 
     try:
         data = load_dataset(DATASETS[raw["type"]].config.model_validate(raw))

@@ -24,7 +24,7 @@ from sqlalchemy.exc import DBAPIError
 
 from broker.nudge import nudger
 from scion.settings import get_settings
-from scion.spec import Constraint, JobSpec
+from scion.spec import Constraint, JobSpec, load_spec
 from spaces import SearchSpace, make_space
 from storage import repository as repo
 from storage.db import autocommit, retry_unreachable, session_scope, utcnow
@@ -158,7 +158,7 @@ def _job_plan(job_id: int, raw_spec: dict[str, Any] | None) -> tuple[JobSpec, Se
     if key not in _PLANS:
         if len(_PLANS) >= 64:
             _PLANS.pop(next(iter(_PLANS)))
-        spec = JobSpec.model_validate(raw_spec)
+        spec = load_spec(raw_spec)
         _PLANS[key] = (spec, make_space(spec.space), make_evaluator(spec.evaluator))
     return _PLANS[key]
 

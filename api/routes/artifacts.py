@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from api.deps import MAX_ID, JobDep, Principal, SessionDep
 from api.schemas import ArchitecturePublic
 from scion import retrain
-from scion.spec import JobSpec
+from scion.spec import JobRequest
 from storage import artifacts
 from storage import repository as repo
 from storage.models import Job, Trial
@@ -74,7 +74,7 @@ def get_architecture(job: JobDep, number: Number, session: SessionDep) -> Archit
     )
 
 
-def resolve_submission(session: Session, spec: JobSpec, principal: Principal) -> JobSpec:
+def resolve_submission(session: Session, spec: JobRequest, principal: Principal) -> JobRequest:
     """A retrain job's ``from_job`` resolved to its architecture (404 / 422 with the reason);
     any other spec unchanged."""
     try:

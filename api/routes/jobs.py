@@ -22,8 +22,9 @@ from api.schemas import (
     TrialSummary,
 )
 from broker.nudge import JOB, nudger
-from scheduler.strategies.pareto import orient, pareto_mask
+from scion.pareto import orient, pareto_mask
 from scion.settings import get_settings
+from scion.spec import JobSpec
 from storage import repository as repo
 from storage.models import JOB_STATUSES, TRIAL_STATUSES, Job, Trial
 
@@ -57,7 +58,7 @@ def _check_caps(spec: JobCreate) -> None:
 def submit_job(spec: JobCreate, session: SessionDep, principal: PrincipalDep) -> JobPublic:
     spec = artifact_routes.resolve_submission(session, spec, principal)  # a retrain job's from_job
     _check_caps(spec)
-    job = repo.create_job(session, name=spec.name, spec=spec.model_dump(mode="json"), owner=principal.owner)
+    job = repo.create_job(session, name=spec.name, spec=JobSpec.of(spec).model_dump(mode="json"), owner=principal.owner)
     session.commit()
     nudger().nudge(JOB)  # a scheduler picks the job up now, not at its next poll
     return _public(session, job)

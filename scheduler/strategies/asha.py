@@ -19,29 +19,11 @@ continued run trains exactly as an uninterrupted one would.
 from __future__ import annotations
 
 import math
-from typing import Any, Literal
-
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from typing import Any
 
 from scheduler.strategies.base import Proposal, Strategy, TrialResult
 from scheduler.strategies.dedup import propose_unseen
-
-
-class ASHAConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    type: Literal["asha"] = "asha"
-    mode: Literal["promotion", "stopping"] = Field("promotion", description="How budget is withheld.")
-    min_epochs: int = Field(1, ge=1, le=10_000, description="Budget of the bottom rung.")
-    max_epochs: int = Field(9, ge=1, le=10_000, description="Budget of the top rung (a full training).")
-    reduction_factor: int = Field(3, ge=2, le=100, description="η: the top 1/η of a rung go on.")
-    brackets: int = Field(1, ge=1, le=10, description="Hyperband brackets; bracket b starts at rung b.")
-    max_resample: int = Field(100, ge=1, le=10_000, description="Draws tried before accepting a repeat.")
-
-    @model_validator(mode="after")
-    def _budgets_ordered(self) -> ASHAConfig:
-        if self.min_epochs > self.max_epochs:
-            raise ValueError(f"min_epochs ({self.min_epochs}) must not exceed max_epochs ({self.max_epochs})")
-        return self
+from scion.configs.strategies import ASHAConfig
 
 
 def rung_budgets(config: ASHAConfig) -> list[int]:
@@ -55,7 +37,6 @@ def rung_budgets(config: ASHAConfig) -> list[int]:
 
 class ASHA(Strategy):
     Config = ASHAConfig
-    fidelity_settings = ("epochs",)
 
     def __init__(self, space, config, rng) -> None:
         super().__init__(space, config, rng)

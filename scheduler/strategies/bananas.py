@@ -7,65 +7,13 @@ NeurIPS 2019).
 """
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
-from pydantic import Field
 
 from scheduler.strategies.base import Proposal
-from scheduler.strategies.surrogate import PredictorConfig, PredictorStrategy
-
-
-class BananasConfig(PredictorConfig):
-    type: Literal["bananas"] = "bananas"
-    initial_samples: int = Field(
-        20, ge=1, le=10_000,
-        description="Random architectures proposed before the predictor is used, and again to seed "
-        "each restarted region.",
-    )
-    acquisition: Literal["its", "ucb"] = Field(
-        "its",
-        description="Independent Thompson sampling (a draw from each candidate's predictive normal, "
-        "the paper's choice) or an upper confidence bound (mean + ucb_kappa * std).",
-    )
-    ucb_kappa: float = Field(1.0, ge=0, le=100, description="Weight of the ensemble's spread in 'ucb'.")
-    parents: int = Field(
-        10, ge=0, le=10_000,
-        description="Best results of the current region whose mutations enter the candidate pool "
-        "(and from which hill climbs on the predicted mean start).",
-    )
-    mutations_per_parent: int = Field(10, ge=0, le=10_000, description="Random mutations drawn from each parent.")
-    max_edits: int = Field(2, ge=1, le=100, description="A mutation makes 1 to max_edits random edits.")
-    neighbours_of: int = Field(
-        3, ge=0, le=10_000,
-        description="Best results of the current region whose whole neighbourhood (every single "
-        "edit) enters the pool.",
-    )
-    random_candidates: int = Field(100, ge=0, le=100_000, description="Random samples added to the pool.")
-    climb_steps: int = Field(
-        10, ge=0, le=1_000,
-        description="Most moves of the hill climbs on the predicted mean, from each parent, whose "
-        "end points enter the pool (0: no climbs).",
-    )
-    climb_starts: int = Field(0, ge=0, le=10_000, description="Extra hill climbs from random architectures.")
-    fantasy_epochs: int = Field(
-        20, ge=0, le=10_000,
-        description="Adam steps that fold trials in flight into the ensemble at their predicted "
-        "value (kriging believer); 0 only keeps them from being proposed again.",
-    )
-    restart_patience: int = Field(
-        20, ge=0, le=100_000,
-        description="Results of the current region, asked after its best was known, that failed to "
-        "improve on it before the search restarts in a new region (0: never restart).",
-    )
-    restart_at_local_optimum: bool = Field(
-        True, description="Also restart as soon as every neighbour of the region's best has been evaluated."
-    )
-    restart_model: Literal["local", "global"] = Field(
-        "local",
-        description="After a restart the surrogate learns from the new region's results only "
-        "('local', TuRBO's local models) or from every result ('global').",
-    )
+from scheduler.strategies.surrogate import PredictorStrategy
+from scion.configs.strategies import BananasConfig
 
 
 class Bananas(PredictorStrategy):

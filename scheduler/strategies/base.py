@@ -38,7 +38,6 @@ class TrialResult:
 
 class Strategy(ABC):
     Config: ClassVar[type[BaseModel]]
-    fidelity_settings: ClassVar[tuple[str, ...]] = ()  # training settings its proposals' fidelity sets per trial
 
     def __init__(self, space: SearchSpace, config: BaseModel, rng: np.random.Generator) -> None:
         self.space = space

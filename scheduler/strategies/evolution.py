@@ -9,28 +9,11 @@ running use whatever has finished.
 """
 from __future__ import annotations
 
-from typing import Any, Literal
-
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from typing import Any
 
 from scheduler.strategies.base import Proposal, Strategy, TrialResult
 from scheduler.strategies.dedup import propose_unseen
-
-
-class EvolutionConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    type: Literal["evolution"] = "evolution"
-    population_size: int = Field(20, ge=2, le=10_000, description="Living members; also the random warm-up.")
-    sample_size: int = Field(5, ge=1, le=10_000, description="Tournament size.")
-    max_resample: int = Field(20, ge=1, le=10_000, description="Mutations tried before accepting a repeat.")
-
-    @model_validator(mode="after")
-    def _sample_fits(self) -> EvolutionConfig:
-        if self.sample_size > self.population_size:
-            raise ValueError(
-                f"sample_size ({self.sample_size}) must not exceed population_size ({self.population_size})"
-            )
-        return self
+from scion.configs.strategies import EvolutionConfig
 
 
 class RegularizedEvolution(Strategy):

@@ -7,28 +7,12 @@ ICLR 2020, trains all 15,625 cells).
 from __future__ import annotations
 
 import math
-from typing import Any, Literal
-
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Any
 
 from scheduler.strategies.base import Proposal, Strategy, TrialResult
+from scion.configs.strategies import GridConfig
 
 _MASK64 = (1 << 64) - 1
-
-
-class GridConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    type: Literal["grid"] = "grid"
-    shuffle: bool = Field(
-        True,
-        description="Visit the grid in a seeded pseudo-random order (any prefix is then a uniform "
-        "sample without repeats); False visits it in lexicographic order of the decisions.",
-    )
-    max_size: int = Field(
-        1_000_000, ge=1, le=10**12,
-        description="Refuse spaces with more architectures than this (or infinite ones): "
-        "enumerating them is not a search anyone can finish.",
-    )
 
 
 def _mix(x: int) -> int:

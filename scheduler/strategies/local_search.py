@@ -6,28 +6,11 @@ Benchmarks", 2020).
 """
 from __future__ import annotations
 
-from typing import Any, Literal
-
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Any
 
 from scheduler.strategies.base import Proposal, Strategy, TrialResult
 from scheduler.strategies.dedup import propose_unseen
-
-
-class LocalSearchConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    type: Literal["local_search"] = "local_search"
-    initial_samples: int = Field(
-        10, ge=1, le=10_000,
-        description="Random architectures evaluated at the start and at each restart; the climb "
-        "starts from the best of them.",
-    )
-    first_improvement: bool = Field(
-        True,
-        description="Move to a neighbour as soon as it beats the centre (True), or only once the "
-        "whole neighbourhood is evaluated, to its best member (False).",
-    )
-    max_resample: int = Field(100, ge=1, le=10_000, description="Random draws tried before accepting a repeat.")
+from scion.configs.strategies import LocalSearchConfig
 
 
 class LocalSearch(Strategy):

@@ -25,25 +25,15 @@ measured value of it.
 """
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
 
 from scheduler.strategies.base import Proposal, Strategy, TrialResult
 from scheduler.strategies.dedup import propose_unseen
-from scheduler.strategies.pareto import rank_and_crowding, survivors
+from scion.configs.strategies import NSGA2Config
+from scion.pareto import rank_and_crowding, survivors
 from spaces.base import Arch
-
-
-class NSGA2Config(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    type: Literal["nsga2"] = "nsga2"
-    population_size: int = Field(20, ge=2, le=5_000, description="Members kept; also the random warm-up.")
-    crossover_prob: float = Field(
-        0.5, ge=0.0, le=1.0, description="Chance that an offspring is a uniform crossover of two parents."
-    )
-    max_resample: int = Field(20, ge=1, le=10_000, description="Offspring tried before accepting a repeat.")
 
 
 class NSGA2(Strategy):

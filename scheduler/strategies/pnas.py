@@ -5,24 +5,13 @@ Architecture Search", ECCV 2018.
 """
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
-from pydantic import Field
 
 from scheduler.strategies.base import Proposal
-from scheduler.strategies.surrogate import PredictorConfig, PredictorStrategy
-
-
-class PNASConfig(PredictorConfig):
-    type: Literal["pnas"] = "pnas"
-    pool_size: int = Field(1000, ge=1, le=1_000_000, description="Candidates the predictor scores each round.")
-    top_k: int = Field(10, ge=1, le=10_000, description="Best-predicted candidates proposed per round (the beam).")
-    expand_fraction: float = Field(
-        0.5, ge=0, le=1,
-        description="Share of each round's pool made of expansions (single-edit mutations) of the "
-        "best top_k results so far; the rest are fresh random samples.",
-    )
+from scheduler.strategies.surrogate import PredictorStrategy
+from scion.configs.strategies import PNASConfig
 
 
 class PNAS(PredictorStrategy):

@@ -1,18 +1,11 @@
 """Random search: the baseline every NAS paper must beat (Li & Talwalkar, 2019)."""
 from __future__ import annotations
 
-from typing import Any, Literal
-
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Any
 
 from scheduler.strategies.base import Proposal, Strategy, TrialResult
 from scheduler.strategies.dedup import propose_unseen
-
-
-class RandomSearchConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    type: Literal["random"] = "random"
-    max_resample: int = Field(100, ge=1, le=10_000, description="Draws tried before accepting a repeat.")
+from scion.configs.strategies import RandomSearchConfig
 
 
 class RandomSearch(Strategy):

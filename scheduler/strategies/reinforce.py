@@ -7,40 +7,12 @@ estimator is Williams, Machine Learning 1992.
 from __future__ import annotations
 
 import math
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
 
 from scheduler.strategies.base import Proposal, Strategy, TrialResult
-
-
-class ReinforceConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    type: Literal["reinforce"] = "reinforce"
-    learning_rate: float = Field(
-        0.1, gt=0, le=10, description="Step size of the policy update (Adam's, or plain SGD's)."
-    )
-    optimizer: Literal["adam", "sgd"] = Field(
-        "adam", description="Adam (as the ENAS controller) or plain gradient ascent."
-    )
-    baseline_decay: float = Field(
-        0.9, ge=0, lt=1,
-        description="Exponential moving-average baseline: b <- decay * b + (1 - decay) * reward.",
-    )
-    entropy_weight: float = Field(
-        0.1, ge=0, le=10,
-        description="Weight of the policy-entropy bonus that keeps the policy from collapsing early.",
-    )
-    standardize: bool = Field(
-        True,
-        description="Divide the advantage by the running standard deviation of the rewards, so "
-        "the learning rate means the same whatever the scale of the score.",
-    )
-    max_resample: int = Field(
-        100, ge=1, le=10_000,
-        description="Policy samples tried before a repeat is replaced by an unseen neighbour.",
-    )
+from scion.configs.strategies import ReinforceConfig
 
 
 class Reinforce(Strategy):

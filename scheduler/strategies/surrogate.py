@@ -31,10 +31,10 @@ from statistics import NormalDist
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
 
 from scheduler.strategies.base import Proposal, Strategy, TrialResult
 from scheduler.strategies.dedup import propose_unseen
+from scion.configs.strategies import PredictorConfig
 from spaces.base import Arch, SearchSpace
 
 _NORMAL = NormalDist()
@@ -256,42 +256,6 @@ class MLPEnsemble:
 # -- the part of a predictor-guided strategy that BANANAS and PNAS share ------------------------
 
 
-class PredictorConfig(BaseModel):
-    """Surrogate settings shared by the predictor-guided strategies (BANANAS, PNAS)."""
-
-    model_config = ConfigDict(extra="forbid")
-    initial_samples: int = Field(
-        10, ge=1, le=10_000,
-        description="Random architectures proposed before the predictor is used (the warm-up).",
-    )
-    ensemble_size: int = Field(5, ge=1, le=64, description="Neural predictors in the ensemble.")
-    hidden_units: int = Field(32, ge=1, le=1024, description="Units in each hidden layer of a predictor.")
-    hidden_layers: int = Field(2, ge=1, le=8, description="Hidden layers of a predictor.")
-    epochs: int = Field(
-        100, ge=1, le=10_000, description="Full-batch Adam steps of a fresh fit of the ensemble."
-    )
-    refit_every: int = Field(
-        10, ge=1, le=10_000,
-        description="New results after which the ensemble is refitted from a fresh "
-        "initialisation; results in between are folded in by a warm update.",
-    )
-    update_epochs: int = Field(
-        20, ge=1, le=10_000,
-        description="Adam steps of a warm update (new results folded into the fitted ensemble).",
-    )
-    learning_rate: float = Field(0.01, gt=0, le=1, description="Adam step size.")
-    weight_decay: float = Field(1e-4, ge=0, le=1, description="L2 penalty on the weights.")
-    max_resample: int = Field(
-        100, ge=1, le=10_000, description="Random draws tried for an unseen architecture before accepting a repeat."
-    )
-
-    def predictor_params(self) -> MLPEnsembleParams:
-        return MLPEnsembleParams(
-            members=self.ensemble_size, hidden=self.hidden_units, layers=self.hidden_layers,
-            epochs=self.epochs, lr=self.learning_rate, weight_decay=self.weight_decay,
-        )
-
-
 _CACHE_LIMIT = 200_000  # memoised keys; neighbourhoods: a hundredth of it
 _CACHE_FLOATS = 4_000_000  # memoised encodings, in numbers (32 MB)
 
@@ -419,7 +383,7 @@ class PredictorStrategy(Strategy):
         x = self.encode([arch for arch, _ in data])
         y = copula_warp([score for _, score in data])
         if seed is not None or model is None:
-            return MLPEnsemble(self.config.predictor_params(), int(seed or 0)).fit(x, y)
+            return MLPEnsemble(_ensemble_params(self.config), int(seed or 0)).fit(x, y)
         return model.fit(x, y, epochs=self.config.update_epochs, warm=True)
 
     def fantasised(self, model: MLPEnsemble, epochs: int) -> MLPEnsemble:
@@ -578,3 +542,10 @@ class PredictorStrategy(Strategy):
         self.data_tag = int(state["data_tag"])
         self._trail = [[int(t), int(count), seed] for t, count, seed in state["fit_trail"]]
         self._model = None
+
+
+def _ensemble_params(config: PredictorConfig) -> MLPEnsembleParams:
+    return MLPEnsembleParams(
+        members=config.ensemble_size, hidden=config.hidden_units, layers=config.hidden_layers,
+        epochs=config.epochs, lr=config.learning_rate, weight_decay=config.weight_decay,
+    )

@@ -9,37 +9,14 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
 
 from scheduler.strategies.base import Proposal, Strategy, TrialResult
+from scion.configs.strategies import TPEConfig
 
 _STATES = ("RUNNING", "COMPLETE", "FAIL")
-
-
-class TPEConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    type: Literal["tpe"] = "tpe"
-    n_startup_trials: int = Field(
-        10, ge=0, le=10_000, description="Random trials before the Parzen estimators take over."
-    )
-    n_ei_candidates: int = Field(
-        24, ge=1, le=10_000, description="Candidates drawn from l(x) to pick the best l(x)/g(x) of."
-    )
-    multivariate: bool = Field(
-        True, description="One joint kernel over all decisions (Falkner et al.) instead of one per decision."
-    )
-    constant_liar: bool = Field(
-        True,
-        description="Treat running trials as bad results so parallel asks spread out "
-        "(Optuna's constant liar for distributed optimisation).",
-    )
-    max_resample: int = Field(
-        5, ge=1, le=1_000,
-        description="TPE asks tried before a repeated architecture is replaced by an unseen neighbour.",
-    )
 
 
 _FIXED_SPACE_TPE: Any = None

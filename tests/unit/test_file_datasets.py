@@ -13,6 +13,7 @@ import pytest
 import torch
 from pydantic import ValidationError
 
+from scion.data_paths import DataPathError, resolve_data_path
 from scion.settings import Settings, get_settings
 from scion.spec import JobSpec
 from worker.evaluators import TrialFailed
@@ -20,7 +21,6 @@ from worker.evaluators.tabular import TabularConfig
 from worker.evaluators.train import TrainConfig
 from worker.training import datasets as ds
 from worker.training.augment import augment_batch, crop_padding, epoch_generator
-from worker.training.data_roots import DataPathError, resolve_data_path
 from worker.training.file_datasets import CIFAR10Config, CIFAR100Config, ImageFolderConfig, NPZConfig
 from worker.training.trainer import train
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from scheduler.strategies import STRATEGIES, TrialResult, make_strategy
-from scheduler.strategies.pareto import (
+from scion.pareto import (
     crowding_distance,
     dominates,
     hypervolume_2d,

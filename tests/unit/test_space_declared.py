@@ -15,12 +15,12 @@ import torch
 from pydantic import ValidationError
 
 from scheduler.strategies import STRATEGIES, TrialResult, make_strategy
+from scion.configs.declared import DeclaredConfig
+from scion.configs.declared_ops import OPERATIONS, ShapeError, expand, output_shape
 from spaces import SPACES, InvalidArchitecture
 from spaces.base import InvalidSpace, training_settings
 from spaces.declared import DeclaredSpace
-from spaces.declared_config import DeclaredConfig
 from spaces.declared_net import make_module
-from spaces.declared_ops import OPERATIONS, ShapeError, expand, output_shape
 from tests.unit.test_artifacts import assert_exports_match
 from tests.unit.test_training import Ctx
 from worker.evaluators.train import TrainConfig, TrainEvaluator

@@ -8,26 +8,16 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from scion.registry import Registry
-from worker.evaluators.base import EvalContext, Evaluator, Metric, TrialFailed, TrialStopped
-from worker.evaluators.proxy import ProxyConfig, ProxyEvaluator
-from worker.evaluators.tabular import TabularConfig, TabularEvaluator
-from worker.evaluators.train import TrainConfig, TrainEvaluator
+from scion.components import EVALUATORS
+from scion.configs.evaluators import Metric
+from worker.evaluators.base import EvalContext, Evaluator, TrialFailed, TrialStopped
+from worker.evaluators.proxy import ProxyEvaluator
+from worker.evaluators.tabular import TabularEvaluator
+from worker.evaluators.train import TrainEvaluator
 
-EVALUATORS: Registry[type[Evaluator]] = Registry("evaluator")
-EVALUATORS.register(
-    "train", TrainConfig, TrainEvaluator,
-    "Train each candidate briefly on a built-in dataset; accuracy, size, FLOPs and latency.",
-)
-EVALUATORS.register(
-    "proxy", ProxyConfig, ProxyEvaluator,
-    "Score untrained candidates with zero-cost proxies (NASWOT, synflow, grad_norm, jacob_cov): "
-    "a fraction of a second each.",
-)
-EVALUATORS.register(
-    "tabular", TabularConfig, TabularEvaluator,
-    "Look NAS-Bench-201 cells up in a results table: seconds per search, on a CPU.",
-)
+EVALUATORS.implement("train", TrainEvaluator)
+EVALUATORS.implement("proxy", ProxyEvaluator)
+EVALUATORS.implement("tabular", TabularEvaluator)
 
 
 def make_evaluator(config: BaseModel | dict[str, Any]) -> Evaluator:

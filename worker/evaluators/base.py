@@ -6,12 +6,10 @@ import their configs (for validation and the catalogue) without it.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Literal, Protocol
+from typing import Any, ClassVar, Protocol
 
-from pydantic import BaseModel
-
+from scion.configs.evaluators import EvaluatorConfig
 from spaces.base import Arch, SearchSpace
 
 
@@ -45,32 +43,16 @@ class EvalContext(Protocol):
         """Raise TrialFailed (with the costs) when the job's constraints rule the candidate out."""
 
 
-@dataclass(frozen=True)
-class Metric:
-    name: str
-    mode: Literal["max", "min"]
-    description: str
-
-
 class Evaluator(ABC):
-    Config: ClassVar[type[BaseModel]]
-    queue: ClassVar[str]  # Celery queue by resource class: "gpu" or "cpu"
-    objectives: ClassVar[tuple[Metric, ...]]  # metrics a job may optimise; the first is the default
-    recorded: ClassVar[tuple[str, ...]] = ()  # further metrics stored with the trial, never shown to a strategy
-    constraint_metrics: ClassVar[tuple[str, ...]] = ()  # costs measured before training, usable as constraints
-    tunable: ClassVar[tuple[str, ...]] = ()  # config fields a space may search per trial (training_settings)
+    """Turns one architecture into metrics on a worker. What the evaluator promises a job (its
+    queue, objectives, costs, tunable settings, whether it keeps weights) is declared by its config
+    class in the core (``scion.configs.evaluators``), so the API and the scheduler know it without
+    importing this."""
 
-    def __init__(self, config: BaseModel) -> None:
+    Config: ClassVar[type[EvaluatorConfig]]
+
+    def __init__(self, config: EvaluatorConfig) -> None:
         self.config = config
-
-    @classmethod
-    def reported_objectives(cls, config: BaseModel) -> tuple[Metric, ...]:
-        """The objectives a job configured with ``config`` can optimise: those it will compute."""
-        return cls.objectives
-
-    @classmethod
-    def check(cls, config: BaseModel, space_type: str) -> None:
-        """Raise ValueError when this evaluator cannot score architectures of ``space_type``."""
 
     @abstractmethod
     def evaluate(self, space: SearchSpace, arch: Arch, ctx: EvalContext) -> dict[str, Any]:

@@ -14,74 +14,20 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
-
+from scion.configs.evaluators import ProxyConfig
 from spaces.base import Arch, SearchSpace
-from worker.evaluators.base import EvalContext, Evaluator, Metric
+from worker.evaluators.base import EvalContext, Evaluator
 from worker.evaluators.train import arch_seed
-from worker.training.datasets import DATASETS, dataset_by_name
+from worker.training.datasets import DATASETS
 
 DatasetConfig = DATASETS.config_union()
-ProxyName = Literal["naswot", "synflow", "grad_norm", "jacob_cov"]
-PROXIES = ProxyName.__args__
 BATCH_SEED = 0  # which training examples make the proxy batch: fixed, never the job's seed
-
-
-class ProxyConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    type: Literal["proxy"] = Field("proxy", description="Score untrained candidates with zero-cost proxies.")
-    dataset: DatasetConfig = Field(  # type: ignore[valid-type]
-        default_factory=lambda: DATASETS["digits"].config(),
-        description=(
-            "Dataset whose inputs and classes the networks are built for and scored on, as an object with its "
-            f"'type' and settings, or just its name ({', '.join(DATASETS.names())})."
-        ),
-    )
-    batch_size: int = Field(64, ge=2, le=1024, description="Examples in the one batch the proxies see.")
-    proxies: list[ProxyName] = Field(
-        default_factory=lambda: list(PROXIES),
-        min_length=1,
-        description="Proxies to compute; an objective must be one of them (or a cost).",
-    )
-    latency_repeats: int = Field(
-        10, ge=1, le=1000, description="Timed forward passes per latency measurement (median kept)."
-    )
-
-    @field_validator("dataset", mode="before")
-    @classmethod
-    def _dataset_by_name(cls, value: Any) -> Any:
-        return dataset_by_name(value)
-
-    @field_validator("proxies")
-    @classmethod
-    def _unique(cls, value: list[str]) -> list[str]:
-        return list(dict.fromkeys(value))
 
 
 class ProxyEvaluator(Evaluator):
     Config = ProxyConfig
-    queue = "gpu"
-    objectives = (
-        Metric("naswot", "max", "NASWOT: log-determinant of the ReLU activation-pattern kernel on one batch."),
-        Metric("synflow", "max", "SynFlow: sum of |weight x gradient| of the all-ones output, BatchNorm removed."),
-        Metric("grad_norm", "max", "Sum of per-layer gradient norms of the loss on one batch, untrained."),
-        Metric("jacob_cov", "max", "Jacobian covariance score: inputs told apart by their input gradients."),
-        Metric("params", "min", "Number of parameters."),
-        Metric("flops", "min", "Forward FLOPs for one example."),
-        Metric("latency_ms", "min", "Median eval-mode forward time (ms) for one example."),
-        Metric("train_seconds", "min", "Wall time of the whole evaluation (s): costs and proxies, no training."),
-    )
-    recorded = ("latency_ms_batch", "proxy_seconds")
-
-    @classmethod
-    def reported_objectives(cls, config: ProxyConfig) -> tuple[Metric, ...]:
-        """A proxy left out of ``config.proxies`` is never computed, so it cannot be an objective."""
-        return tuple(m for m in cls.objectives if m.name in config.proxies or m.name not in PROXIES)
-    constraint_metrics = ("params", "flops", "latency_ms", "latency_ms_batch")
-
     config: ProxyConfig
 
     def evaluate(self, space: SearchSpace, arch: Arch, ctx: EvalContext) -> dict[str, Any]:
@@ -132,4 +78,4 @@ def proxy_batch(data: Any, batch_size: int, device: str) -> tuple[Any, Any]:
     return x, y
 
 
-__all__ = ["ProxyConfig", "ProxyEvaluator", "proxy_batch"]
+__all__ = ["ProxyEvaluator", "proxy_batch"]

@@ -11,53 +11,14 @@ from __future__ import annotations
 import csv
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel
 
+from scion.configs.evaluators import TabularConfig
+from scion.data_paths import resolve_data_path
 from spaces.base import Arch, SearchSpace
-from worker.evaluators.base import EvalContext, Evaluator, Metric, TrialFailed
-from worker.training.data_roots import resolve_data_path
-
-REQUIRED_COLUMNS = ("arch", "val_acc_12ep", "test_acc_200ep")
-_REQUIRED_TEXT = "arch,val_acc_12ep,test_acc_200ep"
-
-
-def _header(path: Path) -> list[str]:
-    with path.open(newline="") as f:
-        return next(csv.reader(f), [])
-
-
-class TabularConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    type: Literal["tabular"] = Field("tabular", description="Look results up in a benchmark table.")
-    table: Path = Field(
-        description=(
-            "CSV in NAS-Bench-201 format (columns arch, val_acc_12ep, test_acc_200ep) that the "
-            "API and the workers can read at this path, under one of their data roots "
-            "(SCION_DATA_ROOTS); a relative path is taken from their working directory, then from "
-            "each data root."
-        )
-    )
-
-    @field_validator("table")
-    @classmethod
-    def _table_exists(cls, path: Path) -> Path:
-        resolved = resolve_data_path(path, what="table")
-        if not resolved.is_file():
-            raise ValueError(f"table {str(path)!r} is not a file")
-        try:
-            header = _header(resolved)
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ValueError(f"table {str(path)!r} cannot be read: {exc}") from None
-        missing = [c for c in REQUIRED_COLUMNS if c not in header]
-        if missing:
-            raise ValueError(
-                f"table {str(path)!r} lacks column(s) {', '.join(missing)}; "
-                f"a NAS-Bench-201 table needs {_REQUIRED_TEXT}"
-            )
-        return path
+from worker.evaluators.base import EvalContext, Evaluator, TrialFailed
 
 
 @lru_cache(maxsize=4)
@@ -85,20 +46,7 @@ def load_table(path: Path) -> dict[str, tuple[float, float]]:
 
 class TabularEvaluator(Evaluator):
     Config = TabularConfig
-    queue = "cpu"
-    objectives = (
-        Metric("val_acc_12ep", "max", "Benchmark validation accuracy (%) after 12 epochs."),
-    )
-    recorded = ("test_acc_200ep",)
-
     config: TabularConfig
-
-    @classmethod
-    def check(cls, config: BaseModel, space_type: str) -> None:
-        if space_type != "nb201":
-            raise ValueError(
-                f"the tabular evaluator only scores 'nb201' architectures, not {space_type!r}"
-            )
 
     def __init__(self, config: BaseModel) -> None:
         super().__init__(config)
@@ -127,4 +75,4 @@ class TabularEvaluator(Evaluator):
         return {"val_acc_12ep": val_acc, "test_acc_200ep": test_acc}
 
 
-__all__ = ["TabularConfig", "TabularEvaluator", "load_table"]
+__all__ = ["TabularEvaluator", "load_table"]

@@ -6,45 +6,14 @@ candidate that is then stopped early. Torch is imported inside ``evaluate`` only
 from __future__ import annotations
 
 import hashlib
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
-
+from scion.configs.evaluators import TrainConfig
 from spaces.base import Arch, SearchSpace, training_settings
-from worker.evaluators.base import EvalContext, Evaluator, Metric, TrialFailed
-from worker.training.datasets import DATASETS, dataset_by_name
+from worker.evaluators.base import EvalContext, Evaluator, TrialFailed
+from worker.training.datasets import DATASETS
 
 DatasetConfig = DATASETS.config_union()
-
-
-class TrainConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    type: Literal["train"] = Field("train", description="Train every candidate from scratch.")
-    dataset: DatasetConfig = Field(  # type: ignore[valid-type]
-        default_factory=lambda: DATASETS["digits"].config(),
-        description=(
-            "Built-in dataset to train on, as an object with its 'type' and settings, or just its "
-            f"name ({', '.join(DATASETS.names())})."
-        ),
-    )
-    epochs: int = Field(4, ge=1, le=1000, description="Training epochs per candidate.")
-    batch_size: int = Field(64, ge=1, le=4096, description="Examples per SGD step.")
-    lr: float = Field(
-        0.05, gt=0, le=10, description="Peak SGD learning rate, annealed to 0 by cosine."
-    )
-    momentum: float = Field(0.9, ge=0, le=1, description="SGD momentum.")
-    weight_decay: float = Field(5e-4, ge=0, description="L2 weight decay.")
-    nesterov: bool = Field(True, description="Nesterov momentum (ignored when momentum is 0).")
-    amp: bool = Field(True, description="bf16 autocast; applies on CUDA only.")
-    latency_repeats: int = Field(
-        10, ge=1, le=1000, description="Timed forward passes per latency measurement (median kept)."
-    )
-
-    @field_validator("dataset", mode="before")
-    @classmethod
-    def _dataset_by_name(cls, value: Any) -> Any:
-        return dataset_by_name(value)
 
 
 def arch_seed(key: str) -> int:
@@ -54,18 +23,6 @@ def arch_seed(key: str) -> int:
 
 class TrainEvaluator(Evaluator):
     Config = TrainConfig
-    queue = "gpu"
-    objectives = (
-        Metric("val_acc", "max", "Validation accuracy (%) after the last epoch."),
-        Metric("params", "min", "Number of parameters."),
-        Metric("flops", "min", "Forward FLOPs for one example."),
-        Metric("latency_ms", "min", "Median eval-mode forward time (ms) for one example."),
-        Metric("train_seconds", "min", "Wall time of training and evaluation (s)."),
-    )
-    recorded = ("test_acc", "train_loss", "latency_ms_batch")
-    constraint_metrics = ("params", "flops", "latency_ms", "latency_ms_batch")
-    tunable = ("lr", "batch_size", "weight_decay", "epochs")
-
     config: TrainConfig
 
     def evaluate(self, space: SearchSpace, arch: Arch, ctx: EvalContext) -> dict[str, Any]:
@@ -123,4 +80,4 @@ class TrainEvaluator(Evaluator):
         return run_oom_guarded(run)
 
 
-__all__ = ["TrainConfig", "TrainEvaluator", "arch_seed"]
+__all__ = ["TrainEvaluator", "arch_seed"]

@@ -11,12 +11,12 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel
 
-from scion.registry import Registry
+from scion.configs.datasets import DATASETS, DigitsConfig, MNIST1DConfig
 
 SPLIT_SEED = 0  # the train/val/test split never depends on the job's seed
 VAL_FRACTION = 0.15
@@ -43,38 +43,19 @@ class Dataset:
 class DatasetSource:
     """How to produce a dataset's examples, and what it looks like without producing them.
 
-    File sources (worker.training.file_datasets) know their shape only from the files (None here),
+    File sources (worker.training.file_datasets) know their shape only from the files,
     return their arrays already split and normalised, and give a ``fingerprint`` (resolved paths and
     modification times) so that a changed file is read again."""
 
-    input_shape: tuple[int, ...] | None
-    num_classes: int | None
     num_examples: Callable[[Any], int] | None  # config -> total examples (before splitting)
     load: Callable[[Any], Any]  # config -> (x float, y int), unsplit; or a file source's FileData
     standardise: bool  # scale x with the train split's mean and std after splitting
     fingerprint: Callable[[Any], str] | None = None
 
 
-DATASETS: Registry[DatasetSource] = Registry("dataset")
 
 
 # -- digits ------------------------------------------------------------------------------------
-
-
-def dataset_by_name(value: Any) -> Any:
-    """An evaluator's ``dataset`` may be just a name: the object with that ``type``, or an error
-    listing the datasets there are."""
-    if isinstance(value, str):
-        if value not in DATASETS:
-            raise ValueError(f"unknown dataset {value!r}; allowed: {', '.join(DATASETS.names())}")
-        return {"type": value}
-    return value
-
-
-class DigitsConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    type: Literal["digits"] = Field("digits", description="scikit-learn's 8x8 handwritten digits.")
 
 
 def _load_digits(config: DigitsConfig) -> tuple[np.ndarray, np.ndarray]:
@@ -85,32 +66,12 @@ def _load_digits(config: DigitsConfig) -> tuple[np.ndarray, np.ndarray]:
     return x, bunch.target.astype(np.int64)
 
 
-DATASETS.register(
-    "digits",
-    DigitsConfig,
-    DatasetSource((1, 8, 8), 10, lambda _c: 1797, _load_digits, standardise=True),
-    "scikit-learn's 1,797 handwritten digits, 8x8 grey images, 10 classes; "
-    "seconds to train on a CPU.",
-)
+DATASETS.implement("digits", DatasetSource(lambda _c: 1797, _load_digits, standardise=True))
 
 
 # -- mnist1d -----------------------------------------------------------------------------------
 
 MNIST1D_SEED = 0
-
-
-class MNIST1DConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    type: Literal["mnist1d"] = Field(
-        "mnist1d", description="Greydanus' MNIST-1D, generated offline."
-    )
-    num_samples: int = Field(
-        4000,
-        ge=1000,
-        le=100_000,
-        description="Examples to generate (rounded down to a multiple of 10, one tenth per class).",
-    )
 
 
 def _mnist1d_examples(config: MNIST1DConfig) -> int:
@@ -138,12 +99,7 @@ def _load_mnist1d(config: MNIST1DConfig) -> tuple[np.ndarray, np.ndarray]:
     return x, y  # already centred and scaled by the generator
 
 
-DATASETS.register(
-    "mnist1d",
-    MNIST1DConfig,
-    DatasetSource((1, 40), 10, _mnist1d_examples, _load_mnist1d, standardise=False),
-    "MNIST-1D: 10 classes of 1-D signals of length 40, generated offline; harder than its size.",
-)
+DATASETS.implement("mnist1d", DatasetSource(_mnist1d_examples, _load_mnist1d, standardise=False))
 
 
 # -- splitting, loading, describing ------------------------------------------------------------
@@ -208,7 +164,7 @@ def _load_cached(name: str, config_json: str, stamp: str = "") -> Dataset:
         if source.standardise:
             mean, std = float(x_train.mean()), float(x_train.std()) or 1.0
             x_train, x_val, x_test = ((a - mean) / std for a in (x_train, x_val, x_test))
-        shape, classes, augment = source.input_shape, source.num_classes, False
+        shape, classes, augment = entry.config.input_shape, entry.config.num_classes, False
     else:  # a file source's FileData: split and normalised by its loader
         x_train, y_train, x_val, y_val, x_test, y_test = loaded.arrays
         shape, classes, augment = loaded.input_shape, loaded.num_classes, loaded.augment
@@ -234,8 +190,8 @@ def describe() -> list[dict[str, Any]]:
     for entry in DATASETS.entries():
         source = entry.factory
         details: dict[str, Any] = {
-            "input_shape": list(source.input_shape) if source.input_shape else None,
-            "num_classes": source.num_classes,
+            "input_shape": list(entry.config.input_shape) if entry.config.input_shape else None,
+            "num_classes": entry.config.num_classes,
             "splits": None,
         }
         if source.num_examples is not None:
@@ -254,8 +210,7 @@ def describe() -> list[dict[str, Any]]:
     return result
 
 
-__all__ = ["DATASETS", "Dataset", "DatasetSource", "DigitsConfig", "MNIST1DConfig", "describe",
-           "load_dataset", "split_sizes"]
+__all__ = ["DATASETS", "Dataset", "DatasetSource", "describe", "load_dataset", "split_sizes"]
 
 # Datasets from the user's files (npz, image_folder, cifar10, cifar100) register themselves; last,
 # so that module can import everything above.

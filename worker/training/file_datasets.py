@@ -6,7 +6,7 @@
 * ``cifar10`` / ``cifar100``: the "python version" pickle layout (``data_batch_1..5`` +
   ``test_batch``; ``train`` + ``test``).
 
-Paths are resolved under the data roots (worker.training.data_roots). Each config checks its files
+Paths are resolved under the data roots (scion.data_paths). Each config checks its files
 when it is validated, so a job naming a missing or malformed file is refused at submission with a
 message naming the path; the checks read headers and directory listings only, never the data. The
 loader checks everything again while reading and raises DataPathError (load_dataset turns it into
@@ -25,12 +25,22 @@ import pickle
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from worker.training.data_roots import DataPathError, resolve_data_path
+from scion.configs.datasets import (
+    MIN_EXAMPLES,
+    CIFAR10Config,
+    CIFAR100Config,
+    ImageFolderConfig,
+    NPZConfig,
+    check_labels,
+    cifar_files,
+    image_plan,
+    npz_plan,
+)
+from scion.data_paths import DataPathError, resolve_data_path
 from worker.training.datasets import (
     DATASETS,
     TEST_FRACTION,
@@ -40,8 +50,6 @@ from worker.training.datasets import (
     _split_off,
 )
 
-MIN_EXAMPLES = 10  # fewer cannot give non-empty train, validation and test splits
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
 _CHUNK = 4096  # examples per chunk when computing statistics (bounded float64 temporaries)
 
 
@@ -130,160 +138,11 @@ def _stamp(paths: list[Path]) -> str:
     return digest.hexdigest()
 
 
-def _check_labels(what: str, y: np.ndarray) -> np.ndarray:
-    """Labels as int64 class indices 0..K-1 (integral floats accepted)."""
-    if y.dtype.kind == "b" or y.dtype.kind not in "iuf":
-        raise DataPathError(f"{what} must hold integer class labels 0..K-1, not {y.dtype} values")
-    if y.dtype.kind == "f" and (not np.all(np.isfinite(y)) or not np.array_equal(y, np.round(y))):
-        raise DataPathError(f"{what} must hold integer class labels 0..K-1; it has non-integer values")
-    if len(y) and y.min() < 0:
-        raise DataPathError(f"{what} must hold class labels 0..K-1; it has {y.min()}")
-    return y.astype(np.int64)
-
-
-class _FileConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    # type and path are narrowed by every source; declared here so that they come first in the schema
-    type: str
-    path: str
-    normalise: bool = Field(
-        True, description="Standardise inputs per channel with the training split's mean and std."
-    )
-
-
 # -- npz ---------------------------------------------------------------------------------------
-
-NPZ_ROLES = ("x", "y", "x_train", "y_train", "x_val", "y_val", "x_test", "y_test")
-NpzRole = Literal["x", "y", "x_train", "y_train", "x_val", "y_val", "x_test", "y_test"]
-
-
-class NPZConfig(_FileConfig):
-    type: Literal["npz"] = Field("npz", description="Arrays in a NumPy .npz file.")
-    path: str = Field(
-        description=(
-            "The .npz on the workers, under a data root: arrays x (N, ...) and y (N,) split here, or "
-            "x_train/y_train with optional x_val/y_val and x_test/y_test. x is (N, C, H, W) images, "
-            "(N, C, L) sequences or (N, D) features (read as (N, 1, D)); y holds class indices 0..K-1."
-        )
-    )
-    keys: dict[NpzRole, str] = Field(
-        default_factory=dict,
-        description='Array names in the file where they differ from the roles, e.g. {"x": "images", "y": "labels"}.',
-    )
-    channels_last: bool = Field(False, description="x is (N, H, W, C) or (N, L, C): move channels first.")
-    augment: bool = Field(False, description="Random crop with padding and horizontal flips (4-D images only).")
-
-    @model_validator(mode="after")
-    def _check_file(self) -> NPZConfig:
-        _npz_plan(self)
-        return self
-
-
-def _read_npy_header(f: Any) -> tuple[tuple[int, ...], np.dtype]:
-    fmt = np.lib.format
-    version = fmt.read_magic(f)
-    if version == (1, 0):
-        shape, _, dtype = fmt.read_array_header_1_0(f)
-    elif version == (2, 0):
-        shape, _, dtype = fmt.read_array_header_2_0(f)
-    else:
-        shape, _, dtype = fmt._read_array_header(f, version)  # 3.0: no public reader
-    return tuple(shape), np.dtype(dtype)
-
-
-def _npz_headers(path: Path, shown: str) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
-    """Array name → (shape, dtype), from the headers only."""
-    if not path.is_file():
-        raise DataPathError(f"npz path {shown!r} is not a file")
-    if not zipfile.is_zipfile(path):
-        raise DataPathError(f"npz path {shown!r} is not a .npz archive (not a zip file)")
-    headers: dict[str, tuple[tuple[int, ...], np.dtype]] = {}
-    try:
-        with zipfile.ZipFile(path) as zf:
-            for member in zf.namelist():
-                if not member.endswith(".npy"):
-                    continue
-                with zf.open(member) as f:
-                    headers[member[: -len(".npy")]] = _read_npy_header(f)
-    except (OSError, ValueError, zipfile.BadZipFile) as exc:
-        raise DataPathError(f"npz path {shown!r} cannot be read: {exc}") from None
-    return headers
-
-
-def _npz_plan(config: NPZConfig) -> tuple[Path, dict[str, str], tuple[int, ...]]:
-    """(resolved path, role → array name for the roles used, x's feature shape after layout);
-    raises DataPathError saying what is wrong with the file."""
-    shown = config.path
-    path = resolve_data_path(config.path, what="npz path")
-    headers = _npz_headers(path, shown)
-    name = {role: config.keys.get(role, role) for role in NPZ_ROLES}
-    present = {role for role in NPZ_ROLES if name[role] in headers}
-    have = ", ".join(sorted(headers)) or "none"
-    if {"x_train", "y_train"} <= present:
-        pairs = [("x_train", "y_train")]
-        for split in ("val", "test"):
-            xr, yr = f"x_{split}", f"y_{split}"
-            if (xr in present) != (yr in present):
-                missing = yr if xr in present else xr
-                raise DataPathError(f"npz path {shown!r} has {name[xr if xr in present else yr]!r} "
-                                    f"but not {name[missing]!r}; arrays in the file: {have}")
-            if xr in present:
-                pairs.append((xr, yr))
-    elif {"x", "y"} <= present:
-        pairs = [("x", "y")]
-    else:
-        raise DataPathError(
-            f"npz path {shown!r} needs arrays {name['x']!r} and {name['y']!r} (or {name['x_train']!r} and "
-            f"{name['y_train']!r}); arrays in the file: {have}"
-        )
-    feature_shape: tuple[int, ...] | None = None
-    for xr, yr in pairs:
-        (x_shape, x_dtype), (y_shape, y_dtype) = headers[name[xr]], headers[name[yr]]
-        if x_dtype.kind not in "biuf":
-            raise DataPathError(f"npz path {shown!r}: array {name[xr]!r} must be numeric, not {x_dtype}")
-        if y_dtype.kind not in "iuf":
-            raise DataPathError(f"npz path {shown!r}: array {name[yr]!r} must hold integer class labels, not {y_dtype}")
-        if len(x_shape) not in (2, 3, 4):
-            raise DataPathError(
-                f"npz path {shown!r}: array {name[xr]!r} has shape {x_shape}; expected (N, D), (N, C, L) or "
-                "(N, C, H, W)" + (" (or channels last with channels_last)" if config.channels_last else "")
-            )
-        if len(y_shape) != 1 and not (len(y_shape) == 2 and y_shape[1] == 1):
-            raise DataPathError(f"npz path {shown!r}: array {name[yr]!r} has shape {y_shape}; expected (N,)")
-        if x_shape[0] != y_shape[0]:
-            raise DataPathError(f"npz path {shown!r}: {name[xr]!r} has {x_shape[0]} examples but "
-                                f"{name[yr]!r} has {y_shape[0]} labels")
-        if x_shape[0] < 1:
-            raise DataPathError(f"npz path {shown!r}: array {name[xr]!r} is empty")
-        features = _layout(x_shape[1:], config.channels_last)
-        if feature_shape is not None and features != feature_shape:
-            raise DataPathError(f"npz path {shown!r}: {name[xr]!r} has examples of shape {x_shape[1:]}, "
-                                f"unlike {name[pairs[0][0]]!r}")
-        feature_shape = features
-    assert feature_shape is not None
-    n_train = headers[name[pairs[0][1]]][0][0]
-    needed = MIN_EXAMPLES if len(pairs) == 1 else MIN_EXAMPLES // 2
-    if n_train < needed:
-        raise DataPathError(f"npz path {shown!r}: {name[pairs[0][0]]!r} has {n_train} examples; at least "
-                            f"{needed} are needed")
-    if config.augment and len(feature_shape) != 3:
-        raise DataPathError(f"npz path {shown!r}: augment needs images (N, C, H, W); examples have shape "
-                            f"{feature_shape}")
-    return path, {role: name[role] for pair in pairs for role in pair}, feature_shape
-
-
-def _layout(shape: tuple[int, ...], channels_last: bool) -> tuple[int, ...]:
-    """One example's shape as the networks take it: (C, H, W), (C, L), or (1, D) for features."""
-    if len(shape) == 1:
-        return (1, *shape)
-    if channels_last:
-        return (shape[-1], *shape[:-1])
-    return shape
 
 
 def _load_npz(config: NPZConfig) -> FileData:
-    path, roles, _ = _npz_plan(config)
+    path, roles, _ = npz_plan(config)
     shown = config.path
     try:
         with np.load(path, allow_pickle=False) as npz:
@@ -301,7 +160,7 @@ def _load_npz(config: NPZConfig) -> FileData:
         xr, yr = (f"x_{split}", f"y_{split}") if split else ("x", "y")
         if xr not in raw:
             return None
-        y = _check_labels(f"npz path {shown!r}: array {roles[yr]!r}", raw[yr].reshape(-1))
+        y = check_labels(f"npz path {shown!r}: array {roles[yr]!r}", raw[yr].reshape(-1))
         return x_of(xr), y
 
     if "x" in raw:
@@ -319,97 +178,17 @@ def _npz_fingerprint(config: NPZConfig) -> str:
     return _stamp([resolve_data_path(config.path, what="npz path")])
 
 
-DATASETS.register(
-    "npz",
-    NPZConfig,
-    DatasetSource(None, None, None, _load_npz, standardise=False, fingerprint=_npz_fingerprint),
-    "Your arrays in a .npz file on the workers (x/y, or x_train/y_train[/x_val/y_val/x_test/y_test]).",
-)
+DATASETS.implement("npz", DatasetSource(None, _load_npz, standardise=False, fingerprint=_npz_fingerprint))
 
 
 # -- image folder ------------------------------------------------------------------------------
-
-
-class ImageFolderConfig(_FileConfig):
-    type: Literal["image_folder"] = Field("image_folder", description="A folder of class sub-folders of images.")
-    path: str = Field(
-        description="Directory on the workers, under a data root, with one sub-folder of images per class "
-        "(classes in sorted folder-name order)."
-    )
-    size: int | tuple[int, int] = Field(
-        32, description="Images are resized to size x size, or (height, width), pixels."
-    )
-    color: Literal["rgb", "grayscale"] = Field("rgb", description="Read images as RGB (3 channels) or grey (1).")
-    augment: bool = Field(False, description="Random crop with padding and horizontal flips while training.")
-
-    @field_validator("size")
-    @classmethod
-    def _size_in_range(cls, value: int | tuple[int, int]) -> int | tuple[int, int]:
-        sides = (value, value) if isinstance(value, int) else value
-        if not all(1 <= s <= 1024 for s in sides):
-            raise ValueError(f"size {value} out of range: each side must be 1..1024 pixels")
-        return value
-
-    @property
-    def height_width(self) -> tuple[int, int]:
-        return (self.size, self.size) if isinstance(self.size, int) else tuple(self.size)  # type: ignore[return-value]
-
-    @model_validator(mode="after")
-    def _check_folder(self) -> ImageFolderConfig:
-        root, classes = _image_plan(self)
-        _probe_images(self.path, [files[0] for _, files in classes])
-        return self
-
-
-def _is_image(path: Path) -> bool:
-    return path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".") and path.is_file()
-
-
-def _image_plan(config: ImageFolderConfig) -> tuple[Path, list[tuple[str, list[Path]]]]:
-    """(resolved root, [(class name, sorted image files)]) in sorted class order."""
-    shown = config.path
-    root = resolve_data_path(config.path, what="image_folder path")
-    if not root.is_dir():
-        raise DataPathError(f"image_folder path {shown!r} is not a directory")
-    try:
-        folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-        classes = [(f.name, sorted(p for p in f.iterdir() if _is_image(p))) for f in folders]
-    except OSError as exc:
-        raise DataPathError(f"image_folder path {shown!r} cannot be listed: {exc}") from None
-    if len(classes) < 2:
-        raise DataPathError(
-            f"image_folder path {shown!r} has {len(classes)} class sub-folder(s); it needs one sub-folder of "
-            "images per class, at least 2"
-        )
-    empty = [name for name, files in classes if not files]
-    if empty:
-        raise DataPathError(
-            f"image_folder path {shown!r}: class folder(s) {', '.join(map(repr, empty[:5]))} hold no images "
-            f"({', '.join(IMAGE_SUFFIXES)})"
-        )
-    total = sum(len(files) for _, files in classes)
-    if total < MIN_EXAMPLES:
-        raise DataPathError(f"image_folder path {shown!r} has {total} images; at least {MIN_EXAMPLES} are needed")
-    return root, classes
-
-
-def _probe_images(shown: str, files: list[Path]) -> None:
-    """Open (header only) one image per class, so that a folder of non-images is refused early."""
-    from PIL import Image, UnidentifiedImageError
-
-    for file in files:
-        try:
-            with Image.open(file) as image:
-                image.verify()
-        except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as exc:
-            raise DataPathError(f"image_folder path {shown!r}: cannot read image {str(file)!r}: {exc}") from None
 
 
 def _load_image_folder(config: ImageFolderConfig) -> FileData:
     from PIL import Image, UnidentifiedImageError
 
     shown = config.path
-    _, classes = _image_plan(config)
+    _, classes = image_plan(config)
     height, width = config.height_width
     mode, channels = ("RGB", 3) if config.color == "rgb" else ("L", 1)
     files = [(label, file) for label, (_, paths) in enumerate(classes) for file in paths]
@@ -432,24 +211,18 @@ def _load_image_folder(config: ImageFolderConfig) -> FileData:
 
 
 def _image_folder_fingerprint(config: ImageFolderConfig) -> str:
-    _, classes = _image_plan(config)
+    _, classes = image_plan(config)
     return _stamp([f for _, files in classes for f in files])
 
 
-DATASETS.register(
+DATASETS.implement(
     "image_folder",
-    ImageFolderConfig,
-    DatasetSource(None, None, None, _load_image_folder, standardise=False, fingerprint=_image_folder_fingerprint),
-    "Your images on the workers, one sub-folder per class (Pillow), resized (32x32 by default).",
+    DatasetSource(None, _load_image_folder, standardise=False, fingerprint=_image_folder_fingerprint),
 )
 
 
 # -- CIFAR-10 / CIFAR-100 (python pickle layout) -----------------------------------------------
 
-CIFAR_LAYOUT = {
-    "cifar10": ("cifar-10-batches-py", [f"data_batch_{i}" for i in range(1, 6)], "test_batch"),
-    "cifar100": ("cifar-100-python", ["train"], "test"),
-}
 CIFAR_PIXELS = 3 * 32 * 32
 
 
@@ -471,58 +244,6 @@ class _Unpickler(pickle.Unpickler):
         return super().find_class(module, name)
 
 
-class _CIFARConfig(_FileConfig):
-    augment: bool = Field(False, description="Random crop (padding 4) and horizontal flips while training.")
-
-    @model_validator(mode="after")
-    def _check_files(self) -> _CIFARConfig:
-        _cifar_files(self)
-        return self
-
-
-class CIFAR10Config(_CIFARConfig):
-    type: Literal["cifar10"] = Field("cifar10", description="CIFAR-10, python version, from local files.")
-    path: str = Field(
-        "cifar-10-batches-py",
-        description="Directory on the workers, under a data root, holding data_batch_1..5 and test_batch (the "
-        "extracted cifar-10-python.tar.gz), or its parent.",
-    )
-
-
-class CIFAR100Config(_CIFARConfig):
-    type: Literal["cifar100"] = Field("cifar100", description="CIFAR-100, python version, from local files.")
-    path: str = Field(
-        "cifar-100-python",
-        description="Directory on the workers, under a data root, holding train and test (the extracted "
-        "cifar-100-python.tar.gz), or its parent.",
-    )
-    labels: Literal["fine", "coarse"] = Field("fine", description="The 100 fine classes or the 20 superclasses.")
-
-
-def _cifar_files(config: _CIFARConfig) -> tuple[list[Path], Path]:
-    """(training files, test file), resolved; raises DataPathError when one is missing or not a pickle."""
-    kind = config.type  # type: ignore[attr-defined]
-    folder_name, train_names, test_name = CIFAR_LAYOUT[kind]
-    shown = config.path  # type: ignore[attr-defined]
-    folder = resolve_data_path(shown, what=f"{kind} path")
-    if (folder / folder_name).is_dir():
-        folder = folder / folder_name
-    if not folder.is_dir():
-        raise DataPathError(f"{kind} path {shown!r} is not a directory")
-    paths = [folder / name for name in (*train_names, test_name)]
-    missing = [p.name for p in paths if not p.is_file()]
-    if missing:
-        raise DataPathError(
-            f"{kind} path {shown!r} ({folder}) lacks {', '.join(missing)}; expected the python-version layout "
-            f"({', '.join(p.name for p in paths)})"
-        )
-    for p in paths:
-        with p.open("rb") as f:
-            if f.read(1) != b"\x80":
-                raise DataPathError(f"{kind} file {str(p)!r} is not a pickle (the python-version CIFAR layout)")
-    return paths[:-1], paths[-1]
-
-
 def _read_cifar_file(kind: str, path: Path, label_key: str) -> tuple[np.ndarray, np.ndarray]:
     try:
         with path.open("rb") as f:
@@ -541,7 +262,7 @@ def _read_cifar_file(kind: str, path: Path, label_key: str) -> tuple[np.ndarray,
                             f"(N, {CIFAR_PIXELS})")
     if labels.shape != (len(data),):
         raise DataPathError(f"{kind} file {str(path)!r}: {len(data)} images but {label_key!r} has shape {labels.shape}")
-    return data.reshape(-1, 3, 32, 32), _check_labels(f"{kind} file {str(path)!r} {label_key!r}", labels)
+    return data.reshape(-1, 3, 32, 32), check_labels(f"{kind} file {str(path)!r} {label_key!r}", labels)
 
 
 def _load_cifar(config: CIFAR10Config | CIFAR100Config) -> FileData:
@@ -550,7 +271,7 @@ def _load_cifar(config: CIFAR10Config | CIFAR100Config) -> FileData:
         label_key, num_classes = f"{config.labels}_labels", (100 if config.labels == "fine" else 20)
     else:
         label_key, num_classes = "labels", 10
-    train_files, test_file = _cifar_files(config)
+    train_files, test_file = cifar_files(config)
     parts = [_read_cifar_file(kind, p, label_key) for p in train_files]
     x_train = np.concatenate([x for x, _ in parts]) if len(parts) > 1 else parts[0][0]
     y_train = np.concatenate([y for _, y in parts]) if len(parts) > 1 else parts[0][1]
@@ -565,22 +286,11 @@ def _load_cifar(config: CIFAR10Config | CIFAR100Config) -> FileData:
 
 
 def _cifar_fingerprint(config: CIFAR10Config | CIFAR100Config) -> str:
-    train_files, test_file = _cifar_files(config)
+    train_files, test_file = cifar_files(config)
     return _stamp([*train_files, test_file])
 
 
-DATASETS.register(
-    "cifar10",
-    CIFAR10Config,
-    DatasetSource((3, 32, 32), 10, None, _load_cifar, standardise=False, fingerprint=_cifar_fingerprint),
-    "CIFAR-10 from its python-version files on the workers: 50,000 training images (7,500 held out for "
-    "validation) and the official 10,000 test images.",
-)
-DATASETS.register(
-    "cifar100",
-    CIFAR100Config,
-    DatasetSource((3, 32, 32), 100, None, _load_cifar, standardise=False, fingerprint=_cifar_fingerprint),
-    "CIFAR-100 from its python-version files on the workers (fine or coarse labels); official test set.",
-)
+DATASETS.implement("cifar10", DatasetSource(None, _load_cifar, standardise=False, fingerprint=_cifar_fingerprint))
+DATASETS.implement("cifar100", DatasetSource(None, _load_cifar, standardise=False, fingerprint=_cifar_fingerprint))
 
-__all__ = ["CIFAR10Config", "CIFAR100Config", "FileData", "ImageFolderConfig", "NPZConfig"]
+__all__ = ["FileData"]

@@ -1,6 +1,6 @@
 """The job-spec side of a declared space (``spaces.declared``): its layer choices, conditions
 and hyperparameters, checked as written, before any input shape is known: operations and
-parameters from the vocabulary (``spaces.declared_ops``), distinct names, conditions that name an
+parameters from the vocabulary (``scion.configs.declared_ops``), distinct names, conditions that name an
 earlier choice and one of its operations. Every message says which choice is wrong and what is
 allowed.
 """
@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AllowInfNan, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
-from spaces.declared_ops import ALIASES, MAX_OPTIONS, Option, expand, vocabulary
+from scion.configs.declared_ops import ALIASES, MAX_OPTIONS, Option, expand, vocabulary
 
 HYPERPARAMETERS = ("lr", "batch_size", "weight_decay", "epochs")
 NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,39}$"

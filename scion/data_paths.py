@@ -13,6 +13,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from scion.settings import get_settings
+
 
 class DataPathError(ValueError):
     """A path named in a job spec that is missing, malformed or outside the data roots.
@@ -22,8 +24,6 @@ class DataPathError(ValueError):
 
 def data_roots() -> list[Path]:
     """This process's data roots, absolute, symlinks resolved."""
-    from scion.settings import get_settings
-
     return get_settings().resolved_data_roots()
 
 
