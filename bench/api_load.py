@@ -1,8 +1,8 @@
 """The API under load, and on a job of 100,000 trials.
 
 ``scion bench api --json bench/out/api_load.json`` runs both parts (``--part load`` or
-``--part big`` runs one); docs/benchmarks.md ("API under load")
-reports the figures, docs/reliability.md ("Load") what keeps the API fast.
+``--part big`` runs one); docs/benchmarks.md ("API under load") reports the figures,
+docs/reliability.md ("Load") what keeps the API fast.
 
 load: the production stack (uvicorn API with ``api_workers`` processes, scheduler, a Celery
 worker on Redis, PostgreSQL) runs a tabular job; while it runs, ``concurrency`` asyncio users on
