@@ -1,7 +1,8 @@
 """The API under load, and on a job of 100,000 trials.
 
 ``scion bench api --json bench/out/api_load.json`` runs both parts (``--part load`` or
-``--part big`` runs one); docs/reliability.md ("Load") reports the figures.
+``--part big`` runs one); docs/benchmarks.md ("API under load") reports the figures,
+docs/reliability.md ("Load") what keeps the API fast.
 
 load: the production stack (uvicorn API with ``api_workers`` processes, scheduler, a Celery
 worker on Redis, PostgreSQL) runs a tabular job; while it runs, ``concurrency`` asyncio users on
@@ -80,8 +81,8 @@ Result = tuple[str, float, int | str]  # (request kind, seconds, status code or 
 async def _lean_user(host: str, port: int, queue: list[tuple[str, str]], results: list[Result],
                      token: str | None) -> None:
     """One user on one keep-alive connection, speaking just the HTTP/1.1 these GETs need (the API
-    always sends Content-Length). An httpx AsyncClient costs about 3.5 ms of CPU per request here,
-    as much as the API spends answering, and on a small machine it takes that from the API."""
+    always sends Content-Length). An httpx AsyncClient costs about as much CPU per request as the
+    API spends computing an answer, and on a small machine it takes that from the API."""
     connection: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
     auth = f"Authorization: Bearer {token}\r\n" if token else ""
     while queue:

@@ -14,9 +14,10 @@ Waiting = Callable[[str], int]
 class CelerySend:
     """Sends through Celery's message layer (``app.amqp``): the same message ``send_task`` would
     build and publish, without its per-call handling of options the scheduler never uses (routing,
-    results, parent tasks), which cost two fifths of a message's CPU. ``batch()`` groups the
+    results, parent tasks), a sizeable share of a message's CPU when trials are cheap (measured in
+    docs/benchmarks.md, "Costs the dispatch path is built around"). ``batch()`` groups the
     messages sent inside it (a scheduler pass's) into one round trip where the transport can
-    (kombu's ``Producer.batch``: a Redis pipeline, half the CPU per message at six a pass);
+    (kombu's ``Producer.batch``: a Redis pipeline, which also costs less CPU per message);
     elsewhere each is published at once. Messages still buffered when an error leaves the batch
     are not sent."""
 

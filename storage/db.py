@@ -52,8 +52,8 @@ def make_engine(url: str, durable: bool = True, autocommit: bool = False) -> Eng
                                pool_size=POOL_SIZE, max_overflow=POOL_OVERFLOW, **isolation)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    # No pre-ping: it costs a round trip on every checkout, a third of a cheap trial's database
-    # time. A connection that died with the server is invalidated on first use (SQLAlchemy drops
+    # No pre-ping: it costs a round trip on every checkout, a large share of a cheap trial's
+    # database time. A connection that died with the server is invalidated on first use (SQLAlchemy drops
     # the whole pool on a disconnect error), and every caller retries its unit of work.
     options = {} if durable else {"connect_args": {"options": "-c synchronous_commit=off"}}
     return create_engine(url, pool_size=POOL_SIZE, max_overflow=POOL_OVERFLOW, pool_recycle=600,

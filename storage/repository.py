@@ -94,7 +94,7 @@ def list_jobs(
 
 
 # The statements the API sends on every poll of a job are built once, with bound parameters:
-# building one costs more CPU than sending it (trial_counts: 0.6 ms against 0.3 ms), and its SQL
+# building one costs more CPU than sending it (docs/benchmarks.md), and its SQL
 # is then the same string each time, which psycopg prepares on the server after a few uses.
 JOB_ID = bindparam("job_id")
 

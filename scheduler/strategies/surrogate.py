@@ -38,7 +38,7 @@ from scion.configs.strategies import PredictorConfig
 from spaces.base import Arch, SearchSpace
 
 _NORMAL = NormalDist()
-_DTYPE = np.float32  # twice the speed of float64 on these small products; plenty for a ranking
+_DTYPE = np.float32  # faster than float64 on these small products; plenty for a ranking
 _CONTROLLER: Any = None
 
 
