@@ -30,7 +30,6 @@ from spaces import InvalidArchitecture, SearchSpace, make_space
 from spaces.base import training_settings
 from storage import repository as repo
 from storage.db import autocommit, session_scope, utcnow
-from worker.evaluators import EVALUATORS
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +105,7 @@ class JobRun:
         self.spec = load_spec(plan.spec)
         self.spec.check_runnable()
         self.space = make_space(self.spec.space)
-        self.queue = EVALUATORS[self.spec.evaluator.type].factory.queue
+        self.queue = self.spec.evaluator.queue
         strategy = make_strategy(self.spec.strategy, self.space, self.spec.seed)
         if plan.strategy_state:
             strategy.load_state_dict(plan.strategy_state)

@@ -4,11 +4,10 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from api.schemas import CatalogEntry
-from scheduler.strategies import STRATEGIES
+from scion.components import EVALUATORS, SPACES, STRATEGIES
+from scion.configs.datasets import describe_datasets
 from scion.registry import Registry
-from spaces import SPACES, make_space
-from worker.evaluators import EVALUATORS
-from worker.training.datasets import describe as describe_datasets
+from scion.spec import make_space
 
 router = APIRouter(prefix="/v1", tags=["catalogue"])
 
@@ -28,7 +27,7 @@ def _space_details(entry) -> dict:
 
 
 def _evaluator_details(entry) -> dict:
-    cls = entry.factory
+    cls = entry.config
     return {
         "queue": cls.queue,
         "objectives": [{"metric": m.name, "mode": m.mode, "description": m.description} for m in cls.objectives],

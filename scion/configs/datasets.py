@@ -35,6 +35,21 @@ class DatasetConfig(BaseModel):
     input_shape: ClassVar[tuple[int, ...] | None] = None
     num_classes: ClassVar[int | None] = None
 
+    def num_examples(self) -> int | None:
+        """Examples in all (before splitting), where known without the data."""
+        return None
+
+
+VAL_FRACTION = 0.15
+TEST_FRACTION = 0.15
+
+
+def split_sizes(n: int) -> tuple[int, int, int]:
+    """(train, val, test) sizes for ``n`` examples: 15% validation, 15% test, the rest train."""
+    n_val = round(n * VAL_FRACTION)
+    n_test = round(n * TEST_FRACTION)
+    return n - n_val - n_test, n_val, n_test
+
 def dataset_by_name(value: Any) -> Any:
     """An evaluator's ``dataset`` may be just a name: the object with that ``type``, or an error
     listing the datasets there are."""
@@ -52,6 +67,9 @@ class DigitsConfig(DatasetConfig):
 
     type: Literal["digits"] = Field("digits", description="scikit-learn's 8x8 handwritten digits.")
 
+    def num_examples(self) -> int:
+        return 1797
+
 
 class MNIST1DConfig(DatasetConfig):
     input_shape: ClassVar[tuple[int, ...] | None] = (1, 40)
@@ -67,6 +85,9 @@ class MNIST1DConfig(DatasetConfig):
         le=100_000,
         description="Examples to generate (rounded down to a multiple of 10, one tenth per class).",
     )
+
+    def num_examples(self) -> int:
+        return self.num_samples // 10 * 10
 
 
 
@@ -395,3 +416,31 @@ DATASETS.register(
     "cifar100", CIFAR100Config,
     "CIFAR-100 from its python-version files on the workers (fine or coarse labels); official test set.",
 )
+
+
+def describe_datasets() -> list[dict[str, Any]]:
+    """Catalogue entries for every dataset, shaped like the API's ``CatalogEntry`` (name,
+    summary, json_schema, details); details give input_shape, num_classes and the split sizes
+    at default settings. Cheap: no data is loaded or generated. A file dataset's details are null
+    where only its files can tell, and ``files`` says so."""
+    result = []
+    for entry in DATASETS.entries():
+        details: dict[str, Any] = {
+            "input_shape": list(entry.config.input_shape) if entry.config.input_shape else None,
+            "num_classes": entry.config.num_classes,
+            "splits": None,
+        }
+        if (examples := entry.config().num_examples()) is not None:
+            train, val, test = split_sizes(examples)
+            details["splits"] = {"train": train, "val": val, "test": test}
+        if issubclass(entry.config, _FileConfig):
+            details["files"] = "read from 'path' on each worker, under its data roots (SCION_DATA_ROOTS)"
+        result.append(
+            {
+                "name": entry.name,
+                "summary": entry.summary,
+                "json_schema": entry.config.model_json_schema(),
+                "details": details,
+            }
+        )
+    return result

@@ -13,6 +13,7 @@ import pytest
 import torch
 from pydantic import ValidationError
 
+from scion.configs.datasets import split_sizes
 from scion.data_paths import DataPathError, resolve_data_path
 from scion.settings import Settings, get_settings
 from scion.spec import JobSpec
@@ -91,7 +92,7 @@ def test_npz_splits_normalises_and_caches(root: Path) -> None:
     config = NPZConfig(path="arrays.npz")  # relative: found under the data root
     d = ds.load_dataset(config)
     assert d.input_shape == (2, 6, 6) and d.num_classes == 3 and not d.augment
-    assert (len(d.y_train), len(d.y_val), len(d.y_test)) == (42, 9, 9) == ds.split_sizes(60)
+    assert (len(d.y_train), len(d.y_val), len(d.y_test)) == (42, 9, 9) == split_sizes(60)
     assert d.x_train.dtype == np.float32 and d.y_train.dtype == np.int64
     assert not (rows(d.x_train) & rows(d.x_val)) and not (rows(d.x_train) & rows(d.x_test))
     mean, std = d.x_train.mean(axis=(0, 2, 3)), d.x_train.std(axis=(0, 2, 3))
@@ -108,7 +109,7 @@ def test_npz_splits_normalises_and_caches(root: Path) -> None:
     write_npz(root / "arrays.npz", n=80, seed=2)  # a changed file is read again
     later = time.time() + 5
     os.utime(root / "arrays.npz", (later, later))
-    assert len(ds.load_dataset(config).y_train) == ds.split_sizes(80)[0]
+    assert len(ds.load_dataset(config).y_train) == split_sizes(80)[0]
 
 
 def test_npz_explicit_splits_keys_and_layouts(root: Path) -> None:
@@ -160,7 +161,7 @@ def test_image_folder_resizes_to_rgb_or_grey(root: Path) -> None:
 
     d = ds.load_dataset(ImageFolderConfig(path="pets", size=16))
     assert d.input_shape == (3, 16, 16) and d.num_classes == 3
-    assert (len(d.y_train), len(d.y_val), len(d.y_test)) == ds.split_sizes(15)
+    assert (len(d.y_train), len(d.y_val), len(d.y_test)) == split_sizes(15)
     assert d.x_train.shape[1:] == (3, 16, 16)
     grey = ds.load_dataset(ImageFolderConfig(path="pets", size=(8, 12), color="grayscale", augment=True))
     assert grey.input_shape == (1, 8, 12) and grey.augment

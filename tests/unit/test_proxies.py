@@ -14,7 +14,7 @@ from torch import nn
 from scion.spec import JobSpec
 from spaces.nb201 import NB201Config, NB201Space
 from worker.evaluators import EVALUATORS, make_evaluator
-from worker.evaluators.proxy import ProxyConfig, ProxyEvaluator, proxy_batch
+from worker.evaluators.proxy import ProxyConfig, proxy_batch
 from worker.training import proxies
 from worker.training.datasets import load_dataset
 
@@ -122,15 +122,15 @@ def test_a_network_that_ignores_its_input_scores_lowest(batch) -> None:
 
 
 def test_the_proxy_evaluator_returns_every_objective() -> None:
-    assert "proxy" in EVALUATORS.names() and ProxyEvaluator.queue == "gpu"
+    assert "proxy" in EVALUATORS.names() and ProxyConfig.queue == "gpu"
     evaluator = make_evaluator({"type": "proxy", "dataset": "digits", "batch_size": 32, "latency_repeats": 2})
     ctx = Ctx()
     result = evaluator.evaluate(SMALL, ARCHS[0], ctx)
-    expected = {m.name for m in ProxyEvaluator.objectives} | set(ProxyEvaluator.recorded)
+    expected = {m.name for m in ProxyConfig.objectives} | set(ProxyConfig.recorded)
     assert expected <= set(result)
     assert all(math.isfinite(float(result[name])) for name in expected)
     assert result["params"] > 0 and result["flops"] > 0 and result["latency_ms"] > 0
-    assert set(ctx.costs) == set(ProxyEvaluator.constraint_metrics)  # checked before any proxy
+    assert set(ctx.costs) == set(ProxyConfig.constraint_metrics)  # checked before any proxy
     assert ctx.reports == [(1, {p: result[p] for p in proxies.PROXIES})]
     again = evaluator.evaluate(SMALL, list(ARCHS[0]), Ctx())
     assert all(again[p] == result[p] for p in proxies.PROXIES)  # same initial weights, same batch

@@ -216,10 +216,10 @@ def test_train_evaluator_returns_every_metric() -> None:
     evaluator = make_evaluator(
         {"type": "train", "dataset": "digits", "epochs": 1, "latency_repeats": 2}
     )
-    assert isinstance(evaluator, TrainEvaluator) and evaluator.queue == "gpu"
+    assert isinstance(evaluator, TrainEvaluator) and evaluator.config.queue == "gpu"
     ctx = Ctx()
     result = evaluator.evaluate(TINY, ARCH, ctx)
-    names = {m.name for m in TrainEvaluator.objectives} | set(TrainEvaluator.recorded)
+    names = {m.name for m in TrainConfig.objectives} | set(TrainConfig.recorded)
     assert names <= set(result)
     assert result["params"] > 0 and result["flops"] > 0 and result["latency_ms"] > 0
     assert [e for e, _ in ctx.reports] == [1] and result["val_acc"] == ctx.reports[0][1]["val_acc"]
@@ -254,7 +254,7 @@ def table(tmp_path: Path) -> Path:
 
 def test_tabular_returns_the_tables_row(table: Path) -> None:
     evaluator = make_evaluator(TabularConfig(table=table))
-    assert isinstance(evaluator, TabularEvaluator) and evaluator.queue == "cpu"
+    assert isinstance(evaluator, TabularEvaluator) and evaluator.config.queue == "cpu"
     ctx = Ctx()
     result = evaluator.evaluate(NB201Space(), NB201Space().from_key(KNOWN_KEY), ctx)
     assert result == {"val_acc_12ep": 82.834, "test_acc_200ep": 93.66}  # never test_acc_12ep
@@ -276,9 +276,9 @@ def test_tabular_refuses_bad_tables_and_other_spaces(tmp_path: Path, table: Path
     with pytest.raises(ValidationError, match="test_acc_200ep"):
         TabularConfig(table=wrong)
     cfg = TabularConfig(table=table)
-    TabularEvaluator.check(cfg, "nb201")
+    cfg.check_space("nb201")
     with pytest.raises(ValueError, match="nb201"):
-        TabularEvaluator.check(cfg, "darts")
+        cfg.check_space("darts")
 
 
 @pytest.mark.skipif(not REAL_TABLE.is_file(), reason="shared NAS-Bench-201 table not present")
@@ -292,8 +292,8 @@ def test_registry_names_and_schemas() -> None:
     assert EVALUATORS.names() == ["proxy", "tabular", "train"]
     catalogue: list[dict[str, Any]] = EVALUATORS.catalogue()
     assert all(e["summary"] and e["schema"]["properties"] for e in catalogue)
-    assert TrainEvaluator.objectives[0].name == "val_acc"
-    assert TabularEvaluator.objectives[0].name == "val_acc_12ep"
+    assert TrainConfig.objectives[0].name == "val_acc"
+    assert TabularConfig.objectives[0].name == "val_acc_12ep"
 
 
 def test_cuda_out_of_memory_fails_the_trial() -> None:

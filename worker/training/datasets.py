@@ -16,11 +16,9 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel
 
-from scion.configs.datasets import DATASETS, DigitsConfig, MNIST1DConfig
+from scion.configs.datasets import DATASETS, DigitsConfig, MNIST1DConfig, split_sizes
 
 SPLIT_SEED = 0  # the train/val/test split never depends on the job's seed
-VAL_FRACTION = 0.15
-TEST_FRACTION = 0.15
 
 
 @dataclass(frozen=True)
@@ -47,7 +45,6 @@ class DatasetSource:
     return their arrays already split and normalised, and give a ``fingerprint`` (resolved paths and
     modification times) so that a changed file is read again."""
 
-    num_examples: Callable[[Any], int] | None  # config -> total examples (before splitting)
     load: Callable[[Any], Any]  # config -> (x float, y int), unsplit; or a file source's FileData
     standardise: bool  # scale x with the train split's mean and std after splitting
     fingerprint: Callable[[Any], str] | None = None
@@ -66,16 +63,13 @@ def _load_digits(config: DigitsConfig) -> tuple[np.ndarray, np.ndarray]:
     return x, bunch.target.astype(np.int64)
 
 
-DATASETS.implement("digits", DatasetSource(lambda _c: 1797, _load_digits, standardise=True))
+DATASETS.implement("digits", DatasetSource(_load_digits, standardise=True))
 
 
 # -- mnist1d -----------------------------------------------------------------------------------
 
 MNIST1D_SEED = 0
 
-
-def _mnist1d_examples(config: MNIST1DConfig) -> int:
-    return config.num_samples // 10 * 10
 
 
 def _load_mnist1d(config: MNIST1DConfig) -> tuple[np.ndarray, np.ndarray]:
@@ -99,17 +93,10 @@ def _load_mnist1d(config: MNIST1DConfig) -> tuple[np.ndarray, np.ndarray]:
     return x, y  # already centred and scaled by the generator
 
 
-DATASETS.implement("mnist1d", DatasetSource(_mnist1d_examples, _load_mnist1d, standardise=False))
+DATASETS.implement("mnist1d", DatasetSource(_load_mnist1d, standardise=False))
 
 
 # -- splitting, loading, describing ------------------------------------------------------------
-
-
-def split_sizes(n: int) -> tuple[int, int, int]:
-    """(train, val, test) sizes for ``n`` examples: 15% validation, 15% test, the rest train."""
-    n_val = round(n * VAL_FRACTION)
-    n_test = round(n * TEST_FRACTION)
-    return n - n_val - n_test, n_val, n_test
 
 
 def _split_off(x: np.ndarray, y: np.ndarray, n: int) -> list[np.ndarray]:
@@ -181,36 +168,7 @@ def _load_cached(name: str, config_json: str, stamp: str = "") -> Dataset:
     return Dataset(name, *arrays, input_shape=shape, num_classes=classes, augment=augment)
 
 
-def describe() -> list[dict[str, Any]]:
-    """Catalogue entries for every dataset, shaped like the API's ``CatalogEntry`` (name,
-    summary, json_schema, details); details give input_shape, num_classes and the split sizes
-    at default settings. Cheap: no data is loaded or generated. A file dataset's details are null
-    where only its files can tell, and ``files`` says so."""
-    result = []
-    for entry in DATASETS.entries():
-        source = entry.factory
-        details: dict[str, Any] = {
-            "input_shape": list(entry.config.input_shape) if entry.config.input_shape else None,
-            "num_classes": entry.config.num_classes,
-            "splits": None,
-        }
-        if source.num_examples is not None:
-            train, val, test = split_sizes(source.num_examples(entry.config()))
-            details["splits"] = {"train": train, "val": val, "test": test}
-        if source.fingerprint is not None:
-            details["files"] = "read from 'path' on each worker, under its data roots (SCION_DATA_ROOTS)"
-        result.append(
-            {
-                "name": entry.name,
-                "summary": entry.summary,
-                "json_schema": entry.config.model_json_schema(),
-                "details": details,
-            }
-        )
-    return result
-
-
-__all__ = ["DATASETS", "Dataset", "DatasetSource", "describe", "load_dataset", "split_sizes"]
+__all__ = ["DATASETS", "Dataset", "DatasetSource", "load_dataset"]
 
 # Datasets from the user's files (npz, image_folder, cifar10, cifar100) register themselves; last,
 # so that module can import everything above.

@@ -31,6 +31,8 @@ import numpy as np
 
 from scion.configs.datasets import (
     MIN_EXAMPLES,
+    TEST_FRACTION,
+    VAL_FRACTION,
     CIFAR10Config,
     CIFAR100Config,
     ImageFolderConfig,
@@ -43,8 +45,6 @@ from scion.configs.datasets import (
 from scion.data_paths import DataPathError, resolve_data_path
 from worker.training.datasets import (
     DATASETS,
-    TEST_FRACTION,
-    VAL_FRACTION,
     DatasetSource,
     _split,
     _split_off,
@@ -178,7 +178,7 @@ def _npz_fingerprint(config: NPZConfig) -> str:
     return _stamp([resolve_data_path(config.path, what="npz path")])
 
 
-DATASETS.implement("npz", DatasetSource(None, _load_npz, standardise=False, fingerprint=_npz_fingerprint))
+DATASETS.implement("npz", DatasetSource(_load_npz, standardise=False, fingerprint=_npz_fingerprint))
 
 
 # -- image folder ------------------------------------------------------------------------------
@@ -217,7 +217,7 @@ def _image_folder_fingerprint(config: ImageFolderConfig) -> str:
 
 DATASETS.implement(
     "image_folder",
-    DatasetSource(None, _load_image_folder, standardise=False, fingerprint=_image_folder_fingerprint),
+    DatasetSource(_load_image_folder, standardise=False, fingerprint=_image_folder_fingerprint),
 )
 
 
@@ -290,7 +290,7 @@ def _cifar_fingerprint(config: CIFAR10Config | CIFAR100Config) -> str:
     return _stamp([*train_files, test_file])
 
 
-DATASETS.implement("cifar10", DatasetSource(None, _load_cifar, standardise=False, fingerprint=_cifar_fingerprint))
-DATASETS.implement("cifar100", DatasetSource(None, _load_cifar, standardise=False, fingerprint=_cifar_fingerprint))
+DATASETS.implement("cifar10", DatasetSource(_load_cifar, standardise=False, fingerprint=_cifar_fingerprint))
+DATASETS.implement("cifar100", DatasetSource(_load_cifar, standardise=False, fingerprint=_cifar_fingerprint))
 
 __all__ = ["FileData"]
