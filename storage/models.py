@@ -108,7 +108,7 @@ class TrialMetric(Base):
 
 
 class StrategyCall(Base):
-    """The calls one scheduler pass made to a job's strategy (a list; older rows hold one call)
+    """The calls one scheduler pass made to a job's strategy (versioned: see repository.strategy_calls)
     since its state was last saved whole (``Job.strategy_state``); a scheduler taking the job over
     loads that state and replays these in ``id`` order (scheduler/strategy_log.py)."""
 

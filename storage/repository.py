@@ -429,16 +429,31 @@ def new_reports(session: Session, *, job_id: int, after_id: int) -> list[tuple[i
     return [tuple(row) for row in rows]
 
 
+CALL_LOG_VERSION = 2  # a row is {"version": 2, "calls": [...]}; version 1 rows are a list of calls, or one call
+
+
 def strategy_calls(session: Session, *, job_id: int) -> list[dict[str, Any]]:
-    """The calls logged since the job's strategy state was last saved whole, oldest first."""
+    """The calls logged since the job's strategy state was last saved whole, oldest first, from rows
+    of any version (a job taken over from an older scheduler replays what it logged)."""
     rows = session.scalars(select(StrategyCall.call).where(StrategyCall.job_id == job_id).order_by(StrategyCall.id))
-    return [call for row in rows for call in (row if isinstance(row, list) else [row])]
+    calls: list[dict[str, Any]] = []
+    for row in rows:
+        if isinstance(row, dict) and "version" in row:
+            if row["version"] != CALL_LOG_VERSION:
+                raise ValueError(f"job {job_id}'s strategy log has rows of version {row['version']!r}, newer than "
+                                 f"this Scion reads ({CALL_LOG_VERSION}); upgrade it")
+            calls += row["calls"]
+        else:
+            calls += row if isinstance(row, list) else [row]
+    return calls
 
 
 def log_strategy_calls(session: Session, *, job_id: int, calls: list[dict[str, Any]]) -> None:
     """One row for one pass's calls, however many."""
     if calls:
-        _core(session).execute(insert(StrategyCall), {"job_id": job_id, "call": _json_safe(calls)})
+        _core(session).execute(insert(StrategyCall), {
+            "job_id": job_id, "call": {"version": CALL_LOG_VERSION, "calls": _json_safe(calls)},
+        })
 
 
 def save_strategy_state(session: Session, *, job_id: int, state: dict[str, Any]) -> None:
