@@ -69,4 +69,3 @@ def get_architecture(job: JobDep, number: Number, session: SessionDep) -> Archit
         **info, status=trial.status,
         weights=artifacts.has_weights(job.spec, job.id, number, trial.status),
     )
-
