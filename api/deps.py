@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from api.kept import Kept
+from scion.errors import NotFound
 from scion.settings import get_settings
 from storage import repository as repo
 from storage import tokens
@@ -131,7 +132,7 @@ def get_job_or_404(job_id: JobId, session: SessionDep, principal: PrincipalDep) 
     """The job, or 404 when there is none or it is another owner's (whose existence is not revealed)."""
     job = repo.get_job(session, job_id=job_id)
     if job is None or not principal.may_see(job):
-        raise HTTPException(status_code=404, detail=f"job {job_id} not found")
+        raise NotFound(f"job {job_id} not found")
     return job
 
 

@@ -117,9 +117,6 @@ class AuthGate:
             scope.setdefault("state", {})["principal"] = OPEN
             await self.app(scope, receive, send)
             return
-        from fastapi import HTTPException
-        from fastapi.responses import JSONResponse
-        from sqlalchemy.exc import DBAPIError
         from starlette.datastructures import Headers
 
         from api import errors
@@ -127,10 +124,8 @@ class AuthGate:
 
         try:
             principal = await caller(Headers(scope=scope).get("authorization"))
-        except HTTPException as exc:
-            response = JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
-        except DBAPIError as exc:
-            response = await errors.database_unavailable(None, exc)
+        except errors.ANSWERED as exc:  # outside the app's handlers: answered as they would
+            response = await errors.answer(None, exc)
         else:
             scope.setdefault("state", {})["principal"] = principal
             await self.app(scope, receive, send)

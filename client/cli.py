@@ -373,12 +373,13 @@ def token_create(
     """Issue a token and print it once: it is stored hashed and cannot be shown again."""
     from sqlalchemy.exc import SQLAlchemyError
 
-    from storage.tokens import TokenError, create_token
+    import scion.errors
+    from storage.tokens import create_token
 
     try:
         with _token_session() as session:
             secret = create_token(session, name=name, owner=owner, is_admin=admin)
-    except TokenError as exc:
+    except scion.errors.ScionError as exc:
         err_console.print(f"[red]error:[/] {escape(str(exc))}")
         raise typer.Exit(1) from None
     except SQLAlchemyError as exc:
@@ -422,12 +423,13 @@ def token_revoke(name: Annotated[str, typer.Argument(help="The token's name.")])
     """Revoke a token: requests carrying it get 401 from now on."""
     from sqlalchemy.exc import SQLAlchemyError
 
-    from storage.tokens import TokenError, revoke_token
+    import scion.errors
+    from storage.tokens import revoke_token
 
     try:
         with _token_session() as session:
             revoke_token(session, name=name)
-    except TokenError as exc:
+    except scion.errors.ScionError as exc:
         err_console.print(f"[red]error:[/] {escape(str(exc))}")
         raise typer.Exit(1) from None
     except SQLAlchemyError as exc:

@@ -55,11 +55,7 @@ class ScionClient:
         except httpx.TransportError as exc:
             raise ScionError(0, f"cannot reach the Scion API at {self._http.base_url}: {exc}") from None
         if response.status_code >= 400:
-            try:
-                detail = response.json().get("detail", response.text)
-            except ValueError:
-                detail = response.text
-            raise ScionError(response.status_code, detail if isinstance(detail, str) else str(detail))
+            raise _error(response)
         return response.json()
 
     def submit(self, spec: dict[str, Any]) -> dict[str, Any]:

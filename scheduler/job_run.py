@@ -53,7 +53,7 @@ class JobRun:
         """Advance the job; False once the job is finished. ``activity`` is the job's row of
         ``repo.job_activity``, read at the start of this scheduler pass, which found the job held
         by this scheduler; the pass writes the job row only if that is still so
-        (``repo.update_held_job``, else ``repo.LeaseLost``). ``reap_lost=False`` spares trials with
+        (``repo.update_held_job``, else a Conflict: lease lost). ``reap_lost=False`` spares trials with
         stale heartbeats: right after a database outage every heartbeat is stale, though the
         workers live."""
         with session_scope(durable=False) as session:

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from broker.nudge import JOB, TRIAL, NudgeListener
 from scheduler.dispatch import Send, Waiting, celery_send, celery_waiting
 from scheduler.job_run import JobRun
+from scion.errors import Conflict
 from scion.settings import Settings, get_settings
 from storage import repository as repo
 from storage.db import autocommit, is_unreachable, session_scope
@@ -70,7 +71,7 @@ class Scheduler:
                 continue
             try:
                 alive = run.step(row, reap_lost=reap_lost)
-            except repo.LeaseLost as exc:
+            except Conflict as exc:  # lease lost: the job left this scheduler during the pass, which rolled back
                 del self.runs[job_id]
                 log.info("job %s: let go (%s)", job_id, exc)
                 continue

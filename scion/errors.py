@@ -27,15 +27,15 @@ class Conflict(ScionError):
 
 class Invalid(ScionError, ValueError):
     """``field`` is a dotted path into the request (``evaluator.dataset.path``); ``allowed`` the
-    values it may take, when they can be listed."""
+    values it may take, when they can be listed. ``message`` says what is wrong with the field
+    (and what is allowed) without naming it; ``str()`` is ``"field: message"``."""
 
     def __init__(self, field: str, message: str, allowed: Iterable[object] | None = None) -> None:
         self.field = field
         self.allowed = tuple(allowed) if allowed is not None else None
         self.reason = message
-        if self.allowed:
-            message = f"{message}; allowed: {', '.join(str(a) for a in self.allowed)}"
-        super().__init__(f"{field}: {message}")
+        self.message = f"{message}; allowed: {', '.join(str(a) for a in self.allowed)}" if self.allowed else message
+        super().__init__(f"{field}: {self.message}")
 
 
 class Unavailable(ScionError):

@@ -29,6 +29,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session, defer
 
+from scion.errors import Conflict, NotFound
 from storage.db import utcnow
 from storage.models import (
     TERMINAL_JOB_STATUSES,
@@ -42,10 +43,6 @@ from storage.models import (
 )
 
 IN_FLIGHT = ("pending", "queued", "running")
-
-
-class Conflict(Exception):
-    """The request does not fit the object's current state (e.g. cancelling a finished job)."""
 
 
 def _core(db: Session | Connection) -> Connection:
@@ -138,10 +135,11 @@ def kth_best_score(session: Session, *, job_id: int, k: int) -> float | None:
 
 
 def cancel_job(session: Session, *, job_id: int) -> Job:
-    """Cancel a job: queued trials are withdrawn now, running ones stop at their next epoch."""
+    """Cancel a job: queued trials are withdrawn now, running ones stop at their next epoch.
+    NotFound without such a job, Conflict when it has already ended."""
     job = session.get(Job, job_id, with_for_update=True)
     if job is None:
-        raise KeyError(job_id)
+        raise NotFound(f"job {job_id} not found")
     if job.status in TERMINAL_JOB_STATUSES:
         raise Conflict(f"job {job_id} is already {job.status}; only pending or running jobs can be cancelled")
     now = utcnow()
@@ -235,11 +233,6 @@ def release_lease(session: Session, *, job_id: int, owner: str) -> None:
     )
 
 
-class LeaseLost(Exception):
-    """The job left this scheduler during its pass (cancelled, finished, its lease taken over):
-    the pass's writes are rolled back and the job is let go."""
-
-
 def job_activity(db: Session | Connection, *, job_ids: list[int]) -> dict[int, Row]:
     """For each job that exists, what a scheduler pass starts from, in one query for all jobs:
     the job row's ``status``, ``lease_owner``, ``lease_expires_at``, ``trials_created`` and
@@ -260,12 +253,12 @@ def holds_lease(activity: Row, *, owner: str) -> bool:
 
 def update_held_job(db: Session | Connection, *, job_id: int, owner: str, **values: Any) -> None:
     """Write the job row from the scheduler holding it, in one conditional statement: raises
-    ``LeaseLost`` (and the caller's transaction is to be rolled back) when the job is no longer
+    Conflict (and the caller's transaction is to be rolled back) when the job is no longer
     running under ``owner``'s lease, e.g. cancelled by a user since the pass began."""
     held = _core(db).execute(update(Job).where(Job.id == job_id, Job.lease_owner == owner,
                                                Job.status.in_(("pending", "running"))).values(**values))
     if held.rowcount != 1:
-        raise LeaseLost(f"job {job_id} is no longer held by {owner}")
+        raise Conflict(f"job {job_id} is no longer held by {owner}")
 
 
 def job_plan(session: Session, *, job_id: int) -> Row:

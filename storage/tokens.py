@@ -14,6 +14,7 @@ from datetime import timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from scion.errors import Conflict, Invalid, NotFound
 from storage.db import utcnow
 from storage.models import ApiToken
 
@@ -23,10 +24,6 @@ NAME_MAX = 100
 TOUCH_EVERY = timedelta(seconds=60)
 
 
-class TokenError(ValueError):
-    """A token operation that cannot be done as asked (duplicate or unknown name, bad input)."""
-
-
 def hash_secret(secret: str) -> str:
     return hashlib.sha256(secret.encode("utf-8", "surrogatepass")).hexdigest()
 
@@ -34,16 +31,17 @@ def hash_secret(secret: str) -> str:
 def _check_name(what: str, value: str) -> str:
     value = value.strip()
     if not value or len(value) > NAME_MAX or not value.isprintable():
-        raise TokenError(f"{what} must be 1 to {NAME_MAX} printable characters, got {value!r}")
+        raise Invalid(what, f"must be 1 to {NAME_MAX} printable characters, got {value!r}")
     return value
 
 
 def create_token(session: Session, *, name: str, owner: str | None = None, is_admin: bool = False) -> str:
-    """Store a new token and return its secret (the only time it exists outside the caller)."""
+    """Store a new token and return its secret (the only time it exists outside the caller).
+    Invalid for an empty or overlong name or owner, Conflict for a name already taken."""
     name = _check_name("name", name)
     owner = _check_name("owner", owner) if owner is not None else name
     if session.scalar(select(ApiToken.id).where(ApiToken.name == name)) is not None:
-        raise TokenError(f"a token named {name!r} already exists (names stay taken after revocation)")
+        raise Conflict(f"a token named {name!r} already exists (names stay taken after revocation)")
     secret = PREFIX + secrets.token_urlsafe(32)
     session.add(ApiToken(name=name, owner=owner, secret_hash=hash_secret(secret), is_admin=is_admin,
                          created_at=utcnow()))
@@ -58,7 +56,7 @@ def list_tokens(session: Session) -> list[ApiToken]:
 def revoke_token(session: Session, *, name: str) -> ApiToken:
     token = session.scalar(select(ApiToken).where(ApiToken.name == name))
     if token is None:
-        raise TokenError(f"no token named {name!r}")
+        raise NotFound(f"no token named {name!r}")
     if token.revoked_at is None:
         token.revoked_at = utcnow()
     return token

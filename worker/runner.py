@@ -19,6 +19,7 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
+import torch
 from sqlalchemy import Row
 from sqlalchemy.exc import DBAPIError
 
@@ -200,12 +201,14 @@ def _evaluate(trial: Row, ctx: TrialContext, raw_spec: dict[str, Any] | None) ->
         raise
     except MemoryError:
         outcome = dict(status="failed", error="out of memory: the candidate did not fit in host memory")
+    except torch.cuda.OutOfMemoryError as exc:
+        # An accelerator's memory (torch.OutOfMemoryError itself from torch 2.5), from an evaluator
+        # that does not turn it into TrialFailed as worker.training.trainer.run_oom_guarded does.
+        outcome = dict(status="failed", error=f"out of memory: {exc}"[:_ERROR_LIMIT])
+        log.warning("trial %s failed: %s", trial.id, exc)
     except Exception as exc:  # a broken candidate fails alone; the worker lives on
-        if type(exc).__name__ == "OutOfMemoryError":
-            outcome = dict(status="failed", error=f"out of memory: {exc}"[:_ERROR_LIMIT])
-        else:
-            tail = "".join(traceback.format_exception(exc)[-3:])
-            outcome = dict(status="failed", error=f"{type(exc).__name__}: {exc}\n{tail}"[:_ERROR_LIMIT])
+        tail = "".join(traceback.format_exception(exc)[-3:])
+        outcome = dict(status="failed", error=f"{type(exc).__name__}: {exc}\n{tail}"[:_ERROR_LIMIT])
         log.warning("trial %s failed: %s", trial.id, exc)
     return {**outcome, "trial_id": trial.id, "attempt": trial.attempts, "began": began, "ended": utcnow()}
 

@@ -10,15 +10,12 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, HTTPException, Path, Query
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse
-from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
-from api.deps import MAX_ID, JobDep, Principal, SessionDep
+from api.deps import MAX_ID, JobDep, SessionDep
 from api.schemas import ArchitecturePublic
-from scion import retrain
-from scion.spec import JobRequest
+from scion.errors import NotFound
 from storage import artifacts
 from storage import repository as repo
 from storage.models import Job, Trial
@@ -34,7 +31,7 @@ FORMAT_HELP = "; ".join(f"{f.name}: {f.summary}" for f in artifacts.FORMATS.valu
 def _trial_or_404(session: Session, job: Job, number: int) -> Trial:
     trial = repo.get_trial(session, job_id=job.id, number=number)
     if trial is None:
-        raise HTTPException(status_code=404, detail=f"job {job.id} has no trial {number}")
+        raise NotFound(f"job {job.id} has no trial {number}")
     return trial
 
 
@@ -72,20 +69,3 @@ def get_architecture(job: JobDep, number: Number, session: SessionDep) -> Archit
         **info, status=trial.status,
         weights=artifacts.has_weights(job.spec, job.id, number, trial.status),
     )
-
-
-def resolve_submission(session: Session, spec: JobRequest, principal: Principal) -> JobRequest:
-    """A retrain job's ``from_job`` resolved to its architecture (404 / 422 with the reason);
-    any other spec unchanged."""
-    try:
-        return retrain.resolve(session, spec, visible=principal.may_see)
-    except retrain.SourceNotFound as exc:
-        raise HTTPException(status_code=404, detail=str(exc)) from None
-    except retrain.SourceUnusable as exc:
-        field, _, message = str(exc).partition(": ")
-        raise RequestValidationError([{"type": "value_error", "loc": ("body", *field.split(".")),
-                                       "msg": message, "input": None}]) from None
-    except ValidationError as exc:
-        raise RequestValidationError(
-            [{**e, "loc": ("body", *e.get("loc", ()))} for e in exc.errors(include_url=False)]
-        ) from None

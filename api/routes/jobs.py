@@ -4,11 +4,12 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 import numpy as np
-from fastapi import APIRouter, HTTPException, Path, Query
+from fastapi import APIRouter, Path, Query
 from fastapi.exceptions import RequestValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from api import retrain
 from api.deps import MAX_ID, JobDep, JobId, PageLimit, PrincipalDep, SessionDep, read_job
 from api.routes import artifacts as artifact_routes
 from api.schemas import (
@@ -22,6 +23,7 @@ from api.schemas import (
     TrialSummary,
 )
 from broker.nudge import JOB, nudger
+from scion.errors import NotFound
 from scion.pareto import orient, pareto_mask
 from scion.settings import get_settings
 from scion.spec import JobSpec
@@ -56,7 +58,7 @@ def _check_caps(spec: JobCreate) -> None:
 
 @router.post("", status_code=201, response_model=JobPublic, summary="Submit a search job")
 def submit_job(spec: JobCreate, session: SessionDep, principal: PrincipalDep) -> JobPublic:
-    spec = artifact_routes.resolve_submission(session, spec, principal)  # a retrain job's from_job
+    spec = retrain.resolve(session, spec, visible=principal.may_see)  # a retrain job's from_job
     _check_caps(spec)
     job = repo.create_job(session, name=spec.name, spec=JobSpec.of(spec).model_dump(mode="json"), owner=principal.owner)
     session.commit()
@@ -81,11 +83,7 @@ async def get_job(job_id: JobId, principal: PrincipalDep) -> JobPublic:
 
 @router.post("/{job_id}/cancel", response_model=JobPublic, summary="Cancel a job")
 def cancel_job(job: JobDep, session: SessionDep) -> JobPublic:
-    try:
-        job = repo.cancel_job(session, job_id=job.id)
-    except repo.Conflict as exc:
-        raise HTTPException(status_code=409, detail=str(exc)) from None
-    return _public(session, job)
+    return _public(session, repo.cancel_job(session, job_id=job.id))
 
 
 @router.get("/{job_id}/trials", response_model=TrialsPublic, summary="A page of a job's trials")
@@ -113,7 +111,7 @@ async def list_trials(
 def get_trial(job: JobDep, number: Annotated[int, Path(ge=0, le=MAX_ID)], session: SessionDep) -> TrialPublic:
     trial = repo.get_trial(session, job_id=job.id, number=number)
     if trial is None:
-        raise HTTPException(status_code=404, detail=f"job {job.id} has no trial {number}")
+        raise NotFound(f"job {job.id} has no trial {number}")
     history = repo.trial_history(session, trial_id=trial.id, attempt=trial.attempts)
     return TrialPublic(
         **TrialSummary.of(trial).model_dump(), worker=trial.worker, fidelity=trial.fidelity,
@@ -125,7 +123,7 @@ def get_trial(job: JobDep, number: Annotated[int, Path(ge=0, le=MAX_ID)], sessio
 def get_best(job: JobDep, session: SessionDep) -> TrialSummary:
     best = repo.best_trial(session, job_id=job.id)
     if best is None:
-        raise HTTPException(status_code=404, detail=f"job {job.id} has no completed trial yet")
+        raise NotFound(f"job {job.id} has no completed trial yet")
     return TrialSummary.of(best)
 
 

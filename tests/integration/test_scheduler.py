@@ -313,6 +313,51 @@ def test_failing_candidate_fails_alone(settings_env, make_broker, monkeypatch):
     assert sorted(m.split(":")[0] for m in failed) == ["trial 1 failed", "trial 2 failed"]
 
 
+@pytest.mark.parametrize("guarded", [True, False], ids=["evaluator-guards", "worker-catches"])
+def test_a_candidate_out_of_memory_fails_alone(settings_env, make_broker, monkeypatch, guarded):
+    """A candidate whose forward runs out of accelerator memory (torch's OutOfMemoryError, known by
+    its type) fails with an out-of-memory error and the job goes on: the train evaluator turns it
+    into a failure itself (worker.training.trainer.run_oom_guarded); for an evaluator that does
+    not, the worker does."""
+    import torch
+
+    from spaces.nb201 import NB201Space
+    from worker.training import trainer
+
+    job_id = make_job(train_spec(budget={"max_trials": 2, "max_parallel": 2}))
+    broker = make_broker()
+    broker.hold = True
+    scheduler = Scheduler(settings_env, send=broker.send, owner="only")
+    scheduler.step()
+    greedy = get_trials(job_id)[0]
+    out_of_memory = torch.cuda.OutOfMemoryError if guarded else torch.OutOfMemoryError
+    build = NB201Space.build
+
+    class Greedy(torch.nn.Module):
+        def __init__(self, net: torch.nn.Module) -> None:
+            super().__init__()
+            self.net = net
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            raise out_of_memory("CUDA out of memory. Tried to allocate 1 TiB")
+
+    def build_greedily(self, arch, input_shape, num_classes):
+        net = build(self, arch, input_shape, num_classes)
+        return Greedy(net) if self.key(arch) == greedy.arch_key else net
+
+    monkeypatch.setattr(NB201Space, "build", build_greedily)
+    if not guarded:
+        monkeypatch.setattr(trainer, "run_oom_guarded", lambda fn, *args, **kwargs: fn(*args, **kwargs))
+    broker.hold = False
+    job = drive(scheduler, broker, job_id, poll=0, timeout=120)
+
+    assert job.status == "completed", job.error
+    trials = get_trials(job_id)
+    assert [t.status for t in trials] == ["failed", "completed"], [(t.status, t.error) for t in trials]
+    assert trials[0].error == "out of memory: CUDA out of memory. Tried to allocate 1 TiB"
+    assert [e.message.split(":")[0] for e in get_events(job_id, "trial_failed")] == ["trial 0 failed"]
+
+
 def test_diverging_training_fails_every_trial_and_the_job(settings_env, make_broker):
     with pytest.raises(ValidationError, match="lr"):
         JobSpec.model_validate(train_spec(lr=1e30))
