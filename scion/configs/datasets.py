@@ -430,7 +430,7 @@ def describe_datasets() -> list[dict[str, Any]]:
             "num_classes": entry.config.num_classes,
             "splits": None,
         }
-        if (examples := entry.config().num_examples()) is not None:
+        if (examples := entry.config.model_construct().num_examples()) is not None:
             train, val, test = split_sizes(examples)
             details["splits"] = {"train": train, "val": val, "test": test}
         if issubclass(entry.config, _FileConfig):

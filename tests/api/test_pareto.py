@@ -10,7 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.main import create_app
-from scion.spec import JobSpec
+from scion.spec import JobRequest
 from storage.db import session_scope, utcnow
 from storage.models import Trial
 
@@ -26,7 +26,7 @@ def client(settings_env) -> Iterator[TestClient]:
 
 
 def submit(client: TestClient, objectives: list[dict[str, Any]]) -> dict[str, Any]:
-    spec = JobSpec.model_validate({
+    spec = JobRequest.model_validate({
         "name": "pareto",
         "space": {"type": "nb201", "channels": 8, "cells_per_stage": 1},
         "strategy": {"type": "nsga2"},

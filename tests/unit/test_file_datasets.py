@@ -13,7 +13,7 @@ import pytest
 import torch
 from pydantic import ValidationError
 
-from scion.configs.datasets import split_sizes
+from scion.configs.datasets import describe_datasets, split_sizes
 from scion.data_paths import DataPathError, resolve_data_path
 from scion.settings import Settings, get_settings
 from scion.spec import JobSpec
@@ -310,7 +310,7 @@ def test_a_file_gone_at_load_fails_the_trial_naming_the_path(root: Path) -> None
 
 
 def test_describe_lists_file_datasets_without_reading_files() -> None:
-    info = {e["name"]: e for e in ds.describe()}
+    info = {e["name"]: e for e in describe_datasets()}
     assert {"npz", "image_folder", "cifar10", "cifar100"} <= set(info)
     assert info["npz"]["details"]["splits"] is None and "path" in info["npz"]["json_schema"]["required"]
     assert info["cifar10"]["details"]["input_shape"] == [3, 32, 32]

@@ -12,6 +12,7 @@ import torch
 from pydantic import ValidationError
 from torch import nn
 
+from scion.configs.datasets import describe_datasets
 from spaces.nb201 import NB201Config, NB201Space
 from worker.evaluators import EVALUATORS, TrialFailed, TrialStopped, make_evaluator
 from worker.evaluators.tabular import TabularConfig, TabularEvaluator
@@ -81,7 +82,7 @@ def rows(a: np.ndarray) -> set[bytes]:
 
 def test_digits_shapes_split_sizes_and_standardisation() -> None:
     d = ds.load_dataset("digits")
-    info = {e["name"]: e for e in ds.describe()}["digits"]
+    info = {e["name"]: e for e in describe_datasets()}["digits"]
     assert d.input_shape == (1, 8, 8) == tuple(info["details"]["input_shape"]) and d.num_classes == 10
     sizes = (len(d.y_train), len(d.y_val), len(d.y_test))
     assert sizes == (1257, 270, 270) == tuple(info["details"]["splits"].values())
@@ -121,7 +122,7 @@ def test_mnist1d_generated_offline_with_fixed_seed() -> None:
 
 def test_describe_is_cheap_and_json() -> None:
     ds._load_cached.cache_clear()
-    info = {e["name"]: e for e in ds.describe()}
+    info = {e["name"]: e for e in describe_datasets()}
     assert ds._load_cached.cache_info().currsize == 0  # nothing was loaded to describe
     assert {"digits", "mnist1d"} <= set(info)  # file datasets (npz, cifar10, ...) describe themselves too
     assert info["mnist1d"]["details"]["splits"] == {"train": 2800, "val": 600, "test": 600}
