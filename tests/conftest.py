@@ -70,6 +70,15 @@ def postgres_url() -> Iterator[str]:
 
 
 @pytest.fixture
+def chromium() -> Path:
+    """Debian's headless Chromium, which .ci/run installs where it is missing."""
+    path = Path("/usr/bin/chromium")
+    if not path.exists():
+        unavailable("Chromium", FileNotFoundError(f"{path} is not installed (apt-get install chromium)"))
+    return path
+
+
+@pytest.fixture
 def redis_url() -> str:
     import redis
 

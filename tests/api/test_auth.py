@@ -29,7 +29,7 @@ from storage import tokens
 from storage.db import session_scope
 from storage.models import ApiToken
 from tests.api.test_api import add_trial, no_traceback, train_spec
-from tests.api.test_web import CHROMIUM, _render
+from tests.api.test_web import _render
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -291,9 +291,8 @@ def test_page_sends_a_stored_token_and_asks_for_one_on_401() -> None:
     assert "e.status === 401" in html
 
 
-@pytest.mark.skipif(not CHROMIUM.exists(), reason="/usr/bin/chromium is not installed")
 def test_browser_asks_for_a_token_when_the_api_wants_one(
-    live_server: str, sqlite_env: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    live_server: str, sqlite_env: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chromium: Path
 ) -> None:
     monkeypatch.setenv("SCION_AUTH", "on")
     get_settings.cache_clear()

@@ -3,7 +3,6 @@ by a real headless browser against a real server, the way a person would open it
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 from datetime import timedelta
 from pathlib import Path
@@ -18,7 +17,6 @@ from storage.models import Trial
 
 pytestmark = pytest.mark.timeout(120)
 
-CHROMIUM = Path("/usr/bin/chromium")
 ARCH = ["nor_conv_3x3", "nor_conv_3x3", "skip_connect", "nor_conv_1x1", "avg_pool_3x3", "none"]
 BEST_KEY = "|nor_conv_3x3~0|+|nor_conv_3x3~0|skip_connect~1|+|nor_conv_1x1~0|avg_pool_3x3~1|none~2|"
 OTHER_KEY = "|skip_connect~0|+|none~0|skip_connect~1|+|none~0|none~1|skip_connect~2|"
@@ -81,10 +79,10 @@ def _add_trials(db_url: str, job_id: int) -> None:
             ))
 
 
-def _render(url: str, tmp_path: Path) -> str:
+def _render(url: str, tmp_path: Path, chromium: Path = Path("/usr/bin/chromium")) -> str:
     """The DOM after the page's scripts ran, as headless Chromium serialises it."""
     result = subprocess.run(
-        [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        [str(chromium), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
          "--disable-component-update", "--no-first-run", "--disable-dev-shm-usage",
          f"--user-data-dir={tmp_path / 'chromium-profile'}", "--virtual-time-budget=5000",
          "--dump-dom", url],
@@ -94,9 +92,7 @@ def _render(url: str, tmp_path: Path) -> str:
     return result.stdout
 
 
-@pytest.mark.skipif(not CHROMIUM.exists() or shutil.which(str(CHROMIUM)) is None,
-                    reason="/usr/bin/chromium is not installed")
-def test_browser_shows_jobs_and_trials(live_server: str, sqlite_env: str, tmp_path: Path) -> None:
+def test_browser_shows_jobs_and_trials(live_server: str, sqlite_env: str, tmp_path: Path, chromium: Path) -> None:
     with httpx.Client(base_url=live_server, timeout=10) as api:
         response = api.post("/v1/jobs", json=spec(JOB_NAME))
         assert response.status_code == 201, response.text
