@@ -59,6 +59,7 @@ class Evaluator(ABC):
     recorded: ClassVar[tuple[str, ...]] = ()  # further metrics stored with the trial, never shown to a strategy
     constraint_metrics: ClassVar[tuple[str, ...]] = ()  # costs measured before training, usable as constraints
     tunable: ClassVar[tuple[str, ...]] = ()  # config fields a space may search per trial (training_settings)
+    keeps_weights: ClassVar[bool] = False  # a completed trial leaves a checkpoint at ctx.artifact_path (exportable)
 
     def __init__(self, config: BaseModel) -> None:
         self.config = config

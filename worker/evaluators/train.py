@@ -55,6 +55,7 @@ def arch_seed(key: str) -> int:
 class TrainEvaluator(Evaluator):
     Config = TrainConfig
     queue = "gpu"
+    keeps_weights = True
     objectives = (
         Metric("val_acc", "max", "Validation accuracy (%) after the last epoch."),
         Metric("params", "min", "Number of parameters."),
