@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from scion.registry import Registry
 from scion.settings import get_settings
 
 ONNX_OPSET = 17
@@ -155,6 +156,16 @@ def stored_dataset(spec: dict[str, Any]) -> dict[str, Any] | None:
     return {"type": raw} if isinstance(raw, str) else raw
 
 
+def declared_signature(spec: dict[str, Any], datasets: Registry[Any]) -> tuple[tuple[int, ...], int] | None:
+    """(input_shape, num_classes) when the job's dataset declares them in the dataset registry
+    (built-ins), without loading it; None for a file dataset, whose files alone tell."""
+    raw = stored_dataset(spec)
+    source = datasets[raw["type"]].factory if raw is not None and raw.get("type") in datasets else None
+    if source is None or source.input_shape is None or source.num_classes is None:
+        return None
+    return tuple(source.input_shape), int(source.num_classes)
+
+
 def architecture_record(spec: dict[str, Any], job_id: int, number: int, arch: Any, arch_key: str,
                         signature: tuple[tuple[int, ...], int] | None) -> dict[str, Any]:
     """The architecture as JSON: enough to rebuild the network with ``spaces.make_space(space)
@@ -184,7 +195,7 @@ def recorded_signature(job_id: int, number: int, root: Path | None = None) -> tu
 
 __all__ = [
     "FORMATS", "ONNX_OPSET", "ExportFormat", "architecture_record", "artifact_root", "checkpoint_path",
-    "checkpoint_stamp", "download_name", "export_path", "failure_path", "has_weights", "read_json",
-    "record_failure", "record_path", "recorded_failure", "recorded_signature", "stale_exports", "stored_dataset",
-    "trial_dir", "write_atomic", "write_json",
+    "checkpoint_stamp", "declared_signature", "download_name", "export_path", "failure_path", "has_weights",
+    "read_json", "record_failure", "record_path", "recorded_failure", "recorded_signature", "stale_exports",
+    "stored_dataset", "trial_dir", "write_atomic", "write_json",
 ]

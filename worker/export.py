@@ -46,21 +46,10 @@ class NoWeights(ExportFailed):
 # ---------------------------------------------------------------- what a trial's network is
 
 
-def static_signature(spec: dict[str, Any]) -> tuple[tuple[int, ...], int] | None:
-    """(input_shape, num_classes) when the dataset declares them (built-ins), without loading it."""
-    raw = artifacts.stored_dataset(spec)
-    if raw is None or raw.get("type") not in DATASETS:
-        return None
-    source = DATASETS[raw["type"]].factory
-    if source.input_shape is None or source.num_classes is None:
-        return None
-    return tuple(source.input_shape), int(source.num_classes)
-
-
 def signature(spec: dict[str, Any]) -> tuple[tuple[int, ...], int]:
     """(input_shape, num_classes) the network was built for. A file dataset knows them only from
     its files, which this worker must then be able to read (below one of its data roots)."""
-    known = static_signature(spec)
+    known = artifacts.declared_signature(spec, DATASETS)
     if known is not None:
         return known
     raw = artifacts.stored_dataset(spec)
@@ -207,5 +196,5 @@ def export_trial(job_id: int, number: int, fmt: str, request: str) -> Path | Non
 
 __all__ = [
     "ExportFailed", "NoWeights", "Trained", "build", "check_exportable", "export", "export_trial", "load_trained",
-    "signature", "static_signature",
+    "signature",
 ]

@@ -109,21 +109,12 @@ def download_model(
         time.sleep(POLL_S)
 
 
-def _declared_signature(spec: dict[str, Any]) -> tuple[tuple[int, ...], int] | None:
-    """(input_shape, num_classes) when the job's dataset declares them (built-ins); a file
-    dataset's are known once a worker's export has read its files and recorded them."""
-    raw = artifacts.stored_dataset(spec)
-    source = DATASETS[raw["type"]].factory if raw is not None and raw.get("type") in DATASETS else None
-    if source is None or source.input_shape is None or source.num_classes is None:
-        return None
-    return tuple(source.input_shape), int(source.num_classes)
-
-
 @router.get("/{job_id}/trials/{number}/architecture", response_model=ArchitecturePublic,
             summary="A trial's architecture as JSON (any trial, any evaluator)")
 def get_architecture(job: JobDep, number: Number, session: SessionDep) -> ArchitecturePublic:
     trial = _trial_or_404(session, job, number)
-    signature = _declared_signature(job.spec) or artifacts.recorded_signature(job.id, number)
+    # a file dataset's shape is known once a worker's export has read its files and recorded it
+    signature = artifacts.declared_signature(job.spec, DATASETS) or artifacts.recorded_signature(job.id, number)
     info = artifacts.architecture_record(job.spec, job.id, number, trial.arch, trial.arch_key, signature)
     return ArchitecturePublic(**info, status=trial.status, weights=artifacts.has_weights(job.id, number, trial.status))
 
