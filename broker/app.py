@@ -1,7 +1,8 @@
 """The Celery application shared by the scheduler and the API (which send) and the workers (which run).
 
-The broker only carries "evaluate trials N…" messages (one trial each, or several cheap ones):
-the database holds everything else, so a lost message costs a re-send, never a result.
+The broker only carries "evaluate trials N…" messages (one trial each, or several cheap ones) and
+"export trial N as F" requests from the API: the database and the artifact store hold everything
+else, so a lost message costs a re-send, never a result.
 """
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ from celery import Celery
 from scion.settings import get_settings
 
 QUEUES = ("gpu", "cpu")
-TASK = "scion.evaluate_trials"  # the one task: evaluate the trials whose ids it carries (worker/tasks.py)
+TASK = "scion.evaluate_trials"  # evaluate the trials whose ids it carries (worker/tasks.py)
+EXPORT_TASK = "scion.export_model"  # write a trial's network in a format into the artifact store (worker/export.py)
+EXPORT_QUEUE = "export"  # every worker serves it besides its own queues, so any of them exports
 
 
 def make_celery() -> Celery:

@@ -308,17 +308,20 @@ def scheduler() -> None:
 
 @app.command()
 def worker(
-    queues: Annotated[str, typer.Option(help="Comma-separated queues: gpu (training), cpu (look-ups).")] = "gpu,cpu",
+    queues: Annotated[str, typer.Option(help="Comma-separated queues: gpu (training), cpu (look-ups). Every "
+                                          "worker also serves export (model downloads).")] = "gpu,cpu",
     concurrency: Annotated[int | None, typer.Option(help="Processes; default one per GPU, else 1.")] = None,
 ) -> None:
-    """Run a Celery worker that evaluates trials (one process per GPU)."""
+    """Run a Celery worker that evaluates trials (one process per GPU) and exports trained networks."""
     import torch
 
-    from broker.app import celery_app
+    from broker.app import EXPORT_QUEUE, celery_app
 
     n = concurrency or max(1, torch.cuda.device_count())
+    served = [q for q in (part.strip() for part in queues.split(",")) if q]
+    served += [EXPORT_QUEUE] if EXPORT_QUEUE not in served else []
     os.environ.setdefault("SCION_WORKER_THREADS", str(max(1, (os.cpu_count() or 1) // n)))
-    celery_app.worker_main(["worker", f"--concurrency={n}", f"--queues={queues}", "--pool=prefork",
+    celery_app.worker_main(["worker", f"--concurrency={n}", f"--queues={','.join(served)}", "--pool=prefork",
                             "--loglevel=INFO", "--without-gossip", "--without-mingle"])
 
 

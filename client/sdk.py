@@ -91,29 +91,44 @@ class ScionClient:
         """Save a completed trial's trained network as ``format`` (onnx, torchscript or state_dict)
         to ``path``: a file, or a directory (default: the current one) to hold it under the
         server's file name. Written atomically; returns the file's path. The first download of a
-        format makes the server export it, which takes seconds for a small network."""
+        format has a worker export it, which takes seconds for a small network: while the server
+        answers 202 this asks again after its Retry-After, for up to ``timeout`` seconds in all."""
         url = f"/v1/jobs/{job_id}/trials/{number}/model"
+        deadline = time.monotonic() + timeout
         try:
-            with self._http.stream("GET", url, params={"format": format}, timeout=timeout) as response:
-                if response.status_code >= 400:
-                    response.read()
-                    raise _error(response)
-                target = Path(path) if path is not None else Path.cwd()
-                if target.is_dir():
-                    match = re.search(r'filename="?([^";]+)"?', response.headers.get("content-disposition", ""))
-                    name = Path(match.group(1)).name if match else f"scion-job{job_id}-trial{number}.{format}"
-                    target = target / name
-                target.parent.mkdir(parents=True, exist_ok=True)
-                partial = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.partial")
-                try:
-                    with partial.open("wb") as out:
-                        for chunk in response.iter_bytes():
-                            out.write(chunk)
-                    partial.replace(target)
-                finally:
-                    partial.unlink(missing_ok=True)
+            while True:
+                with self._http.stream("GET", url, params={"format": format},
+                                       timeout=max(1.0, deadline - time.monotonic())) as response:
+                    if response.status_code == 202:
+                        response.read()
+                        wait = float(response.headers.get("retry-after", "1"))
+                        if time.monotonic() + wait > deadline:
+                            raise ScionError(202, f"{_error(response).detail} (still not ready after {timeout:g} s)")
+                        time.sleep(wait)
+                        continue
+                    if response.status_code >= 400:
+                        response.read()
+                        raise _error(response)
+                    return self._save(response, path, f"scion-job{job_id}-trial{number}.{format}")
         except httpx.TransportError as exc:
             raise ScionError(0, f"cannot reach the Scion API at {self._http.base_url}: {exc}") from None
+
+    @staticmethod
+    def _save(response: httpx.Response, path: str | os.PathLike[str] | None, fallback_name: str) -> Path:
+        """Stream the response's body to ``path`` (a file, or a directory for the server's file name)."""
+        target = Path(path) if path is not None else Path.cwd()
+        if target.is_dir():
+            match = re.search(r'filename="?([^";]+)"?', response.headers.get("content-disposition", ""))
+            target = target / (Path(match.group(1)).name if match else fallback_name)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.partial")
+        try:
+            with partial.open("wb") as out:
+                for chunk in response.iter_bytes():
+                    out.write(chunk)
+            partial.replace(target)
+        finally:
+            partial.unlink(missing_ok=True)
         return target
 
     def best(self, job_id: int) -> dict[str, Any]:

@@ -86,6 +86,11 @@ class Settings(BaseSettings):
     artifacts: Path | None = Field(
         None, description="Trained weights and checkpoints; a path every worker shares (default: home/artifacts)."
     )
+    export_wait_seconds: float = Field(
+        30.0, ge=0,
+        description="How long a model download waits for a worker to export the network before it answers 202 "
+                    "with Retry-After (the client asks again; the export goes on).",
+    )
     data_roots: Annotated[list[Path], NoDecode] = Field(
         default_factory=list,
         description=(

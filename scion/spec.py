@@ -18,6 +18,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from scion.components import EVALUATORS, SPACES, STRATEGIES
+from scion.configs.datasets import stored_dataset
 from scion.configs.early_stopping import CurveStoppingConfig
 from scion.space import InvalidArchitecture, InvalidSpace, SearchSpace, check_input, searched_settings
 
@@ -325,10 +326,40 @@ def load_spec(stored: dict[str, Any]) -> JobSpec:
     return JobSpec.model_validate(stored, context=TRUSTED)
 
 
+def weightless(stored: dict[str, Any], job_id: int, number: int) -> str | None:
+    """Why a trial of this stored spec can have no weights to export (its evaluator keeps none),
+    or None when it can."""
+    evaluator = stored["evaluator"]["type"]
+    if EVALUATORS[evaluator].config.keeps_weights:
+        return None
+    return (f"trial {number} of job {job_id} was scored by the {evaluator!r} evaluator, which trains no weights; "
+            f"only its architecture can be exported (GET /v1/jobs/{job_id}/trials/{number}/architecture), or "
+            f"trained: submit a retrain job with retrain.from_job {job_id}")
+
+
+def architecture_record(spec: dict[str, Any], job_id: int, number: int, arch: Any, arch_key: str,
+                        signature: tuple[tuple[int, ...], int] | None) -> dict[str, Any]:
+    """The architecture as JSON: enough to rebuild the network with ``spaces.make_space(space)
+    .build(arch, input_shape, num_classes)``; ``signature`` is (input_shape, num_classes) when known."""
+    shape, classes = signature if signature is not None else (None, None)
+    return {
+        "job_id": job_id,
+        "trial": number,
+        "space": spec["space"],
+        "arch": arch,
+        "arch_key": arch_key,
+        "evaluator": spec["evaluator"]["type"],
+        "dataset": stored_dataset(spec),
+        "input_shape": list(shape) if shape is not None else None,
+        "num_classes": classes,
+    }
+
+
 def make_space(config: Any) -> SearchSpace:
     """The space a config describes, built by the implementation ``spaces/`` registered."""
     return SPACES[config.type].factory(config)
 
 
 __all__ = ["SPEC_VERSION", "Budget", "Constraint", "JobRequest", "JobSpec", "Objective", "RetrainSource",
-           "load_spec", "make_space", "unstorable"]
+           "architecture_record", "load_spec", "make_space", "unstorable",
+           "weightless"]

@@ -27,6 +27,7 @@ from broker.nudge import nudger
 from scion.settings import get_settings
 from scion.spec import Constraint, JobSpec, load_spec
 from spaces import SearchSpace, make_space
+from storage import artifacts
 from storage import repository as repo
 from storage.db import autocommit, retry_unreachable, session_scope, utcnow
 from worker.evaluators import make_evaluator
@@ -123,7 +124,7 @@ class TrialContext:
         self._stop.set()
 
     def artifact_path(self, number: int) -> Path:
-        return get_settings().artifact_root / f"job-{self.job_id}" / f"trial-{number}" / "checkpoint.pt"
+        return artifacts.checkpoint_path(self.job_id, number)
 
     def check_costs(self, costs: dict[str, float]) -> None:
         """Called once the candidate is built and measured, before it trains: a candidate outside

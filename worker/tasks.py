@@ -6,9 +6,10 @@ import os
 
 from celery.signals import worker_process_init
 
-from broker.app import TASK, celery_app
+from broker.app import EXPORT_TASK, TASK, celery_app
 from scion.settings import get_settings
 from storage.db import dispose_engines
+from worker.export import export_trial
 from worker.runner import run_trials
 
 _device: str | None = None  # chosen per pool process at start-up
@@ -52,3 +53,8 @@ def evaluate_trials(trial_ids: list[int]) -> None:
     from worker.training.trainer import pick_device
 
     run_trials(trial_ids, _device or pick_device(get_settings().worker_device))
+
+
+@celery_app.task(name=EXPORT_TASK, acks_late=True, ignore_result=True)
+def export_model(job_id: int, number: int, fmt: str, request: str) -> None:
+    export_trial(job_id, number, fmt, request)

@@ -444,3 +444,20 @@ def describe_datasets() -> list[dict[str, Any]]:
             }
         )
     return result
+
+
+def stored_dataset(spec: dict[str, Any]) -> dict[str, Any] | None:
+    """The job's dataset config as stored (a bare name is its ``type``), or None when its
+    evaluator has none."""
+    raw = (spec.get("evaluator") or {}).get("dataset")
+    return {"type": raw} if isinstance(raw, str) else raw
+
+
+def declared_signature(spec: dict[str, Any]) -> tuple[tuple[int, ...], int] | None:
+    """(input_shape, num_classes) of a stored spec's dataset when its config declares them
+    (built-ins), without loading it; None for a file dataset, whose files alone tell."""
+    raw = stored_dataset(spec)
+    config = DATASETS[raw["type"]].config if raw is not None and raw.get("type") in DATASETS else None
+    if config is None or config.input_shape is None or config.num_classes is None:
+        return None
+    return tuple(config.input_shape), int(config.num_classes)

@@ -1,6 +1,7 @@
 """Taking a trained network away: the artifact store, the model and architecture routes,
 ``scion export`` and the retrain job type, on the real scheduler and training worker (in-process
-harness, SQLite).
+harness, SQLite); exports are made by a real ``scion worker`` process (serving only the gpu
+queue, as a GPU machine's worker does) that the API asks through the filesystem broker.
 
 One small train job (2 trials, 1 epoch of digits, a 4-channel NAS-Bench-201 network) is run once
 for the module; each format of its best trial must load with its own runtime (a fresh network
@@ -9,8 +10,12 @@ worker checkpointed, hence the test accuracy the trial recorded.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -24,12 +29,15 @@ from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 from api.main import create_app
+from broker import app as broker_app
 from scheduler.loop import Scheduler
 from scion.settings import get_settings
 from spaces import SPACES, make_space
 from storage import artifacts
 from storage.migrate import upgrade
+from tests.conftest import REPO
 from tests.integration.harness import TINY_NET, Broker, drive, epochs_recorded, get_trials, make_job, train_spec
+from worker import export as exporter
 from worker.training.datasets import load_dataset
 
 pytestmark = pytest.mark.timeout(300)
@@ -56,6 +64,26 @@ class Env:
         return r.json()
 
 
+def start_worker(root: Path) -> subprocess.Popen:
+    """``scion worker --queues gpu`` with this module's settings, logging to ``root/worker.log``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SCION_")}
+    env |= {k: v for k, v in os.environ.items() if k in ("SCION_HOME", "SCION_DATABASE_URL")}
+    with open(root / "worker.log", "ab") as log:
+        return subprocess.Popen([sys.executable, "-m", "client", "worker", "--queues", "gpu", "--concurrency", "1"],
+                                cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def stop_worker(worker: subprocess.Popen) -> None:
+    worker.terminate()
+    try:
+        worker.wait(20)
+    except subprocess.TimeoutExpired:
+        worker.kill()
+        worker.wait()
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(worker.pid, signal.SIGKILL)  # its pool process too
+
+
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     root = tmp_path_factory.mktemp("export")
@@ -65,18 +93,26 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
         mp.setenv("SCION_HOME", str(root / "home"))
         mp.setenv("SCION_DATABASE_URL", url)
         mp.setenv("SCION_HEARTBEAT_SECONDS", "0.5")
+        mp.setenv("SCION_EXPORT_WAIT_SECONDS", "120")  # the first request also waits for the worker to start
         mp.delenv("SCION_ARTIFACTS", raising=False)
+        mp.delenv("SCION_BROKER_URL", raising=False)
         get_settings.cache_clear()
-        with TestClient(create_app()) as client:
-            e = Env(client)
-            e.train_job = make_job(train_spec(epochs=1, budget={"max_trials": 2, "max_parallel": 1}), name="train")
-            assert e.run(e.train_job).status == "completed"
-            # a job whose only candidate breaks a cost limit: measured, failed, never trained
-            e.failed_job = make_job({**train_spec(epochs=1, budget={"max_trials": 1}),
-                                     "constraints": [{"metric": "params", "max": 1}]}, name="infeasible")
-            assert e.run(e.failed_job).status == "failed"
-            yield e
-        e.broker.close()
+        mp.setattr(broker_app, "celery_app", broker_app.make_celery())  # this home's broker folder
+        worker = start_worker(root)
+        try:
+            with TestClient(create_app()) as client:
+                e = Env(client)
+                e.train_job = make_job(train_spec(epochs=1, budget={"max_trials": 2, "max_parallel": 1}),
+                                       name="train")
+                assert e.run(e.train_job).status == "completed"
+                # a job whose only candidate breaks a cost limit: measured, failed, never trained
+                e.failed_job = make_job({**train_spec(epochs=1, budget={"max_trials": 1}),
+                                         "constraints": [{"metric": "params", "max": 1}]}, name="infeasible")
+                assert e.run(e.failed_job).status == "failed"
+                yield e
+            e.broker.close()
+        finally:
+            stop_worker(worker)
     get_settings.cache_clear()
 
 
@@ -220,22 +256,14 @@ def test_export_errors_say_what_is_wrong(env: Env) -> None:
 
     # weights that are not where the workers should have left them
     spec = env.client.get(f"/v1/jobs/{env.train_job}").json()["spec"]
-    with pytest.raises(artifacts.NoWeights, match="not in the artifact store"):
-        artifacts.export(spec, env.train_job, 0, None, "completed", "onnx", root=env.settings.home / "elsewhere")
+    with pytest.raises(exporter.NoWeights, match="not in the artifact store"):
+        exporter.export(spec, env.train_job, 0, None, "onnx", root=env.settings.home / "elsewhere")
 
 
-def test_the_worker_writes_where_the_store_reads() -> None:
-    from worker.runner import TrialContext
-
-    row = type("Row", (), {"id": 1, "job_id": 7, "number": 3, "fidelity": None, "attempts": 1})()
-    assert TrialContext(row, "cpu").artifact_path(3) == artifacts.checkpoint_path(7, 3)
-
-
-def test_scion_export_downloads_over_http(env: Env, tmp_path: Path) -> None:
-    """The CLI against a real HTTP server (uvicorn on a free port, in a thread)."""
+@pytest.fixture
+def http_api(env: Env) -> Iterator[str]:
+    """This module's API behind a real HTTP server (uvicorn on a free port, in a thread)."""
     import uvicorn
-
-    from client.cli import app as cli
 
     server = uvicorn.Server(uvicorn.Config(env.client.app, host="127.0.0.1", port=0, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
@@ -245,37 +273,75 @@ def test_scion_export_downloads_over_http(env: Env, tmp_path: Path) -> None:
         while not (server.started and server.servers):
             assert time.monotonic() < deadline, "uvicorn did not start"
             time.sleep(0.05)
-        port = server.servers[0].sockets[0].getsockname()[1]
-        api = f"http://127.0.0.1:{port}"
-        runner = CliRunner()
-        best = best_trial(env, env.train_job)
-
-        out = tmp_path / "best.onnx"
-        result = runner.invoke(cli, ["export", str(env.train_job), "--format", "onnx", "-o", str(out), "--api", api])
-        assert result.exit_code == 0, result.output
-        assert f"wrote trial {best['number']} of job {env.train_job} as onnx" in result.output
-        served = env.client.get(f"/v1/jobs/{env.train_job}/trials/{best['number']}/model", params={"format": "onnx"})
-        assert out.read_bytes() == served.content
-
-        other = 1 - best["number"]
-        result = runner.invoke(cli, ["export", str(env.train_job), "--trial", str(other), "--format", "state_dict",
-                                     "-o", str(tmp_path), "--api", api, "--json"])
-        assert result.exit_code == 0, result.output
-        written = json.loads(result.output)
-        assert Path(written["path"]).name == f"scion-job{env.train_job}-trial{other}.state_dict.pt"
-        sidecar = json.loads(Path(written["architecture"]).read_text())
-        model = make_space(SPACES["nb201"].config.model_validate(sidecar["space"])).build(
-            sidecar["arch"], tuple(sidecar["input_shape"]), sidecar["num_classes"])
-        model.load_state_dict(torch.load(written["path"], weights_only=True))
-
-        result = runner.invoke(cli, ["export", str(env.failed_job), "--api", api])
-        assert result.exit_code == 1 and "404" in result.output and "no completed trial" in result.output
-        result = runner.invoke(cli, ["export", str(env.failed_job), "--trial", "0", "--api", api])
-        assert result.exit_code == 1 and "409" in result.output and "only a completed trial" in result.output
-        assert not list(tmp_path.glob(".*partial"))
+        yield f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+def test_a_download_that_waits_too_long_is_answered_202_and_followed_by_the_client(
+    env: Env, http_api: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The API never exports itself: with no time to wait, it answers 202 at once and the worker
+    goes on; the SDK asks again after Retry-After until the file is there."""
+    from client.sdk import ScionClient
+
+    trial = 1 - best_trial(env, env.train_job)["number"]
+    folder = env.settings.artifact_root / f"job-{env.train_job}" / f"trial-{trial}"
+    assert not list(folder.glob("export-*.torchscript.pt"))
+    monkeypatch.setenv("SCION_EXPORT_WAIT_SECONDS", "0")
+    get_settings.cache_clear()
+    try:
+        url = f"/v1/jobs/{env.train_job}/trials/{trial}/model"
+        r = env.client.get(url, params={"format": "torchscript"})
+        assert r.status_code == 202 and int(r.headers["retry-after"]) > 0
+        assert "being exported" in r.json()["detail"]
+        with ScionClient(http_api) as sdk:
+            path = sdk.download_model(env.train_job, trial, "torchscript", tmp_path, timeout=120)
+        assert path.name == f"scion-job{env.train_job}-trial{trial}.torchscript.pt"
+        assert path.read_bytes() == next(folder.glob("export-*.torchscript.pt")).read_bytes()
+    finally:
+        monkeypatch.undo()
+        get_settings.cache_clear()
+
+
+def test_the_worker_writes_where_the_store_reads() -> None:
+    from worker.runner import TrialContext
+
+    row = type("Row", (), {"id": 1, "job_id": 7, "number": 3, "fidelity": None, "attempts": 1})()
+    assert TrialContext(row, "cpu").artifact_path(3) == artifacts.checkpoint_path(7, 3)
+
+
+def test_scion_export_downloads_over_http(env: Env, http_api: str, tmp_path: Path) -> None:
+    from client.cli import app as cli
+
+    api = http_api
+    runner = CliRunner()
+    best = best_trial(env, env.train_job)
+
+    out = tmp_path / "best.onnx"
+    result = runner.invoke(cli, ["export", str(env.train_job), "--format", "onnx", "-o", str(out), "--api", api])
+    assert result.exit_code == 0, result.output
+    assert f"wrote trial {best['number']} of job {env.train_job} as onnx" in result.output
+    served = env.client.get(f"/v1/jobs/{env.train_job}/trials/{best['number']}/model", params={"format": "onnx"})
+    assert out.read_bytes() == served.content
+
+    other = 1 - best["number"]
+    result = runner.invoke(cli, ["export", str(env.train_job), "--trial", str(other), "--format", "state_dict",
+                                 "-o", str(tmp_path), "--api", api, "--json"])
+    assert result.exit_code == 0, result.output
+    written = json.loads(result.output)
+    assert Path(written["path"]).name == f"scion-job{env.train_job}-trial{other}.state_dict.pt"
+    sidecar = json.loads(Path(written["architecture"]).read_text())
+    model = make_space(SPACES["nb201"].config.model_validate(sidecar["space"])).build(
+        sidecar["arch"], tuple(sidecar["input_shape"]), sidecar["num_classes"])
+    model.load_state_dict(torch.load(written["path"], weights_only=True))
+
+    result = runner.invoke(cli, ["export", str(env.failed_job), "--api", api])
+    assert result.exit_code == 1 and "404" in result.output and "no completed trial" in result.output
+    result = runner.invoke(cli, ["export", str(env.failed_job), "--trial", "0", "--api", api])
+    assert result.exit_code == 1 and "409" in result.output and "only a completed trial" in result.output
+    assert not list(tmp_path.glob(".*partial"))
 
 
 # ---------------------------------------------------------------- retrain
@@ -316,7 +382,7 @@ def test_retrain_of_an_architecture_given_directly(env: Env) -> None:
     assert env.run(job["id"]).status == "completed"
     (trial,) = get_trials(job["id"])
     assert trial.arch == arch and trial.status == "completed"
-    assert artifacts.has_weights(job["spec"], job["id"], 0, trial.status)
+    assert artifacts.has_weights(job["id"], 0, trial.status)
 
 
 def test_retrain_sources_are_checked_at_submission(env: Env) -> None:

@@ -1,5 +1,5 @@
 """Every search space's networks export: build, train one (short) epoch with the real trainer, checkpoint
-it the way a worker does, export through the artifact store and check that the ONNX model
+it the way a worker does, export with the worker's exporter into the artifact store and check that the ONNX model
 (onnxruntime), the TorchScript module and the state_dict all predict what the trained network
 predicts, at a batch size other than the one traced."""
 from __future__ import annotations
@@ -16,6 +16,7 @@ import torch
 from spaces import SPACES
 from storage import artifacts
 from tests.contract.test_spaces import SMALL
+from worker import export as exporter
 from worker.training.datasets import DATASETS, load_dataset
 from worker.training.trainer import train
 
@@ -40,7 +41,7 @@ def assert_exports_match(space_config: Any, dataset: dict[str, Any], tmp_path: P
     space = SPACES[name].factory(space_config)
     arch = space.sample(np.random.default_rng(1))
     data = load_dataset(DATASETS[dataset["type"]].config.model_validate(dataset))
-    assert artifacts.signature(spec) == (tuple(data.input_shape), data.num_classes)
+    assert exporter.signature(spec) == (tuple(data.input_shape), data.num_classes)
 
     torch.manual_seed(0)
     model = space.build(arch, data.input_shape, data.num_classes)
@@ -52,7 +53,7 @@ def assert_exports_match(space_config: Any, dataset: dict[str, Any], tmp_path: P
     with torch.no_grad():
         expected = model(torch.from_numpy(x)).numpy()
 
-    paths = {fmt: artifacts.export(spec, 1, 0, arch, "completed", fmt, root=tmp_path) for fmt in artifacts.FORMATS}
+    paths = {fmt: exporter.export(spec, 1, 0, arch, fmt, root=tmp_path) for fmt in artifacts.FORMATS}
     fresh = space.build(arch, data.input_shape, data.num_classes).eval()
     fresh.load_state_dict(torch.load(paths["state_dict"], weights_only=True))
     with warnings.catch_warnings(), torch.no_grad():
@@ -75,8 +76,8 @@ def test_formats_and_api_literal_agree() -> None:
 def test_a_network_trained_on_a_file_dataset_exports_once_its_files_are_read(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A file dataset's input shape is known only from its files: the architecture says null
-    until an export has read them (and recorded it); a missing file is an ArtifactError."""
+    """A file dataset's input shape is known only from its files: the architecture record has
+    none until an export has read them (and recorded it); a missing file is an ExportFailed."""
     from scion.settings import get_settings
 
     data_root = tmp_path / "data"
@@ -91,18 +92,19 @@ def test_a_network_trained_on_a_file_dataset_exports_once_its_files_are_read(
         spec = {"space": space_config.model_dump(mode="json"),
                 "evaluator": {"type": "train", "dataset": dataset.model_dump(mode="json")}}
         arch = ["nor_conv_3x3"] * 6
-        assert artifacts.describe(spec, 1, 0, arch, "k", root=tmp_path)["input_shape"] is None
+        assert artifacts.recorded_signature(1, 0, root=tmp_path) is None
 
         model = SPACES["nb201"].factory(space_config).build(arch, (2, 6, 6), 3)
         checkpoint = artifacts.checkpoint_path(1, 0, root=tmp_path)
         checkpoint.parent.mkdir(parents=True)
         torch.save({"model": model.state_dict(), "epoch": 0}, checkpoint)
-        onnx_path = artifacts.export(spec, 1, 0, arch, "completed", "onnx", root=tmp_path)
-        info = artifacts.describe(spec, 1, 0, arch, "k", root=tmp_path)
-        assert info["input_shape"] == [2, 6, 6] and info["num_classes"] == 3 and onnx_path.stat().st_size > 0
+        onnx_path = exporter.export(spec, 1, 0, arch, "onnx", root=tmp_path)
+        assert artifacts.recorded_signature(1, 0, root=tmp_path) == ((2, 6, 6), 3) and onnx_path.stat().st_size > 0
+        record = artifacts.read_json(artifacts.record_path(1, 0, root=tmp_path))
+        assert record["arch"] == arch and record["space"] == spec["space"] and record["dataset"]["type"] == "npz"
 
         (data_root / "toy.npz").unlink()
-        with pytest.raises(artifacts.ArtifactError, match="readable by the API"):
-            artifacts.export(spec, 1, 0, arch, "completed", "torchscript", root=tmp_path)
+        with pytest.raises(exporter.ExportFailed, match="readable by the worker"):
+            exporter.export(spec, 1, 0, arch, "torchscript", root=tmp_path)
     finally:
         get_settings.cache_clear()
