@@ -1,9 +1,12 @@
 """One job as its scheduler sees it: the strategy in memory, the trials in the database.
 
-Each ``step`` is one transaction that reaps lost trials, tells the strategy every newly
+Each ``step`` is one transaction that does what ``JobRun.reasons`` finds to do (the same list
+tells the scheduler which jobs to skip): it reaps lost trials, tells the strategy every newly
 finished trial, asks for new ones while slots are free and logs those calls to the strategy
 (its whole state now and then) with the trial rows they produced, so a scheduler that dies at
 any point is replaced by one that continues exactly where the database says the search stood.
+A trial the pass read earlier is written only by conditional UPDATEs (still running, the same
+attempt), so a worker's result committed meanwhile is never overwritten.
 Messages to the workers go out only after that commit, for every trial still ``pending`` (cheap
 new trials several to a message: ``scheduler.pace``), which then become ``queued``; a queued
 trial whose message the broker lost is put back to ``pending`` and so sent again, and so is one
