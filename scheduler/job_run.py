@@ -113,26 +113,31 @@ class JobRun:
         ``step`` acts on each. Only ``LOAD`` while the spec is not loaded."""
         if self.strategy is None:
             return [Reason.LOAD]
-        budget, now = self.spec.budget, utcnow()
-
-        def past(since: datetime | None, limit_s: float | None) -> bool:
-            return bool(limit_s) and since is not None and (now - since).total_seconds() > limit_s
-
-        due = {
-            Reason.START: activity.status == "pending",
-            Reason.REAP_SILENT: reap_lost and past(activity.oldest_beat, self.settings.heartbeat_timeout_seconds),
-            Reason.TRIAL_TIME_LIMIT: past(activity.oldest_start, budget.trial_time_limit_s),
-            Reason.CHECK_LOST_MESSAGES: time.monotonic() >= self.next_loss_check,
-            Reason.JOB_TIME_LIMIT: past(activity.started_at, budget.time_limit_s),
-            Reason.RELAY_REPORTS: self.strategy.reads_reports or self.spec.early_stopping is not None,
-            Reason.ASK: activity.trials_created < budget.max_trials and activity.in_flight < budget.max_parallel,
-            Reason.FINISH: activity.trials_created >= budget.max_trials and activity.in_flight == 0,
-            Reason.SEND_PENDING: activity.pending > 0,
-        }
+        budget, now, found = self.spec.budget, utcnow(), []
+        if activity.status == "pending":
+            found.append(Reason.START)
+        if reap_lost and _past(now, activity.oldest_beat, self.settings.heartbeat_timeout_seconds):
+            found.append(Reason.REAP_SILENT)
+        if _past(now, activity.oldest_start, budget.trial_time_limit_s):
+            found.append(Reason.TRIAL_TIME_LIMIT)
         # Trials the pass itself may end (reaped, overdue, stopped on their reports) are told in it too.
-        due[Reason.TELL] = activity.untold > 0 or any(
-            due[reason] for reason in (Reason.REAP_SILENT, Reason.TRIAL_TIME_LIMIT, Reason.RELAY_REPORTS))
-        return [reason for reason in Reason if due.get(reason)]
+        ending = Reason.REAP_SILENT in found or Reason.TRIAL_TIME_LIMIT in found
+        if time.monotonic() >= self.next_loss_check:
+            found.append(Reason.CHECK_LOST_MESSAGES)
+        if _past(now, activity.started_at, budget.time_limit_s):
+            found.append(Reason.JOB_TIME_LIMIT)
+        if self.strategy.reads_reports or self.spec.early_stopping is not None:
+            found.append(Reason.RELAY_REPORTS)
+            ending = True
+        if activity.untold or ending:
+            found.append(Reason.TELL)
+        if activity.trials_created < budget.max_trials and activity.in_flight < budget.max_parallel:
+            found.append(Reason.ASK)
+        if activity.trials_created >= budget.max_trials and activity.in_flight == 0:
+            found.append(Reason.FINISH)
+        if activity.pending:
+            found.append(Reason.SEND_PENDING)
+        return found
 
     def _load(self, session: Session) -> None:
         """The strategy as the database says it stands: its last whole state, then the calls logged since."""
@@ -356,3 +361,8 @@ class JobRun:
         if sent:
             with autocommit(durable=False) as connection:
                 repo.mark_queued(connection, trial_ids=sent)
+
+
+def _past(now: datetime, since: datetime | None, limit_s: float | None) -> bool:
+    """Whether more than ``limit_s`` seconds (if a limit is set) have passed since ``since`` (if known)."""
+    return bool(limit_s) and since is not None and (now - since).total_seconds() > limit_s

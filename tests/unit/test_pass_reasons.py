@@ -266,7 +266,8 @@ def test_every_reason_has_a_case():
 def test_the_pass_acts_on_each_reason(reason: Reason, settings: Settings):
     case, check = CASES[reason](settings)
     activity = case.activity()
-    assert reason in case.run.reasons(activity, reap_lost=True)
+    reasons = case.run.reasons(activity, reap_lost=True)
+    assert reason in reasons and reasons == sorted(reasons, key=list(Reason).index)  # in the order acted on
     assert case.run.has_work(activity, reap_lost=True)
     case.run.step(activity)
     check(case)
