@@ -29,7 +29,8 @@ import redis
 from sqlalchemy import event, insert, text
 
 from bench.dispatch import scratch_database
-from scheduler.strategies import TrialResult, make_strategy
+from scheduler import feedback
+from scheduler.strategies import make_strategy
 from scion.settings import Settings, get_settings
 from scion.spec import JobSpec
 from spaces import make_space
@@ -59,9 +60,8 @@ def seed_job(db_url: str, spec: JobSpec, finished: int) -> int:
             raise RuntimeError(f"strategy {spec.strategy.type!r} ran out of candidates after {number} trials")
         metrics = evaluator.evaluate(space, proposal.arch, None)
         objective, score = spec.score(metrics)
-        objectives, scores = spec.strategy_view(metrics)
-        strategy.tell(TrialResult(number=number, arch=proposal.arch, status="completed", score=score,
-                                  objectives=objectives, scores=scores, fidelity=proposal.fidelity))
+        strategy.tell(feedback.finished(spec, number=number, arch=proposal.arch, status="completed", score=score,
+                                        metrics=metrics, fidelity=proposal.fidelity))
         rows.append(dict(number=number, status="completed", arch=proposal.arch, arch_key=space.key(proposal.arch),
                          fidelity=proposal.fidelity, attempts=1, worker="seed", metrics=metrics, objective=objective,
                          score=score, told=False, created_at=now, queued_at=now, started_at=now, heartbeat_at=now,

@@ -4,9 +4,11 @@ The backend of ``scion bench strategies`` (issue 3, "The benchmark that proves t
 
 Protocol (the honest one of ``shared/data/README.md``):
 
-- A strategy sees only ``val_acc_12ep``: each finished trial is told as a ``TrialResult`` whose
-  ``score`` and only objective are that number. ``test_acc_12ep`` is never read from the table;
-  ``test_acc_200ep`` is read only to report the incumbent.
+- A strategy sees only ``val_acc_12ep``: a simulated trial reports both columns, as the tabular
+  evaluator does, and is told through the scheduler's own translation (``scheduler.feedback``) for
+  a job whose one objective is ``val_acc_12ep``, so its ``score`` and only objective are that
+  number. ``test_acc_12ep`` is never read from the table; ``test_acc_200ep`` is read only to report
+  the incumbent.
 - The incumbent after n evaluations is the trial with the best ``val_acc_12ep`` among the first n
   finished (the earliest one on a tie); we record its ``test_acc_200ep``.
 
@@ -39,13 +41,18 @@ from typing import Any
 import numpy as np
 from pydantic import ValidationError
 
-from scheduler.strategies import STRATEGIES, Strategy, TrialResult, make_strategy
+from scheduler import feedback
+from scheduler.strategies import STRATEGIES, Strategy, make_strategy
+from scion.spec import JobSpec, Objective
 from spaces import SPACES, make_space
 
 CHECKPOINTS: tuple[int, ...] = (25, 50, 100, 200)
 SIGNAL = "val_acc_12ep"  # what the strategy sees
 HELD_OUT = "test_acc_200ep"  # what the incumbent is judged by
 DURATION_LOW, DURATION_HIGH = 0.5, 1.5
+# What the simulated job's spec says of its objectives: only its objectives are read, so the
+# evaluator (and its table) need not be validated.
+OBJECTIVES = JobSpec.model_construct(objectives=[Objective(metric=SIGNAL, mode="max")])
 
 # Short names used in the issue and on the command line → registry names.
 ALIASES: dict[str, str] = {
@@ -244,7 +251,7 @@ def simulate(
     space = strategy.space
     durations = np.random.default_rng([int(seed), int(parallel), 0x5C10])
     start = time.perf_counter()
-    in_flight: list[tuple[float, int, Any, int | None]] = []  # (finish time, number, arch, row)
+    in_flight: list[tuple[float, int, Any, Any, int | None]] = []  # (finish time, number, arch, fidelity, row)
     now, launched, finished = 0.0, 0, 0
     best_val, best_test = -math.inf, math.nan
     result = RunResult(label, name, seed, parallel, budget, [], [], [], [])
@@ -260,21 +267,23 @@ def simulate(
             key = space.key(proposal.arch)
             keys.add(key)
             finish = now + float(durations.uniform(DURATION_LOW, DURATION_HIGH))
-            heapq.heappush(in_flight, (finish, launched, proposal.arch, table.index.get(key)))
+            heapq.heappush(in_flight, (finish, launched, proposal.arch, proposal.fidelity, table.index.get(key)))
             launched += 1
         if not in_flight:
             result.ended_early = True
             break
-        now, number, arch, row = heapq.heappop(in_flight)
-        if row is None:
+        now, number, arch, fidelity, row = heapq.heappop(in_flight)
+        if row is None:  # the tabular evaluator fails the trial
             result.not_in_table += 1
-            told = TrialResult(number=number, arch=arch, status="failed", score=None)
+            status, metrics, score = "failed", None, None
         else:
-            val = float(table.val[row])
-            told = TrialResult(number=number, arch=arch, status="completed", score=val,
-                               objectives={SIGNAL: val}, scores={SIGNAL: val})
+            val, test = float(table.val[row]), float(table.test[row])
+            status, metrics = "completed", {SIGNAL: val, HELD_OUT: test}
+            _, score = OBJECTIVES.score(metrics)  # as the worker stores it
             if val > best_val:
-                best_val, best_test = val, float(table.test[row])
+                best_val, best_test = val, test
+        told = feedback.finished(OBJECTIVES, number=number, arch=arch, status=status, score=score,
+                                 metrics=metrics, fidelity=fidelity)
         t0 = time.perf_counter()
         strategy.tell(told)
         result.tell_ms.append((time.perf_counter() - t0) * 1e3)

@@ -1,9 +1,12 @@
 """One job as its scheduler sees it: the strategy in memory, the trials in the database.
 
-Each ``step`` is one transaction that reaps lost trials, tells the strategy every newly
+Each ``step`` is one transaction that does what ``JobRun.reasons`` finds to do (the same list
+tells the scheduler which jobs to skip): it reaps lost trials, tells the strategy every newly
 finished trial, asks for new ones while slots are free and logs those calls to the strategy
 (its whole state now and then) with the trial rows they produced, so a scheduler that dies at
 any point is replaced by one that continues exactly where the database says the search stood.
+A trial the pass read earlier is written only by conditional UPDATEs (still running, the same
+attempt), so a worker's result committed meanwhile is never overwritten.
 Messages to the workers go out only after that commit, for every trial still ``pending`` (cheap
 new trials several to a message: ``scheduler.pace``), which then become ``queued``; a queued
 trial whose message the broker lost is put back to ``pending`` and so sent again, and so is one
@@ -15,23 +18,39 @@ import logging
 import time
 from contextlib import nullcontext
 from datetime import datetime
+from enum import StrEnum
 
 from sqlalchemy import Row
 from sqlalchemy.orm import Session
 
+from scheduler import feedback
 from scheduler.dispatch import Send, Waiting, celery_waiting
-from scheduler.early_stopping import should_stop
 from scheduler.pace import Pace
-from scheduler.strategies import Proposal, TrialResult, make_strategy
+from scheduler.strategies import Proposal, make_strategy
 from scheduler.strategy_log import LoggedStrategy
 from scion.settings import Settings
 from scion.spec import JobSpec, load_spec
 from spaces import InvalidArchitecture, SearchSpace, make_space
-from spaces.base import training_settings
 from storage import repository as repo
 from storage.db import autocommit, session_scope, utcnow
 
 log = logging.getLogger(__name__)
+
+
+class Reason(StrEnum):
+    """Something a scheduler pass must do for a job (``JobRun.reasons``), in the order it does it."""
+
+    LOAD = "load"  # the strategy is not in memory: a job to start, take over or reload
+    START = "start"  # the job is still pending: it starts now
+    REAP_SILENT = "reap_silent"  # a running trial's worker has gone silent: put it back or fail it
+    TRIAL_TIME_LIMIT = "trial_time_limit"  # a running trial is past the per-trial time limit: stop it
+    CHECK_LOST_MESSAGES = "check_lost_messages"  # time to look for queued trials whose message the broker lost
+    JOB_TIME_LIMIT = "job_time_limit"  # the job is past its time limit: stop what runs and end it
+    RELAY_REPORTS = "relay_reports"  # the strategy or early stopping judges running trials by their epochs
+    TELL = "tell"  # trials finished that the strategy has not been told of
+    ASK = "ask"  # free slots within the budget: ask the strategy for new trials
+    FINISH = "finish"  # every trial of the budget created and none in flight: the job is done
+    SEND_PENDING = "send_pending"  # trials written but never sent (a failed send, a scheduler that died)
 
 
 class JobRun:
@@ -55,21 +74,24 @@ class JobRun:
         by this scheduler; the pass writes the job row only if that is still so
         (``repo.update_held_job``, else a Conflict: lease lost). ``reap_lost=False`` spares trials with
         stale heartbeats: right after a database outage every heartbeat is stale, though the
-        workers live."""
+        workers live. The pass does what ``reasons`` finds, and nothing else."""
         with session_scope(durable=False) as session:
             self.trials_created, self.started_at = activity.trials_created, activity.started_at
-            try:
-                self._load(session)
-            except Exception as exc:  # a spec this version cannot run: fail the job, say why
-                self._finish(session, "failed", f"cannot start the job: {exc}")
-                return False
+            reasons = self.reasons(activity, reap_lost)
+            if Reason.LOAD in reasons:
+                try:
+                    self._load(session)
+                except Exception as exc:  # a spec this version cannot run: fail the job, say why
+                    self._finish(session, "failed", f"cannot start the job: {exc}")
+                    return False
+                reasons = self.reasons(activity, reap_lost)
             changed = {}
-            if activity.status == "pending":
+            if Reason.START in reasons:
                 self.started_at = changed["started_at"] = utcnow()
                 changed["status"] = "running"
                 repo.add_event(session, job_id=self.job_id, kind="started",
                                message=f"scheduler {self.owner} started the job")
-            running, to_send = self._advance(session, activity, reap_lost)
+            running, to_send = self._advance(session, activity, reasons)
             if self.trials_created != activity.trials_created:
                 changed["trials_created"] = self.trials_created
             if running and changed:  # else _finish wrote the row
@@ -79,23 +101,42 @@ class JobRun:
         return running
 
     def has_work(self, activity: Row, reap_lost: bool) -> bool:
-        """Whether a pass could change anything, judged from the job's row of ``repo.job_activity``.
-        False lets the scheduler skip the pass, so that a job whose trials are all busy costs no
-        more than that row. Each reason ``step`` has to act needs its test here."""
-        if self.strategy is None or self.strategy.reads_reports or self.spec.early_stopping is not None:
-            return True  # not loaded yet (a job to start or take over), or per-epoch reports to relay
-        if activity.untold or activity.pending or not activity.in_flight:
-            return True  # results to tell, messages to send, or nothing in flight (ask, or finish)
-        budget = self.spec.budget
-        return bool(
-            (activity.trials_created < budget.max_trials and activity.in_flight < budget.max_parallel)
-            or time.monotonic() >= self.next_loss_check
-            or (budget.time_limit_s and activity.started_at and _elapsed(activity.started_at) > budget.time_limit_s)
-            or (reap_lost and activity.oldest_beat
-                and _elapsed(activity.oldest_beat) > self.settings.heartbeat_timeout_seconds)
-            or (budget.trial_time_limit_s and activity.oldest_start
-                and _elapsed(activity.oldest_start) > budget.trial_time_limit_s)
-        )
+        """Whether a pass would do anything. False lets the scheduler skip the pass, so that a job
+        whose trials are all busy costs no more than its row of ``repo.job_activity``."""
+        return bool(self.reasons(activity, reap_lost))
+
+    def reasons(self, activity: Row, reap_lost: bool) -> list[Reason]:
+        """What a pass must do for the job, judged from its row of ``repo.job_activity`` (read at the
+        start of the pass: trials finishing since wait for the next one) and what this run holds in
+        memory. The one place a pass's work is decided: ``has_work`` skips a job with none and
+        ``step`` acts on each. Only ``LOAD`` while the spec is not loaded."""
+        if self.strategy is None:
+            return [Reason.LOAD]
+        budget, now, found = self.spec.budget, utcnow(), []
+        if activity.status == "pending":
+            found.append(Reason.START)
+        if reap_lost and _past(now, activity.oldest_beat, self.settings.heartbeat_timeout_seconds):
+            found.append(Reason.REAP_SILENT)
+        if _past(now, activity.oldest_start, budget.trial_time_limit_s):
+            found.append(Reason.TRIAL_TIME_LIMIT)
+        # Trials the pass itself may end (reaped, overdue, stopped on their reports) are told in it too.
+        ending = Reason.REAP_SILENT in found or Reason.TRIAL_TIME_LIMIT in found
+        if time.monotonic() >= self.next_loss_check:
+            found.append(Reason.CHECK_LOST_MESSAGES)
+        if _past(now, activity.started_at, budget.time_limit_s):
+            found.append(Reason.JOB_TIME_LIMIT)
+        if self.strategy.reads_reports or self.spec.early_stopping is not None:
+            found.append(Reason.RELAY_REPORTS)
+            ending = True
+        if activity.untold or ending:
+            found.append(Reason.TELL)
+        if activity.trials_created < budget.max_trials and activity.in_flight < budget.max_parallel:
+            found.append(Reason.ASK)
+        if activity.trials_created >= budget.max_trials and activity.in_flight == 0:
+            found.append(Reason.FINISH)
+        if activity.pending:
+            found.append(Reason.SEND_PENDING)
+        return found
 
     def _load(self, session: Session) -> None:
         """The strategy as the database says it stands: its last whole state, then the calls logged since."""
@@ -114,49 +155,54 @@ class JobRun:
         self.strategy = logged
         self.next_checkpoint = time.monotonic() + self.settings.strategy_checkpoint_seconds
 
-    def _advance(self, session: Session, activity: Row, reap_lost: bool) -> tuple[bool, list[list[int]]]:
-        """Whether the job goes on, and the messages to send once this pass commits, each the
-        trials it carries: the pass's new trials (several to a message where they are cheap), those
-        it put back to pending and any left pending before (one to a message)."""
+    def _advance(self, session: Session, activity: Row, reasons: list[Reason]) -> tuple[bool, list[list[int]]]:
+        """Act on the pass's ``reasons``: whether the job goes on, and the messages to send once this
+        pass commits, each the trials it carries: the pass's new trials (several to a message where
+        they are cheap), those it put back to pending and any left pending before (one to a message)."""
         budget = self.spec.budget
-        beat, start = activity.oldest_beat, activity.oldest_start
-        stale = reap_lost and beat is not None and _elapsed(beat) > self.settings.heartbeat_timeout_seconds
-        to_send = self._reap_lost(session) if stale else []
-        if budget.trial_time_limit_s and start is not None and _elapsed(start) > budget.trial_time_limit_s:
+        to_send = self._reap_lost(session) if Reason.REAP_SILENT in reasons else []
+        if Reason.TRIAL_TIME_LIMIT in reasons:
             self._stop_overdue(session, budget.trial_time_limit_s)
-        to_send += self._resend_lost(session)
-        if budget.time_limit_s and self.started_at and _elapsed(self.started_at) > budget.time_limit_s:
+        if Reason.CHECK_LOST_MESSAGES in reasons:
+            to_send += self._resend_lost(session)
+        if Reason.JOB_TIME_LIMIT in reasons:
             repo.stop_in_flight(session, job_id=self.job_id, reason="job time limit reached")
             self._tell_finished(session)
             self._finish(session, "completed", None, note=f"time limit of {budget.time_limit_s:g} s reached")
             return False, []
 
-        self._relay_reports(session)
-        self._tell_finished(session)
+        if Reason.RELAY_REPORTS in reasons:
+            self._relay_reports(session)
+        if Reason.TELL in reasons:
+            self._tell_finished(session)
+        new, exhausted = self._ask(session, activity) if Reason.ASK in reasons else ([], False)
+        self._save_strategy(session)
+
+        if Reason.FINISH in reasons or (exhausted and not new and activity.in_flight == 0):
+            note = "budget spent" if Reason.FINISH in reasons else "no more candidates to propose"
+            self._finish(session, "completed", None, note=note)
+            return False, []
+        if Reason.SEND_PENDING in reasons:
+            to_send += repo.pending_trial_ids(session, job_id=self.job_id)
+        per_message = self.pace.per_message(budget.max_parallel, self.settings.scheduler_batch_seconds)
+        again = sorted(set(to_send) - set(new))  # pending_trial_ids reads the new trials too
+        batches = [new[i:i + per_message] for i in range(0, len(new), per_message)]
+        return True, [[trial_id] for trial_id in again] + batches
+
+    def _ask(self, session: Session, activity: Row) -> tuple[list[int], bool]:
+        """Ask the strategy for trials while slots are free, and write them; returns their ids and
+        whether the strategy had nothing more to propose."""
+        budget = self.spec.budget
         # As of the pass's start: trials finishing since only free slots, so this never overfills.
-        in_flight = activity.in_flight
+        room = min(budget.max_trials - self.trials_created, budget.max_parallel - activity.in_flight)
         proposals, exhausted = [], False
-        room = min(budget.max_trials - self.trials_created, budget.max_parallel - in_flight)
         while len(proposals) < room:
             proposal = self._next_proposal(self.trials_created + len(proposals))
             if proposal is None:
                 exhausted = True
                 break
             proposals.append(proposal)
-        new = self._add_trials(session, proposals)
-        in_flight += len(proposals)
-        self._save_strategy(session)
-
-        if in_flight == 0 and (self.trials_created >= budget.max_trials or exhausted):
-            note = "budget spent" if self.trials_created >= budget.max_trials else "no more candidates to propose"
-            self._finish(session, "completed", None, note=note)
-            return False, []
-        if activity.pending:  # unsent: a send that failed, or a scheduler that died
-            to_send += repo.pending_trial_ids(session, job_id=self.job_id)
-        per_message = self.pace.per_message(budget.max_parallel, self.settings.scheduler_batch_seconds)
-        again = sorted(set(to_send) - set(new))  # pending_trial_ids reads the new trials too
-        batches = [new[i:i + per_message] for i in range(0, len(new), per_message)]
-        return True, [[trial_id] for trial_id in again] + batches
+        return self._add_trials(session, proposals), exhausted
 
     def _next_proposal(self, number: int) -> Proposal | None:
         if number < len(self.spec.warm_start):
@@ -183,55 +229,44 @@ class JobRun:
         trials = repo.take_finished(session, job_id=self.job_id)
         for trial in trials:
             self.pace.observe(trial)
-            objectives, scores = self.spec.strategy_view(trial.metrics or {})
-            self.strategy.tell(
-                TrialResult(
-                    number=trial.number, arch=trial.arch, status=trial.status, score=trial.score,
-                    objectives=objectives, scores=scores, fidelity=trial.fidelity,
-                )
-            )
+            self.strategy.tell(feedback.finished(
+                self.spec, number=trial.number, arch=trial.arch, status=trial.status, score=trial.score,
+                metrics=trial.metrics, fidelity=trial.fidelity))
             if trial.status == "failed":
                 repo.add_event(session, job_id=self.job_id, kind="trial_failed",
                                message=f"trial {trial.number} failed: {(trial.error or '').splitlines()[0][:300]}")
         return len(trials)
 
-    def _relay_reports(self, session: Session) -> int:
-        """Hand per-epoch results to strategies that decide on them, and stop what they reject.
+    def _relay_reports(self, session: Session) -> None:
+        """Hand per-epoch results to strategies that decide on them and to early stopping, and
+        stop what they reject.
 
         The stopped trial keeps the result it was judged on; its worker notices at its next
-        report (within one epoch) and ends the run."""
+        report (within one epoch) and ends the run. A result the worker wrote since the reports
+        were read wins (``repo.stop_early`` is conditional)."""
         stopping = self.spec.early_stopping
-        if not self.strategy.reads_reports and stopping is None:
-            return 0
         reports = repo.new_reports(session, job_id=self.job_id, after_id=self.last_report_id)
-        latest = {trial.id: step for _, trial, step, _ in reports}  # ordered by report, so the last wins
+        newest = {report.trial_id: report.step for report in reports}  # ordered by report, so the last wins
         kth_best = repo.kth_best_score(session, job_id=self.job_id, k=stopping.top_k) if stopping else None
-        for report_id, trial, step, metrics in reports:
-            self.last_report_id = report_id
-            if trial.status != "running":
+        judged = set()  # trials stopped, or found finished when stopping them
+        for report in reports:
+            self.last_report_id = report.report_id
+            if report.trial_id in judged:
                 continue
-            final_epoch = ((trial.fidelity or {}).get("epochs")
-                           or training_settings(self.space, trial.arch).get("epochs")
-                           or getattr(self.spec.evaluator, "epochs", step))
-            objective, score = self.spec.score(metrics)
-            _, scores = self.spec.strategy_view(metrics)
-            curve = self.curves.setdefault(trial.id, [])
-            if score is not None:
-                curve.append((step, score))
-            reason = None
-            if not self.strategy.on_report(trial.number, step, score, scores):
-                reason = "by the strategy"
-            elif stopping and (predicted := should_stop(stopping, curve, final_epoch, kth_best)) is not None:
-                shown = predicted if self.spec.primary.mode == "max" else -predicted
-                reason = (f"by learning-curve early stopping: extrapolated {self.spec.primary.metric} {shown:.4g} "
-                          f"at epoch {final_epoch} cannot reach the {stopping.top_k}-th best")
-            if reason and latest[trial.id] < final_epoch:
-                trial.status, trial.finished_at = "stopped", utcnow()
-                trial.metrics, trial.objective, trial.score = {**metrics, "epochs": step}, objective, score
+            verdict = feedback.judge_report(
+                self.spec, self.strategy, stopping, self.curves.setdefault(report.trial_id, []),
+                number=report.number, step=report.step, metrics=report.metrics, kth_best=kth_best,
+                final_epoch=feedback.final_epoch(self.space, report.arch, report.fidelity, self.spec.evaluator,
+                                                 report.step),
+                newest_step=newest[report.trial_id])
+            if verdict.stop is None:
+                continue
+            judged.add(report.trial_id)
+            self.curves.pop(report.trial_id, None)
+            if repo.stop_early(session, trial_id=report.trial_id, attempt=report.attempt, metrics=verdict.metrics,
+                               objective=verdict.objective, score=verdict.score):
                 repo.add_event(session, job_id=self.job_id, kind="trial_stopped",
-                               message=f"trial {trial.number} stopped after epoch {step} {reason}")
-                self.curves.pop(trial.id, None)
-        return len(reports)
+                               message=f"trial {report.number} stopped after epoch {report.step} {verdict.stop}")
 
     def _reap_lost(self, session: Session) -> list[int]:
         """Re-queue trials whose worker went silent, up to the attempt budget; returns those re-queued."""
@@ -261,8 +296,6 @@ class JobRun:
         while the broker holds no message in their queue: it lost them (restarted without
         persistence, flushed). Checked every half of that interval. A message that was not lost
         after all becomes a duplicate, which the worker's claim skips. Returns those put back."""
-        if time.monotonic() < self.next_loss_check:
-            return []
         self.next_loss_check = time.monotonic() + self.settings.resend_after_seconds / 2
         overdue = repo.queued_longer_than(session, job_id=self.job_id, seconds=self.settings.resend_after_seconds)
         if not overdue:
@@ -329,5 +362,6 @@ class JobRun:
                 repo.mark_queued(connection, trial_ids=sent)
 
 
-def _elapsed(since: datetime) -> float:
-    return (utcnow() - since).total_seconds()
+def _past(now: datetime, since: datetime | None, limit_s: float | None) -> bool:
+    """Whether more than ``limit_s`` seconds (if a limit is set) have passed since ``since`` (if known)."""
+    return bool(limit_s) and since is not None and (now - since).total_seconds() > limit_s

@@ -376,16 +376,15 @@ def stop_overdue(session: Session, *, job_id: int, seconds: float, reason: str) 
     ).all()
 
 
-def queued_longer_than(session: Session, *, job_id: int, seconds: float) -> list[Trial]:
-    """Queued trials whose message went out more than ``seconds`` ago, oldest first."""
+def queued_longer_than(session: Session, *, job_id: int, seconds: float) -> list[Row]:
+    """Queued trials whose message went out more than ``seconds`` ago, oldest first: rows of id and
+    number (to put back with ``put_back_queued``, which checks they are still queued)."""
     cutoff = utcnow() - timedelta(seconds=seconds)
-    return list(
-        session.scalars(
-            select(Trial)
-            .where(Trial.job_id == job_id, Trial.status == "queued", Trial.queued_at < cutoff)
-            .order_by(Trial.number)
-        )
-    )
+    return _core(session).execute(
+        select(Trial.id, Trial.number)
+        .where(Trial.job_id == job_id, Trial.status == "queued", Trial.queued_at < cutoff)
+        .order_by(Trial.number)
+    ).all()
 
 
 def put_back_queued(session: Session, *, trial_ids: list[int]) -> set[int]:
@@ -410,16 +409,31 @@ def stop_in_flight(session: Session, *, job_id: int, reason: str) -> None:
     )
 
 
-def new_reports(session: Session, *, job_id: int, after_id: int) -> list[tuple[int, Trial, int, dict[str, Any]]]:
-    """Per-epoch reports of the job's running trials newer than ``after_id``, oldest first."""
-    rows = session.execute(
-        select(TrialMetric.id, Trial, TrialMetric.step, TrialMetric.metrics)
+def new_reports(session: Session, *, job_id: int, after_id: int) -> list[Row]:
+    """Per-epoch reports of the job's running trials newer than ``after_id``, oldest first: rows of
+    report_id, trial_id, number, arch, fidelity, attempt, step, metrics. Rows, not entities: a trial
+    judged on them is stopped by ``stop_early``, never through the ORM."""
+    return _core(session).execute(
+        select(TrialMetric.id.label("report_id"), Trial.id.label("trial_id"), Trial.number, Trial.arch,
+               Trial.fidelity, TrialMetric.attempt, TrialMetric.step, TrialMetric.metrics)
         .join(Trial, Trial.id == TrialMetric.trial_id)
         .where(Trial.job_id == job_id, Trial.status == "running", TrialMetric.attempt == Trial.attempts,
                TrialMetric.id > after_id)
         .order_by(TrialMetric.id)
     ).all()
-    return [tuple(row) for row in rows]
+
+
+def stop_early(session: Session, *, trial_id: int, attempt: int, metrics: dict[str, Any],
+               objective: float | None, score: float | None) -> bool:
+    """Record a trial as stopped early with the result of the report it was judged on, in one
+    conditional statement (still running, the same attempt), so a result its worker committed
+    since the report was read is kept; returns whether it was stopped."""
+    return _core(session).execute(
+        update(Trial)
+        .where(Trial.id == trial_id, Trial.attempts == attempt, Trial.status == "running")
+        .values(status="stopped", finished_at=utcnow(), metrics=_json_safe(metrics), objective=objective,
+                score=score)
+    ).rowcount == 1
 
 
 CALL_LOG_VERSION = 2  # a row is {"version": 2, "calls": [...]}; version 1 rows are a list of calls, or one call
