@@ -2,7 +2,8 @@
 sampling, mutation, neighbourhoods, encodings and building).
 
 Architectures are plain JSON values. Torch is imported only inside ``build`` so that the API
-and the scheduler never need it.
+and the scheduler never need it. A space whose architectures are vectors of categorical choices
+gets ``mutate``, ``neighbours``, ``encode`` and the choices from ``spaces.categorical``.
 """
 from __future__ import annotations
 

@@ -117,6 +117,13 @@ def test_unknown_strategy_is_a_clear_error():
     assert "Traceback" not in result.output
 
 
+def test_a_malformed_table_is_a_clear_error(tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("arch,val_acc_12ep,test_acc_200ep\n|none~0|+|none~0|none~1|+|none~0|none~1|none~2|,low,2\n")
+    with pytest.raises(bench.BenchError, match=r"bad\.csv:2: val_acc_12ep 'low' is not a number"):
+        bench.run_benchmark(bad, ["rs"], budget=5, seeds=1, jobs=1)
+
+
 def test_bad_config_is_a_clear_error():
     with pytest.raises(bench.BenchError, match="population_size"):
         bench.run_benchmark(TABLE, ["rea"], budget=5, seeds=1, overrides={"evolution": {"population_size": 1}})
