@@ -48,7 +48,7 @@ from storage import tokens
 from storage.db import get_engine, session_scope, utcnow
 from storage.migrate import upgrade
 from storage.models import ToldCount, Trial
-from worker.evaluators.tabular import load_table
+from worker.evaluators.nb201_table import load_table
 
 PAGE = 50
 
@@ -222,7 +222,7 @@ def seed_big_job(db_url: str, table: Path, *, trials: int, seed: int = 0) -> int
             for number, pick in enumerate(rng.integers(len(pool), size=trials)):
                 arch, key = pool[pick]
                 running, failed = number >= trials - 8, number % 50 == 49
-                val_acc, test_acc = scores[key]
+                val_acc, test_acc = scores.lookup(key)
                 finished = not (running or failed)
                 metrics = json.dumps({"val_acc_12ep": val_acc, "test_acc_200ep": test_acc}) if finished else None
                 objective = val_acc if finished else None

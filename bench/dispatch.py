@@ -139,15 +139,15 @@ def _optuna_worker(storage_url: str, study_name: str, table_path: str, n: int) -
     import optuna
 
     from spaces.nb201 import OPS, NB201Space
-    from worker.evaluators.tabular import load_table
+    from worker.evaluators.nb201_table import load_table
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    table, space = load_table(Path(table_path)), NB201Space()
+    table, space = load_table(table_path), NB201Space()
     study = optuna.load_study(study_name=study_name, storage=storage_url, sampler=optuna.samplers.RandomSampler())
     for _ in range(n):
         trial = study.ask()
         arch = [trial.suggest_categorical(f"edge{i}", OPS) for i in range(6)]
-        study.tell(trial, table[space.key(arch)][0])
+        study.tell(trial, table.lookup(space.key(arch))[0])
 
 
 def run_optuna(db_url: str, table: Path, trials: int, processes: int) -> dict[str, Any]:

@@ -24,7 +24,6 @@ Runs are spread over a process pool (one table load per process).
 """
 from __future__ import annotations
 
-import csv
 import heapq
 import json
 import math
@@ -45,10 +44,9 @@ from scheduler import feedback
 from scheduler.strategies import STRATEGIES, Strategy, make_strategy
 from scion.spec import JobSpec, Objective
 from spaces import SPACES, make_space
+from worker.evaluators.nb201_table import HELD_OUT, SIGNAL, Table, TableError, load_table
 
 CHECKPOINTS: tuple[int, ...] = (25, 50, 100, 200)
-SIGNAL = "val_acc_12ep"  # what the strategy sees
-HELD_OUT = "test_acc_200ep"  # what the incumbent is judged by
 DURATION_LOW, DURATION_HIGH = 0.5, 1.5
 # What the simulated job's spec says of its objectives: only its objectives are read, so the
 # evaluator (and its table) need not be validated.
@@ -72,66 +70,6 @@ DOC_END = "<!-- bench-strategies:end -->"
 
 class BenchError(ValueError):
     """A mistake in what the benchmark was asked to do: the message says what to change."""
-
-
-# -- the table ---------------------------------------------------------------------------------
-
-
-@dataclass
-class Table:
-    """The two columns of a NAS-Bench-201-format table the benchmark may use, keyed by the
-    space's canonical key. ``test_acc_12ep`` is deliberately not kept."""
-
-    path: str
-    name: str
-    index: dict[str, int]
-    val: np.ndarray
-    test: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.index)
-
-    @property
-    def best_test(self) -> float:
-        return float(self.test.max())
-
-    @property
-    def test_of_best_val(self) -> float:
-        return float(self.test[int(np.argmax(self.val))])
-
-
-def load_table(path: str | Path, space_name: str = "nb201") -> Table:
-    path = Path(path)
-    if not path.exists():
-        raise BenchError(f"table {path} does not exist")
-    space = make_space(SPACES[space_name].config())
-    index: dict[str, int] = {}
-    val: list[float] = []
-    test: list[float] = []
-    with path.open(newline="") as f:
-        reader = csv.reader(f)
-        header = next(reader, None) or []
-        missing = [c for c in ("arch", SIGNAL, HELD_OUT) if c not in header]
-        if missing:
-            raise BenchError(
-                f"{path}: a NAS-Bench-201-format table needs the columns arch, {SIGNAL}, {HELD_OUT}; "
-                f"missing {', '.join(missing)} (header: {', '.join(header)})"
-            )
-        ia, iv, it = header.index("arch"), header.index(SIGNAL), header.index(HELD_OUT)
-        for line, row in enumerate(reader, start=2):
-            try:
-                key = space.key(space.from_key(row[ia]))
-                v, t = float(row[iv]), float(row[it])
-            except Exception as exc:  # noqa: BLE001 - reported with its line
-                raise BenchError(f"{path}:{line}: {exc}") from None
-            if key in index:
-                raise BenchError(f"{path}:{line}: architecture {row[ia]} appears twice")
-            index[key] = len(val)
-            val.append(v)
-            test.append(t)
-    if not index:
-        raise BenchError(f"{path} has no rows")
-    return Table(str(path), path.stem, index, np.asarray(val), np.asarray(test))
 
 
 # -- strategies by name --------------------------------------------------------------------------
@@ -295,31 +233,17 @@ def simulate(
     return result
 
 
-_TABLES: dict[tuple[str, int, str], Table] = {}
-
-
-def cached_table(path: str | Path, space_name: str = "nb201") -> Table:
-    """``load_table`` once per process (and again only if the file changes)."""
-    resolved = Path(path).resolve()
-    if not resolved.exists():
-        raise BenchError(f"table {path} does not exist")
-    key = (str(resolved), resolved.stat().st_mtime_ns, space_name)
-    if key not in _TABLES:
-        _TABLES[key] = load_table(path, space_name)
-    return _TABLES[key]
-
-
 def run_one(task: tuple[str, str, str, dict[str, Any], int, int, int, str]) -> RunResult:
     """One (strategy, seed, P) run; the unit of work of the process pool."""
     table_path, label, name, config, seed, parallel, budget, space_name = task
-    table = cached_table(table_path, space_name)
+    table = load_table(table_path, space_name)
     space = make_space(SPACES[space_name].config())
     strategy = make_strategy(STRATEGIES[name].config(**config), space, seed)
     return simulate(strategy, table, budget=budget, parallel=parallel, seed=seed, label=label, name=name)
 
 
 def _init_worker(table_path: str, space_name: str) -> None:
-    cached_table(table_path, space_name)
+    load_table(table_path, space_name)
 
 
 # -- many runs and their summary ---------------------------------------------------------------
@@ -415,7 +339,10 @@ def run_benchmark(
         raise BenchError(f"unknown space {space!r}; available: {', '.join(SPACES.names())}")
     specs = strategy_specs(strategies, overrides)
     table_path = str(Path(table).resolve())
-    loaded = cached_table(table_path, space)  # fail early, in this process, on a bad table
+    try:
+        loaded = load_table(table_path, space)  # fail early, in this process, on a bad table
+    except TableError as exc:
+        raise BenchError(str(exc)) from None
     tasks = [(table_path, s.label, s.name, s.config, seed, p, budget, space)
              for p in parallel for s in specs for seed in range(seeds)]
     jobs = max(1, min(jobs or os.cpu_count() or 1, len(tasks)))

@@ -1,5 +1,7 @@
-"""Helpers shared by the built-in spaces; the interface they implement is the core's
-(``scion.space``), which the job spec and the strategies program against."""
+"""Helpers shared by the built-in spaces. The interface they implement is the core's
+(``scion.space``), which the job spec and the strategies program against; a space whose
+architectures are vectors of categorical choices gets ``mutate``, ``neighbours``, ``encode`` and
+the choices from ``spaces.categorical``."""
 from __future__ import annotations
 
 from typing import Any

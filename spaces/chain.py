@@ -27,6 +27,7 @@ import numpy as np
 
 from scion.configs.spaces import ChainConfig
 from spaces.base import InvalidArchitecture, check_fields
+from spaces.categorical import CategoricalSpace
 
 FIELDS: tuple[str, ...] = ("depth", "kernel", "expand", "width", "se")
 _TYPES: dict[str, tuple[type, ...]] = {
@@ -36,7 +37,7 @@ _TYPES: dict[str, tuple[type, ...]] = {
 
 
 
-class ChainSpace:
+class ChainSpace(CategoricalSpace):
     """Per-stage inverted-residual settings; stage widths and strides come from the config."""
 
     def __init__(self, config: ChainConfig | None = None) -> None:
@@ -97,35 +98,14 @@ class ChainSpace:
     def _to_json(self, indices: list[list[int]]) -> list[dict[str, Any]]:
         return [{f: self.options[f][i] for f, i in zip(FIELDS, stage)} for stage in indices]
 
-    # -- sampling and neighbourhoods -----------------------------------------------------------
+    # -- sampling ------------------------------------------------------------------------------
 
     def sample(self, rng: np.random.Generator) -> list[dict[str, Any]]:
         return self._to_json(
             [[int(rng.integers(len(self.options[f]))) for f in FIELDS] for _ in range(self.stages)]
         )
 
-    def _edits(self, indices: list[list[int]]) -> list[list[list[int]]]:
-        out = []
-        for stage, row in enumerate(indices):
-            for j, f in enumerate(FIELDS):
-                for i in range(len(self.options[f])):
-                    if i != row[j]:
-                        new = [list(r) for r in indices]
-                        new[stage][j] = i
-                        out.append(new)
-        return out
-
-    def mutate(self, arch: Any, rng: np.random.Generator) -> list[dict[str, Any]]:
-        """One stage's one setting changed to another of its options."""
-        edits = self._edits(self._indices(arch))
-        if not edits:
-            raise InvalidArchitecture("this chain space has a single architecture: nothing to mutate")
-        return self._to_json(edits[int(rng.integers(len(edits)))])
-
-    def neighbours(self, arch: Any) -> list[list[dict[str, Any]]]:
-        return [self._to_json(e) for e in self._edits(self._indices(arch))]
-
-    # -- categorical decisions and encoding ----------------------------------------------------
+    # -- categorical decisions -----------------------------------------------------------------
 
     def decisions(self) -> list[tuple[str, tuple[str, ...]]]:
         return [
@@ -134,30 +114,12 @@ class ChainSpace:
             for f in FIELDS
         ]
 
-    def to_choices(self, arch: Any) -> list[int]:
+    def _choices_of(self, arch: Any) -> list[int | None]:
         return [i for row in self._indices(arch) for i in row]
 
-    def from_choices(self, choices: list[int]) -> list[dict[str, Any]]:
-        decisions = self.decisions()
-        if len(choices) != len(decisions):
-            raise InvalidArchitecture(
-                f"chain takes {len(decisions)} choices ({len(FIELDS)} per stage), got {len(choices)}"
-            )
-        for (name, options), c in zip(decisions, choices):
-            if not 0 <= int(c) < len(options):
-                raise InvalidArchitecture(f"{name}: choice {c} is out of range 0..{len(options) - 1}")
+    def _arch_of(self, choices: list[int]) -> list[dict[str, Any]]:
         n = len(FIELDS)
-        return self._to_json([[int(c) for c in choices[s * n : (s + 1) * n]] for s in range(self.stages)])
-
-    def encode(self, arch: Any) -> np.ndarray:
-        """One-hot per stage and setting, stage-major in ``decisions()`` order."""
-        sizes = [len(self.options[f]) for f in FIELDS] * self.stages
-        vec = np.zeros(sum(sizes), dtype=np.float32)
-        offset = 0
-        for size, c in zip(sizes, self.to_choices(arch)):
-            vec[offset + c] = 1.0
-            offset += size
-        return vec
+        return self._to_json([choices[s * n : (s + 1) * n] for s in range(self.stages)])
 
     # -- canonical forms -----------------------------------------------------------------------
 

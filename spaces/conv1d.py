@@ -23,13 +23,14 @@ import numpy as np
 
 from scion.configs.spaces import Conv1DConfig
 from spaces.base import InvalidArchitecture, check_fields
+from spaces.categorical import CategoricalSpace
 
 FIELDS: tuple[str, ...] = ("kernel", "channels", "dilation", "pool", "skip")
 _TYPES: dict[str, type] = {"kernel": int, "channels": int, "dilation": int, "pool": str, "skip": bool}
 _PREFIX = {"kernel": "k", "channels": "c", "dilation": "d", "pool": "p", "skip": "s"}
 
 
-class Conv1DSpace:
+class Conv1DSpace(CategoricalSpace):
     """Variable-depth stacks of 1-D convolution layers."""
 
     def __init__(self, config: Conv1DConfig | None = None) -> None:
@@ -90,7 +91,7 @@ class Conv1DSpace:
     def _to_json(self, indices: list[list[int]]) -> list[dict[str, Any]]:
         return [{f: self.options[f][i] for f, i in zip(FIELDS, row)} for row in indices]
 
-    # -- sampling and neighbourhoods -----------------------------------------------------------
+    # -- sampling ------------------------------------------------------------------------------
 
     def _random_layer(self, rng: np.random.Generator) -> list[int]:
         return [int(rng.integers(len(self.options[f]))) for f in FIELDS]
@@ -100,35 +101,7 @@ class Conv1DSpace:
         depth = self.depths[int(rng.integers(len(self.depths)))]
         return self._to_json([self._random_layer(rng) for _ in range(depth)])
 
-    def _edits(self, indices: list[list[int]]) -> list[list[list[int]]]:
-        """One setting of one layer changed, or the depth changed (layers cut from the end, or
-        added there with each setting's first option, as ``from_choices`` would)."""
-        out = []
-        for layer, row in enumerate(indices):
-            for j, f in enumerate(FIELDS):
-                for i in range(len(self.options[f])):
-                    if i != row[j]:
-                        new = [list(r) for r in indices]
-                        new[layer][j] = i
-                        out.append(new)
-        for depth in self.depths:
-            if depth < len(indices):
-                out.append([list(r) for r in indices[:depth]])
-            elif depth > len(indices):
-                out.append([list(r) for r in indices] + [[0] * len(FIELDS)] * (depth - len(indices)))
-        return out
-
-    def mutate(self, arch: Any, rng: np.random.Generator) -> list[dict[str, Any]]:
-        """Uniform over ``neighbours``: one layer setting or the depth changed."""
-        edits = self._edits(self._indices(arch))
-        if not edits:
-            raise InvalidArchitecture("this conv1d space has a single architecture: nothing to mutate")
-        return self._to_json(edits[int(rng.integers(len(edits)))])
-
-    def neighbours(self, arch: Any) -> list[list[dict[str, Any]]]:
-        return [self._to_json(e) for e in self._edits(self._indices(arch))]
-
-    # -- categorical decisions and encoding ----------------------------------------------------
+    # -- categorical decisions -----------------------------------------------------------------
 
     def decisions(self) -> list[tuple[str, tuple[str, ...]]]:
         out = [("depth", tuple(str(d) for d in self.depths))]
@@ -140,40 +113,24 @@ class Conv1DSpace:
                 out.append((f"layer {layer} {f}", options))
         return out
 
-    def to_choices(self, arch: Any) -> list[int]:
+    def _choices_of(self, arch: Any) -> list[int | None]:
+        """Depth, then every layer's settings; those of layers past the depth do not apply."""
         indices = self._indices(arch)
-        choices = [self.depths.index(len(indices))]
+        choices: list[int | None] = [self.depths.index(len(indices))]
         for layer in range(self.depths[-1]):
-            choices += indices[layer] if layer < len(indices) else [0] * len(FIELDS)
+            choices += indices[layer] if layer < len(indices) else [None] * len(FIELDS)
         return choices
 
-    def from_choices(self, choices: list[int]) -> list[dict[str, Any]]:
-        decisions = self.decisions()
-        if len(choices) != len(decisions):
-            raise InvalidArchitecture(
-                f"conv1d takes {len(decisions)} choices (depth, then {len(FIELDS)} per layer for "
-                f"{self.depths[-1]} layers), got {len(choices)}"
-            )
-        for (name, options), c in zip(decisions, choices):
-            if not 0 <= int(c) < len(options):
-                raise InvalidArchitecture(f"{name}: choice {c} is out of range 0..{len(options) - 1}")
-        depth = self.depths[int(choices[0])]
+    def _arch_of(self, choices: list[int]) -> list[dict[str, Any]]:
+        depth = self.depths[choices[0]]
         n = len(FIELDS)
-        return self._to_json([[int(c) for c in choices[1 + i * n : 1 + (i + 1) * n]] for i in range(depth)])
+        return self._to_json([choices[1 + i * n : 1 + (i + 1) * n] for i in range(depth)])
 
-    def encode(self, arch: Any) -> np.ndarray:
-        """One-hot depth, then one-hot settings per layer; layers past the depth are all zeros."""
-        indices = self._indices(arch)
-        sizes = [len(self.options[f]) for f in FIELDS]
-        per_layer = sum(sizes)
-        vec = np.zeros(len(self.depths) + per_layer * self.depths[-1], dtype=np.float32)
-        vec[self.depths.index(len(indices))] = 1.0
-        for layer, row in enumerate(indices):
-            offset = len(self.depths) + layer * per_layer
-            for size, c in zip(sizes, row):
-                vec[offset + c] = 1.0
-                offset += size
-        return vec
+    def _edit_order(self) -> list[int]:
+        """Every layer setting, then the depth (layers cut from the end, or added there with each
+        setting's first option): the order conv1d's neighbours, and so its seeded mutations, have
+        always had."""
+        return [*range(1, len(self._sizes)), 0]
 
     # -- canonical forms -----------------------------------------------------------------------
 

@@ -35,6 +35,7 @@ import numpy as np
 
 from scion.configs.spaces import DARTSConfig
 from spaces.base import InvalidArchitecture
+from spaces.categorical import CategoricalSpace
 
 # The DARTS PRIMITIVES, in the order of the DARTS code.
 OPS: tuple[str, ...] = (
@@ -72,9 +73,6 @@ def _decisions() -> tuple[tuple[str, tuple[str, ...]], ...]:
 
 
 _DECISIONS = _decisions()
-_SIZES = np.array([len(options) for _, options in _DECISIONS])
-_OFFSETS = np.concatenate([[0], np.cumsum(_SIZES)[:-1]])
-_ENCODED_LENGTH = int(_SIZES.sum())
 
 
 def inputs_of(node: int) -> int:
@@ -107,8 +105,12 @@ def _canonical_cell(pairs: list[Pair] | tuple[Pair, ...]) -> Cell:
     return tuple(out)
 
 
-class DARTSSpace:
-    """Operations on DARTS genotypes; the network's width and depth come from the config."""
+class DARTSSpace(CategoricalSpace):
+    """Operations on DARTS genotypes; the network's width and depth come from the config.
+
+    Its own ``neighbours`` and ``mutate``: an edit of the canonical choices can give the same
+    network as another edit or as the architecture itself (the input of a ``none`` edge, the order
+    of a node's two inputs), which the shared ones assume cannot happen; these drop the repeats."""
 
     def __init__(self, config: DARTSConfig | None = None) -> None:
         self.config = config if config is not None else DARTSConfig()
@@ -221,36 +223,20 @@ class DARTSSpace:
     def decisions(self) -> list[tuple[str, tuple[str, ...]]]:
         return list(_DECISIONS)
 
-    def to_choices(self, arch: Any) -> list[int]:
-        choices: list[int] = []
+    def _choices_of(self, arch: Any) -> list[int | None]:
+        """The canonical form's choices, every one applying (``encode`` is their one-hot)."""
+        choices: list[int | None] = []
         for cell in self._cells(arch):
             for op, src in cell:
                 choices += [_OP_INDEX[op], src]
         return choices
 
-    def from_choices(self, choices: list[int]) -> dict[str, list[list[Any]]]:
-        decisions = _DECISIONS
-        if len(choices) != len(decisions):
-            raise InvalidArchitecture(
-                f"darts takes {len(decisions)} choices (op and input for each of {EDGES} edges "
-                f"of both cells), got {len(choices)}"
-            )
-        for (name, options), c in zip(decisions, choices):
-            if not 0 <= int(c) < len(options):
-                raise InvalidArchitecture(
-                    f"{name}: choice {c} is out of range 0..{len(options) - 1} ({', '.join(options)})"
-                )
+    def _arch_of(self, choices: list[int]) -> dict[str, list[list[Any]]]:
         cells = []
         for c in range(len(CELLS)):
             flat = choices[c * 2 * EDGES : (c + 1) * 2 * EDGES]
-            cells.append(_canonical_cell([(OPS[int(flat[2 * e])], int(flat[2 * e + 1])) for e in range(EDGES)]))
+            cells.append(_canonical_cell([(OPS[flat[2 * e]], flat[2 * e + 1]) for e in range(EDGES)]))
         return self._to_json((cells[0], cells[1]))
-
-    def encode(self, arch: Any) -> np.ndarray:
-        """One-hot of each decision of the canonical form, in ``decisions()`` order."""
-        vec = np.zeros(_ENCODED_LENGTH, dtype=np.float32)
-        vec[_OFFSETS + np.asarray(self.to_choices(arch))] = 1.0
-        return vec
 
     # -- canonical forms -----------------------------------------------------------------------
 

@@ -38,6 +38,7 @@ import numpy as np
 from scion.configs.declared import DeclaredConfig, layer_options, matching
 from scion.configs.declared_ops import Option, Shape, ShapeError, expand, output_shape
 from spaces.base import InvalidArchitecture, InvalidSpace
+from spaces.categorical import CategoricalSpace
 
 MAX_STEPS = 100_000  # (state, option) pairs walked in all, which bounds the states too: under a second
 
@@ -58,7 +59,7 @@ def _add(into: Walk, state: tuple[Any, Picks], count: int, path: tuple[str, ...]
     into[state] = (count + before[0], before[1]) if before else (count, path)
 
 
-class DeclaredSpace:
+class DeclaredSpace(CategoricalSpace):
     """A user-declared space of layer choices and training hyperparameters."""
 
     def __init__(self, config: DeclaredConfig | None = None) -> None:
@@ -164,7 +165,7 @@ class DeclaredSpace:
             "hyperparameters": {name: self.settings[name][s] for name, s in zip(self.settings, settings)},
         }
 
-    # -- sampling and neighbourhoods -----------------------------------------------------------
+    # -- sampling ------------------------------------------------------------------------------
 
     def sample(self, rng: np.random.Generator) -> dict[str, Any]:
         """Every active choice and every hyperparameter uniform, in declared order."""
@@ -174,63 +175,23 @@ class DeclaredSpace:
         settings = tuple(int(rng.integers(len(v))) for v in self.settings.values())
         return self._to_json(tuple(picks), settings)
 
-    def _edits(self, picks: Picks, settings: tuple[int, ...]) -> list[tuple[Picks, tuple[int, ...]]]:
-        """One active choice or one hyperparameter changed (conditions settled after it)."""
-        out = []
-        for i, p in enumerate(picks):
-            if p is not None:
-                for j in range(len(self.options[i])):
-                    if j != p:
-                        out.append((self._settle([*picks[:i], j, *picks[i + 1:]]), settings))
-        for k, values in enumerate(self.settings.values()):
-            for j in range(len(values)):
-                if j != settings[k]:
-                    out.append((picks, (*settings[:k], j, *settings[k + 1:])))
-        return out
-
-    def mutate(self, arch: Any, rng: np.random.Generator) -> dict[str, Any]:
-        """Uniform over ``neighbours``."""
-        edits = self._edits(*self._parse(arch))
-        if not edits:
-            raise InvalidArchitecture("this declared space has a single architecture: nothing to mutate")
-        return self._to_json(*edits[int(rng.integers(len(edits)))])
-
-    def neighbours(self, arch: Any) -> list[dict[str, Any]]:
-        return [self._to_json(*e) for e in self._edits(*self._parse(arch))]
-
-    # -- categorical decisions and encoding ----------------------------------------------------
+    # -- categorical decisions -----------------------------------------------------------------
 
     def decisions(self) -> list[tuple[str, tuple[str, ...]]]:
         layers = [(name, tuple(self.index[i])) for i, name in enumerate(self.names)]
         return layers + [(name, tuple(json.dumps(v) for v in values)) for name, values in self.settings.items()]
 
-    def to_choices(self, arch: Any) -> list[int]:
+    def _choices_of(self, arch: Any) -> list[int | None]:
+        """Every layer choice (an inactive one does not apply), then every hyperparameter."""
         picks, settings = self._parse(arch)
-        return [0 if p is None else p for p in picks] + list(settings)
+        return [*picks, *settings]
 
-    def from_choices(self, choices: list[int]) -> dict[str, Any]:
-        decisions = self.decisions()
-        if len(choices) != len(decisions):
-            raise InvalidArchitecture(f"this declared space takes {len(decisions)} choices ({len(self.names)} layer "
-                                      f"choices, then {len(self.settings)} hyperparameters), got {len(choices)}")
-        for (name, options), c in zip(decisions, choices):
-            if not 0 <= int(c) < len(options):
-                raise InvalidArchitecture(f"{name}: choice {c} is out of range 0..{len(options) - 1}")
+    def _arch_of(self, choices: list[int]) -> dict[str, Any]:
+        """Conditions settled in order: a choice that lost its condition is dropped, one that
+        gained it keeps the option given."""
         n = len(self.names)
-        picks = self._settle([int(c) for c in choices[:n]])
-        return self._to_json(picks, tuple(int(c) for c in choices[n:]))
-
-    def encode(self, arch: Any) -> np.ndarray:
-        """One-hot per choice (all zeros while inactive), then one-hot per hyperparameter."""
-        picks, settings = self._parse(arch)
-        sizes = [len(o) for o in self.options] + [len(v) for v in self.settings.values()]
-        vec = np.zeros(sum(sizes), dtype=np.float32)
-        offset = 0
-        for size, p in zip(sizes, [*picks, *settings]):
-            if p is not None:
-                vec[offset + p] = 1.0
-            offset += size
-        return vec
+        picks: list[int | None] = list(choices[:n])
+        return self._to_json(self._settle(picks), tuple(choices[n:]))
 
     # -- canonical forms -----------------------------------------------------------------------
 

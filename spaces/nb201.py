@@ -12,6 +12,7 @@ import numpy as np
 
 from scion.configs.spaces import NB201Config
 from spaces.base import InvalidArchitecture
+from spaces.categorical import CategoricalSpace
 
 OPS: tuple[str, ...] = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
 # (to, from) per edge, in the order the benchmark string lists them.
@@ -27,8 +28,9 @@ def _edge_name(index: int) -> str:
     return f"edge {index} ({to}<-{frm})"
 
 
-class NB201Space:
-    """Operations on NAS-Bench-201 cells; the network widths come from the config."""
+class NB201Space(CategoricalSpace):
+    """Operations on NAS-Bench-201 cells, one decision per edge; the network widths come from the
+    config."""
 
     def __init__(self, config: NB201Config | None = None) -> None:
         self.config = config if config is not None else NB201Config()
@@ -39,39 +41,25 @@ class NB201Space:
         return [OPS[i] for i in rng.integers(0, len(OPS), size=len(EDGES))]
 
     def mutate(self, arch: Any, rng: np.random.Generator) -> list[str]:
+        """An edge, then another operation for it. Every edge has the same options, so this is
+        uniform over ``neighbours`` like the shared mutate, but drawn in two steps, as seeded
+        NAS-Bench-201 searches (and the figures of ``scion bench strategies``) have always drawn it."""
         ops = self.validate(arch)
         edge = int(rng.integers(len(EDGES)))
         others = [op for op in OPS if op != ops[edge]]
         ops[edge] = others[int(rng.integers(len(others)))]
         return ops
 
-    def neighbours(self, arch: Any) -> list[list[str]]:
-        ops = self.validate(arch)
-        result: list[list[str]] = []
-        for edge, current in enumerate(ops):
-            for op in OPS:
-                if op != current:
-                    result.append(ops[:edge] + [op] + ops[edge + 1 :])
-        return result
-
-    def encode(self, arch: Any) -> np.ndarray:
-        """One-hot per edge, edge-major: a flat vector that distance-based models can use."""
-        ops = self.validate(arch)
-        vec = np.zeros(len(EDGES) * len(OPS), dtype=np.float32)
-        for edge, op in enumerate(ops):
-            vec[edge * len(OPS) + _OP_INDEX[op]] = 1.0
-        return vec
-
     # -- categorical decisions -----------------------------------------------------------------
 
     def decisions(self) -> list[tuple[str, tuple[str, ...]]]:
         return [(_edge_name(e), OPS) for e in range(len(EDGES))]
 
-    def to_choices(self, arch: Any) -> list[int]:
+    def _choices_of(self, arch: Any) -> list[int | None]:
         return [_OP_INDEX[op] for op in self.validate(arch)]
 
-    def from_choices(self, choices: list[int]) -> list[str]:
-        return self.validate([OPS[int(c)] for c in choices])
+    def _arch_of(self, choices: list[int]) -> list[str]:
+        return [OPS[c] for c in choices]
 
     # -- canonical forms -----------------------------------------------------------------------
 

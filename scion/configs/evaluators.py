@@ -144,13 +144,15 @@ class ProxyConfig(EvaluatorConfig):
         return list(dict.fromkeys(value))
 
 
-REQUIRED_COLUMNS = ("arch", "val_acc_12ep", "test_acc_200ep")
+# A NAS-Bench-201-format table: what a search may see, and what it is judged by (never shown to it).
+SIGNAL = "val_acc_12ep"
+HELD_OUT = "test_acc_200ep"
+REQUIRED_COLUMNS = ("arch", SIGNAL, HELD_OUT)
+REQUIRED_TEXT = ",".join(REQUIRED_COLUMNS)
 
 
-_REQUIRED_TEXT = "arch,val_acc_12ep,test_acc_200ep"
-
-
-def _header(path: Path) -> list[str]:
+def read_header(path: Path) -> list[str]:
+    """The column names of the CSV at ``path`` (empty for an empty file)."""
     with path.open(newline="") as f:
         return next(csv.reader(f), [])
 
@@ -188,13 +190,13 @@ class TabularConfig(EvaluatorConfig):
         if not resolved.is_file():
             raise ValueError(f"table {str(path)!r} is not a file")
         try:
-            header = _header(resolved)
+            header = read_header(resolved)
         except (OSError, UnicodeDecodeError) as exc:
             raise ValueError(f"table {str(path)!r} cannot be read: {exc}") from None
         missing = [c for c in REQUIRED_COLUMNS if c not in header]
         if missing:
             raise ValueError(
                 f"table {str(path)!r} lacks column(s) {', '.join(missing)}; "
-                f"a NAS-Bench-201 table needs {_REQUIRED_TEXT}"
+                f"a NAS-Bench-201 table needs {REQUIRED_TEXT}"
             )
         return path

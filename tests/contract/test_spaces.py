@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from itertools import islice
 from pathlib import Path
 from typing import Any
@@ -95,6 +96,21 @@ def test_encode_is_fixed_length_and_injective(space: SearchSpace) -> None:
         np.testing.assert_array_equal(space.encode(arch), vectors[space.key(arch)])
         assert np.issubdtype(space.encode(arch).dtype, np.floating)
     assert len({v.tobytes() for v in vectors.values()}) == len(vectors)
+
+
+def test_choices_round_trip_and_bad_choices_are_refused_naming_the_decision(space: SearchSpace) -> None:
+    decisions = space.decisions()
+    for arch in samples(space):
+        choices = space.to_choices(arch)
+        assert len(choices) == len(decisions)
+        assert space.key(space.from_choices(choices)) == space.key(arch)
+    choices = space.to_choices(samples(space, n=1)[0])
+    name, options = decisions[-1]
+    for bad in (len(options), -1):
+        with pytest.raises(InvalidArchitecture, match=f"{re.escape(name)}: choice {bad} is out of range"):
+            space.from_choices([*choices[:-1], bad])
+    with pytest.raises(InvalidArchitecture, match=f"takes {len(decisions)} choices"):
+        space.from_choices(choices[:-1])
 
 
 def test_key_round_trips_through_validate(space: SearchSpace) -> None:

@@ -40,7 +40,8 @@ from tests.integration.harness import (
     train_spec,
     wait_for,
 )
-from worker.evaluators.tabular import TabularEvaluator, load_table
+from worker.evaluators.nb201_table import load_table
+from worker.evaluators.tabular import TabularEvaluator
 from worker.evaluators.train import TrainEvaluator
 from worker.runner import run_trials
 

@@ -17,6 +17,7 @@ from bench import strategies as bench
 from client.cli import app
 from scheduler.strategies import STRATEGIES, make_strategy
 from spaces import SPACES, make_space
+from worker.evaluators.nb201_table import load_table
 
 TABLE = Path(__file__).resolve().parents[3] / "shared/data/nb201_cifar10.csv"
 
@@ -24,7 +25,7 @@ pytestmark = pytest.mark.skipif(not TABLE.exists(), reason=f"{TABLE} not present
 
 
 def test_the_table_keeps_only_the_columns_the_benchmark_may_use():
-    table = bench.load_table(TABLE)
+    table = load_table(TABLE)
     assert len(table) == 15625 and table.best_test == pytest.approx(94.37, abs=0.01)
     assert sorted(vars(table)) == ["index", "name", "path", "test", "val"]
 
@@ -50,7 +51,7 @@ def test_runs_are_deterministic(report):
 
 
 def test_incumbent_curves_never_get_worse_in_val_and_stay_in_the_table_range(report):
-    table = bench.cached_table(str(TABLE), "nb201")
+    table = load_table(TABLE)
     lo, hi = float(table.test.min()), float(table.test.max())
     for per in report["results"].values():
         for s in per.values():
@@ -67,7 +68,7 @@ def test_incumbent_curves_never_get_worse_in_val_and_stay_in_the_table_range(rep
 
 
 def test_each_run_is_monotone_per_seed():
-    table = bench.cached_table(str(TABLE), "nb201")
+    table = load_table(TABLE)
     for p in (1, 4):
         run = bench.run_one((str(TABLE), "rea", "evolution", {}, 1, p, 30, "nb201"))
         assert run.evaluations == 30 and len(run.ask_ms) >= 30 and len(run.tell_ms) == 30
@@ -116,6 +117,13 @@ def test_unknown_strategy_is_a_clear_error():
     assert "Traceback" not in result.output
 
 
+def test_a_malformed_table_is_a_clear_error(tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("arch,val_acc_12ep,test_acc_200ep\n|none~0|+|none~0|none~1|+|none~0|none~1|none~2|,low,2\n")
+    with pytest.raises(bench.BenchError, match=r"bad\.csv:2: val_acc_12ep 'low' is not a number"):
+        bench.run_benchmark(bad, ["rs"], budget=5, seeds=1, jobs=1)
+
+
 def test_bad_config_is_a_clear_error():
     with pytest.raises(bench.BenchError, match="population_size"):
         bench.run_benchmark(TABLE, ["rea"], budget=5, seeds=1, overrides={"evolution": {"population_size": 1}})
@@ -139,7 +147,7 @@ class Recording:
 
 @pytest.mark.parametrize("name", ["random", "evolution"])
 def test_a_strategy_sees_val_acc_12ep_only(name):
-    table = bench.cached_table(str(TABLE), "nb201")
+    table = load_table(TABLE)
     space = make_space(SPACES["nb201"].config())
     wrapped = Recording(make_strategy(STRATEGIES[name].config(), space, 0))
     run = bench.simulate(wrapped, table, budget=40, parallel=4, seed=0)

@@ -268,6 +268,13 @@ def test_tabular_missing_architecture_fails_the_trial(table: Path) -> None:
         evaluator.evaluate(NB201Space(), arch, Ctx())
 
 
+def test_tabular_malformed_row_fails_the_trial_naming_the_line(table: Path) -> None:
+    evaluator = TabularEvaluator(TabularConfig(table=table))  # the header is fine at submission
+    table.write_text(table.read_text() + "|none~0|+|none~0|none~1|+|none~0|none~1|none~2|,n/a,1,1\n")
+    with pytest.raises(TrialFailed, match=r"nb201\.csv:4: val_acc_12ep 'n/a' is not a number"):
+        evaluator.evaluate(NB201Space(), NB201Space().from_key(KNOWN_KEY), Ctx())
+
+
 def test_tabular_refuses_bad_tables_and_other_spaces(tmp_path: Path, table: Path) -> None:
     missing = tmp_path / "nope.csv"
     with pytest.raises(ValidationError, match="nope.csv"):

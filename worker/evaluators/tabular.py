@@ -8,8 +8,6 @@ dispatch benchmark measures.
 """
 from __future__ import annotations
 
-import csv
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -19,29 +17,7 @@ from scion.configs.evaluators import TabularConfig
 from scion.data_paths import resolve_data_path
 from spaces.base import Arch, SearchSpace
 from worker.evaluators.base import EvalContext, Evaluator, TrialFailed
-
-
-@lru_cache(maxsize=4)
-def _read_table(resolved: str, mtime_ns: int) -> dict[str, tuple[float, float]]:
-    """key → (val_acc_12ep, test_acc_200ep); keyed by mtime so an edited file is re-read."""
-    rows: dict[str, tuple[float, float]] = {}
-    with open(resolved, newline="") as f:
-        for line, row in enumerate(csv.DictReader(f), start=2):
-            try:
-                val_acc, test_acc = float(row["val_acc_12ep"]), float(row["test_acc_200ep"])
-            except (TypeError, ValueError) as exc:
-                raise ValueError(f"table {resolved!r}, line {line}: {exc}") from None
-            rows[row["arch"].strip()] = (val_acc, test_acc)
-    return rows
-
-
-def _parsed(resolved: Path) -> dict[str, tuple[float, float]]:
-    return _read_table(str(resolved), resolved.stat().st_mtime_ns)
-
-
-def load_table(path: Path) -> dict[str, tuple[float, float]]:
-    """The parsed table, read once per process (again only if the file changes)."""
-    return _parsed(resolve_data_path(path, what="table"))
+from worker.evaluators.nb201_table import Table, TableError, load_table
 
 
 class TabularEvaluator(Evaluator):
@@ -52,22 +28,22 @@ class TabularEvaluator(Evaluator):
         super().__init__(config)
         self._resolved: Path | None = None
 
-    def _table(self) -> dict[str, tuple[float, float]]:
+    def _table(self) -> Table:
         """The table, its path resolved under the data roots once per evaluator (one job's, in one
         worker process: resolving costs more than the look-up) and the file checked for edits at
         every look-up; resolved again if it went away."""
         if self._resolved is None:
             self._resolved = resolve_data_path(self.config.table, what="table")
         try:
-            return _parsed(self._resolved)
-        except OSError:
+            return load_table(self._resolved)
+        except TableError:
             self._resolved = None
             raise
 
     def evaluate(self, space: SearchSpace, arch: Arch, ctx: EvalContext) -> dict[str, Any]:
         key = space.key(arch)
         try:
-            val_acc, test_acc = self._table()[key]
+            val_acc, test_acc = self._table().lookup(key)
         except KeyError:
             raise TrialFailed(f"architecture {key} is not in table {self.config.table}") from None
         except (OSError, ValueError) as exc:  # gone or outside the data roots on this worker
@@ -75,4 +51,4 @@ class TabularEvaluator(Evaluator):
         return {"val_acc_12ep": val_acc, "test_acc_200ep": test_acc}
 
 
-__all__ = ["TabularEvaluator", "load_table"]
+__all__ = ["TabularEvaluator"]
