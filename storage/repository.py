@@ -136,21 +136,26 @@ def kth_best_score(session: Session, *, job_id: int, k: int) -> float | None:
 
 def cancel_job(session: Session, *, job_id: int) -> Job:
     """Cancel a job: queued trials are withdrawn now, running ones stop at their next epoch.
-    NotFound without such a job, Conflict when it has already ended."""
-    job = session.get(Job, job_id, with_for_update=True)
-    if job is None:
-        raise NotFound(f"job {job_id} not found")
-    if job.status in TERMINAL_JOB_STATUSES:
-        raise Conflict(f"job {job_id} is already {job.status}; only pending or running jobs can be cancelled")
+    NotFound without such a job, Conflict when it has already ended. One conditional UPDATE (the
+    job still unfinished), so a scheduler finishing the job at the same moment is never
+    overwritten: whichever commits first decides."""
     now = utcnow()
-    job.status, job.finished_at = "cancelled", now
+    cancelled = session.execute(
+        update(Job).where(Job.id == job_id, Job.status.not_in(TERMINAL_JOB_STATUSES))
+        .values(status="cancelled", finished_at=now).returning(Job.id)
+    ).first()
+    if cancelled is None:
+        status = session.scalar(select(Job.status).where(Job.id == job_id))
+        if status is None:
+            raise NotFound(f"job {job_id} not found")
+        raise Conflict(f"job {job_id} is already {status}; only pending or running jobs can be cancelled")
     session.execute(
         update(Trial)
         .where(Trial.job_id == job_id, Trial.status.in_(IN_FLIGHT))
         .values(status="cancelled", finished_at=now, error="job cancelled")
     )
     add_event(session, job_id=job_id, kind="cancelled", message="job cancelled by the user")
-    return job
+    return session.get(Job, job_id, populate_existing=True)
 
 
 def add_event(session: Session, *, job_id: int, kind: str, message: str) -> None:
