@@ -12,7 +12,6 @@ from fastapi.security.utils import get_authorization_scheme_param
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from api.kept import Kept
 from scion.errors import NotFound
 from scion.settings import get_settings
 from storage import repository as repo
@@ -70,27 +69,13 @@ def _bearer_secret(authorization: str | None) -> str | None:
     return secret if authorization and scheme.lower() == "bearer" and secret else None
 
 
-# Tokens found live in the last ``api_cache_seconds``, by hash (api/kept.py): a client polling with
-# its token then costs no database read and no trip to the thread pool per request, and a revoked
-# token is refused within that time. Only tokens found live are kept, so a stream of bad ones
-# cannot grow it.
-_LIVE_TOKENS: Kept[str, Principal] = Kept(limit=1024)
-
-
 async def caller(authorization: str | None) -> Principal:
-    """``principal_for`` from the event loop: from memory when this token was found live within
-    ``api_cache_seconds``, else in the thread pool, once for all the requests with this token
-    that arrive meanwhile (fifty users polling with one token would otherwise all read it at
-    once whenever it expires). A revoked token is simply not renewed: it is refused once its
-    check runs out. Raises what ``principal_for`` raises."""
-    secret = _bearer_secret(authorization)
-    if secret is None:  # answered without the database: OPEN, or 401
+    """``principal_for`` from the event loop: at once where it needs no database (auth off, or no
+    token: OPEN or 401), else in the thread pool. Raises what ``principal_for`` raises. AuthGate
+    asks through api/poll_cache.py's ``KeptCallers`` unless ``api_cache_seconds`` is 0."""
+    if _bearer_secret(authorization) is None:
         return principal_for(authorization)
-
-    async def check(_in_background: bool) -> Principal:
-        return await run_in_threadpool(principal_for, authorization)
-
-    return await _LIVE_TOKENS.get(tokens.hash_secret(secret), get_settings().api_cache_seconds, check)
+    return await run_in_threadpool(principal_for, authorization)
 
 
 def principal_for(authorization: str | None) -> Principal:

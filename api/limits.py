@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from scion.settings import get_settings
@@ -102,10 +103,12 @@ def is_private(path: str) -> bool:
 class AuthGate:
     """Decides who is calling a /v1 route before anything else happens, so that a request
     without a valid token gets 401 whatever its body (never a 400, 413 or 422 first), and its
-    body is never read. The route's dependency (api.deps.authenticate) picks the result up."""
+    body is never read. The route's dependency (api.deps.authenticate) picks the result up.
+    ``caller``: who sends an Authorization header (``api.deps.caller``, or api/poll_cache.py's
+    ``TokenKeep`` around it)."""
 
-    def __init__(self, app: Any) -> None:
-        self.app = app
+    def __init__(self, app: Any, caller: Callable[[str | None], Awaitable[Any]]) -> None:
+        self.app, self.caller = app, caller
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] != "http" or not is_private(scope["path"]):
@@ -120,10 +123,9 @@ class AuthGate:
         from starlette.datastructures import Headers
 
         from api import errors
-        from api.deps import caller
 
         try:
-            principal = await caller(Headers(scope=scope).get("authorization"))
+            principal = await self.caller(Headers(scope=scope).get("authorization"))
         except errors.ANSWERED as exc:  # outside the app's handlers: answered as they would
             response = await errors.answer(None, exc)
         else:

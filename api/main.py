@@ -5,11 +5,11 @@ import logging
 
 from fastapi import Depends, FastAPI
 
-from api import errors
-from api.deps import authenticate
+from api import errors, poll_cache
+from api.deps import authenticate, caller
 from api.limits import AuthGate, BodySizeLimit, RequestSlots
-from api.poll_cache import PollCache
 from api.routes import catalog, health, jobs, web
+from scion.settings import get_settings
 
 log = logging.getLogger(__name__)
 
@@ -22,8 +22,9 @@ def create_app() -> FastAPI:
     )
     errors.install(app)
     app.add_middleware(BodySizeLimit)
-    app.add_middleware(PollCache)  # inside AuthGate: answers are kept per caller
-    app.add_middleware(AuthGate)  # no token, no body read
+    # Polled answers and live tokens kept in memory, unless api_cache_seconds is 0.
+    who_calls = poll_cache.install(app, caller, get_settings().api_cache_seconds)
+    app.add_middleware(AuthGate, caller=who_calls)  # no token, no body read
     app.add_middleware(RequestSlots)  # outermost: no more requests at once than database connections
     # Public: the probes, the docs and the page (which asks for a token when the API wants one).
     # Every other router needs a token when auth is on (tests/api/test_auth.py checks each route).

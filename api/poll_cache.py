@@ -1,21 +1,34 @@
-"""The reads clients poll, answered from memory for ``api_cache_seconds``.
+"""What the API answers from memory: the reads clients poll, and the tokens they poll with.
 
 Users watch a search by asking for its status and its best trials over and over: the CLI's
-``watch``, the web page, scripts, a team's dashboards, often many at once for the same job. Each
-answer costs database round trips and serialisation, and none of it changes faster than trials
-finish. So each API process keeps the last answer to each such GET (api/kept.py: computed once
-at a time, renewed in the background before it runs out), per caller (an owner sees only their
-own jobs). An answer is at most ``api_cache_seconds`` old; a write to a job through this process
-(a cancel) drops that job's answers at once, so its caller reads its own write. Only 200s are kept.
+``watch``, the web page, scripts, a team's dashboards, often many at once for the same job and with
+one token. Each answer costs database round trips and serialisation, and none of it changes faster
+than trials finish. So each API process keeps (api/kept.py: computed once at a time, renewed in the
+background before it runs out), for ``api_cache_seconds``:
+
+- ``PollCache``: the last answer to each such GET, per caller (an owner sees only their own jobs).
+  An answer is at most that old; a write to a job through this process (a cancel) drops that job's
+  answers at once, so its caller reads its own write. Only 200s are kept.
+- ``TokenKeep``: who each token found live is, by the token's hash, so a client polling with its
+  token costs no database read and no trip to the thread pool per request. A revoked token is
+  simply not renewed: it is refused once its check runs out. Only live tokens are kept, so a
+  stream of bad ones cannot grow it.
+
+``install`` puts both around the plain path (``api.deps.caller``, the routes); with
+``api_cache_seconds`` 0 it installs neither, and every request reads the database.
 """
 from __future__ import annotations
 
 import re
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from fastapi import FastAPI
+
+from api.deps import Principal
 from api.kept import Kept
-from scion.settings import get_settings
+from storage import tokens
 
 Scope = dict[str, Any]
 POLLED = re.compile(r"/v1/jobs/(\d+)(?:/trials|/best)?")
@@ -36,14 +49,13 @@ class Answer:
 class PollCache:
     """Pure ASGI; inside AuthGate, which has put the caller in the scope's state."""
 
-    def __init__(self, app: Any) -> None:
-        self.app = app
+    def __init__(self, app: Any, seconds: float) -> None:
+        self.app, self.seconds = app, seconds
         self.answers: Kept[tuple, Answer] = Kept(limit=4096)
         self.writes: dict[int, int] = {}  # job id -> writes seen, so an answer read before a write is not kept
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
-        ttl = get_settings().api_cache_seconds
-        if scope["type"] != "http" or not ttl:
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         if scope["method"] in WRITES:
@@ -68,7 +80,7 @@ class PollCache:
             return await self._answer(job_id, scope, receive, send)
 
         key = (job_id, scope["path"], scope["query_string"], None if principal.sees_all else principal.owner)
-        answer = await self.answers.get(key, ttl, compute)
+        answer = await self.answers.get(key, self.seconds, compute)
         if not answered and answer is not None:
             await answer.send(send)
 
@@ -89,6 +101,38 @@ class PollCache:
     def _forget(self, job_id: int) -> None:
         self.writes[job_id] = self.writes.get(job_id, 0) + 1
         self.answers.forget(lambda key: key[0] == job_id)
+
+
+Caller = Callable[[str | None], Awaitable[Principal]]  # an Authorization header -> who sends it
+
+
+class TokenKeep:
+    """``caller`` (``api.deps.caller``), with the principal of each token it found live kept for
+    ``seconds``: the requests with one token that arrive while it is checked share that check
+    (fifty users polling with one token would otherwise all read it at once whenever it expires)."""
+
+    def __init__(self, caller: Caller, seconds: float) -> None:
+        self.caller, self.seconds = caller, seconds
+        self.live: Kept[str, Principal] = Kept(limit=1024)
+
+    async def __call__(self, authorization: str | None) -> Principal:
+        if not authorization:  # answered without the database: OPEN, or 401
+            return await self.caller(authorization)
+
+        async def check(_in_background: bool) -> Principal:
+            return await self.caller(authorization)
+
+        return await self.live.get(tokens.hash_secret(authorization), self.seconds, check)  # no secret in memory
+
+
+def install(app: FastAPI, caller: Caller, seconds: float) -> Caller:
+    """Add the poll cache to ``app``'s middleware, and return ``caller`` with live tokens kept, for
+    AuthGate: call it before AuthGate is added, so that the cache sits inside the gate (which puts
+    the caller in the scope: answers are kept per caller). ``seconds`` 0: neither; ``caller`` as it is."""
+    if seconds <= 0:
+        return caller
+    app.add_middleware(PollCache, seconds=seconds)
+    return TokenKeep(caller, seconds)
 
 
 def _one_request() -> Any:

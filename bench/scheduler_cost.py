@@ -103,20 +103,19 @@ def drive(settings: Settings, job_ids: list[int], *, measured: int, per_pass: in
     nothing finished (what a scheduler pays every poll while long trials train); then each pass
     follows ``per_pass`` finished trials and, like the passes a finished trial's nudge wakes in
     ``Scheduler.run``, leaves the leases to the next poll."""
-    from scheduler.dispatch import CelerySend
+    from scheduler.dispatch import celery_send
     from scheduler.loop import Scheduler
     from worker.runner import run_trials
 
     backlog: deque[int] = deque()
 
-    class Recorded(CelerySend):
-        """The production sender, batches included, noting what it sent for the stand-in workers."""
-
-        def __call__(self, trial_ids: list[int], queue: str) -> None:
-            super().__call__(trial_ids, queue)
+    def recorded(messages: list[list[int]], queue: str) -> None:
+        """The production sender, noting what it sent for the stand-in workers."""
+        celery_send(messages, queue)
+        for trial_ids in messages:
             backlog.extend(trial_ids)
 
-    scheduler = Scheduler(settings, send=Recorded(), owner="bench")
+    scheduler = Scheduler(settings, send=recorded, owner="bench")
 
     def timed_pass(leases: bool = True) -> tuple[float, float]:
         cpu, started = time.process_time(), time.perf_counter()

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import time
-from contextlib import nullcontext
 from datetime import datetime
 from enum import StrEnum
 
@@ -66,7 +65,7 @@ class JobRun:
         self.queue = "gpu"
         self.last_report_id = 0
         self.curves: dict[int, list[tuple[int, float]]] = {}  # running trial id -> (epoch, score) so far
-        self.pace = Pace()
+        self.pace = Pace(settings.scheduler_batch_seconds)
 
     def step(self, activity: Row, reap_lost: bool = True) -> bool:
         """Advance the job; False once the job is finished. ``activity`` is the job's row of
@@ -184,10 +183,8 @@ class JobRun:
             return False, []
         if Reason.SEND_PENDING in reasons:
             to_send += repo.pending_trial_ids(session, job_id=self.job_id)
-        per_message = self.pace.per_message(budget.max_parallel, self.settings.scheduler_batch_seconds)
         again = sorted(set(to_send) - set(new))  # pending_trial_ids reads the new trials too
-        batches = [new[i:i + per_message] for i in range(0, len(new), per_message)]
-        return True, [[trial_id] for trial_id in again] + batches
+        return True, [[trial_id] for trial_id in again] + self.pace.messages(new, budget.max_parallel)
 
     def _ask(self, session: Session, activity: Row) -> tuple[list[int], bool]:
         """Ask the strategy for trials while slots are free, and write them; returns their ids and
@@ -342,25 +339,17 @@ class JobRun:
         repo.add_event(session, job_id=self.job_id, kind=status, message=f"job {status} ({note or error}); {summary}")
 
     def _send(self, messages: list[list[int]]) -> None:
-        """Send the messages for the committed pending trials, in one batch where the sender offers
-        one, and mark the trials sent queued in one statement. What could not be sent stays pending
-        and is sent on a later pass; after a batch that failed, all of it (a message that did reach
-        the broker then arrives twice, and the worker's claim skips the second)."""
-        sent: list[int] = []
-        batch = getattr(self.send, "batch", None)
+        """Send the messages for the committed pending trials and mark their trials queued in one
+        statement. When the sender fails, every trial stays pending and is sent on a later pass (a
+        message that did reach the broker then arrives twice, and the worker's claim skips the
+        second)."""
         try:
-            with batch() if batch else nullcontext():
-                for trial_ids in messages:
-                    self.send(trial_ids, self.queue)
-                    sent += trial_ids
+            self.send(messages, self.queue)
         except Exception:  # broker down
             log.warning("could not send trial(s) to the broker; will retry", exc_info=True)
-            if batch:
-                sent = []
-        if sent:
-            with autocommit(durable=False) as connection:
-                repo.mark_queued(connection, trial_ids=sent)
-
+            return
+        with autocommit(durable=False) as connection:
+            repo.mark_queued(connection, trial_ids=[trial_id for trial_ids in messages for trial_id in trial_ids])
 
 def _past(now: datetime, since: datetime | None, limit_s: float | None) -> bool:
     """Whether more than ``limit_s`` seconds (if a limit is set) have passed since ``since`` (if known)."""

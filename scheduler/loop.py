@@ -17,7 +17,8 @@ from collections import Counter
 
 from sqlalchemy.orm import Session
 
-from broker.nudge import JOB, TRIAL, NudgeListener
+from broker.nudge import JOB
+from scheduler import gather
 from scheduler.dispatch import Send, Waiting, celery_send, celery_waiting
 from scheduler.job_run import JobRun
 from scion.errors import Conflict
@@ -35,10 +36,9 @@ class Scheduler:
         self.send, self.waiting = send, waiting
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.runs: dict[int, JobRun] = {}
-        # What ``_gather`` judges by: the trials the last pass left waiting for a worker (sent or about
-        # to be) over the held jobs, how fast trials have been finishing (per second, smoothed over
-        # the gaps between passes) and how long the last pass took.
-        self.trials_waiting, self.finish_rate, self.pass_seconds = 0, 0.0, 0.0
+        # The trials the last pass left waiting for a worker (sent or about to be) over the held
+        # jobs: what gathering (scheduler/gather.py) judges by.
+        self.trials_waiting = 0
         self.unreachable_at = -math.inf  # when a pass last found the database unreachable (monotonic)
         self.reachable_again_at = -math.inf  # when the first pass after that reached it again
 
@@ -103,11 +103,13 @@ class Scheduler:
                 self.runs[job_id] = JobRun(job_id, self.owner, self.settings, self.send, self.waiting)
 
     def run(self, stop: threading.Event) -> None:
-        """Pass after pass, each right after a nudge or a poll interval. Leases are taken and
-        renewed once a poll interval (a quarter of the lease at most) and whenever a job arrives;
-        the passes in between, woken by finishing trials, only read what the held jobs' trials do."""
+        """Pass after pass, each right after a nudge (gathered: scheduler/gather.py) or a poll
+        interval. Leases are taken and renewed once a poll interval (a quarter of the lease at most)
+        and whenever a job arrives; the passes in between, woken by finishing trials, only read what
+        the held jobs' trials do."""
         log.info("scheduler %s polling every %.2fs", self.owner, self.settings.scheduler_poll_seconds)
-        listener = NudgeListener(self.settings.broker)  # woken early by finished trials where Redis is there
+        # Woken early by finished trials where Redis is there.
+        listener = gather.listener(self.settings, queued=lambda: self.trials_waiting, stop=stop)
         poll, failures = self.settings.scheduler_poll_seconds, 0
         leases_due, said = -math.inf, Counter({JOB: 1})
         while not stop.is_set():
@@ -115,7 +117,6 @@ class Scheduler:
             leases = JOB in said or now >= leases_due
             try:
                 self.step(leases=leases)
-                self.pass_seconds = time.monotonic() - now
                 failures = 0
                 if leases:
                     leases_due = now + min(poll, self.settings.lease_seconds / 4)
@@ -127,32 +128,7 @@ class Scheduler:
                 else:
                     log.exception("scheduler pass failed; retrying")
             said = listener.wait(min(poll * 2**failures, max(poll, 2.0)), stop.wait)
-            if said[TRIAL] and JOB not in said:
-                said = self._gather(listener, said, stop, since=now)
         self.release_all()
-
-    def _gather(self, listener: NudgeListener, said: Counter[bytes], stop: threading.Event, *,
-                since: float) -> Counter[bytes]:
-        """Having been woken by finished trials, wait for more to finish (up to
-        ``scheduler_gather_seconds``) while the trials still queued for the workers would keep them
-        busy for longer than two passes take, at the rate trials have been finishing: one pass then
-        tells and replaces several trials at the cost of one, where cheap trials would otherwise
-        wake a pass each, and the workers never run out of queued trials meanwhile. Trials long
-        enough to leave nothing queued get their pass at once; a new job ends the wait. ``since``:
-        when the last pass began (monotonic), from which on the nudges in ``said`` came."""
-        deadline = time.monotonic() + self.settings.scheduler_gather_seconds
-        while JOB not in said and not stop.is_set():
-            now, finished = time.monotonic(), said[TRIAL]
-            queued = self.trials_waiting - finished
-            if queued <= 0 or now >= deadline or queued <= self.finish_rate * 2 * self.pass_seconds:
-                break
-            more = listener.wait(deadline - now, stop.wait)
-            if not more:
-                break
-            said.update(more)
-        rate = said[TRIAL] / max(time.monotonic() - since, 1e-3)
-        self.finish_rate = rate if not self.finish_rate else (self.finish_rate + rate) / 2
-        return said
 
     def release_all(self) -> None:
         """Hand our jobs back at shutdown so another scheduler need not wait for the lease."""

@@ -8,7 +8,7 @@ trip, as many as take about that long, and never so many that a worker would sit
 worker seen lately keeps one message running and one queued within ``max_parallel``. Anything
 slower, a job's first trials (nothing measured yet) and every trial sent again (a lost message,
 a lost worker: one that may crash its worker must not take others down with it) go one per
-message.
+message. With ``scheduler_batch_seconds`` 0, every trial goes one per message.
 """
 from __future__ import annotations
 
@@ -23,7 +23,10 @@ WORKER_WINDOW_S = 10.0  # a worker that finished one of the job's trials this re
 
 
 class Pace:
-    def __init__(self) -> None:
+    """One job's: how long its trials have been taking, and on how many workers."""
+
+    def __init__(self, target_seconds: float) -> None:
+        self.target_seconds = target_seconds  # scheduler_batch_seconds
         self.durations: deque[float] = deque(maxlen=64)  # seconds, the job's latest trials run by a worker
         self.workers: dict[str, datetime] = {}  # worker → when it last finished one of the job's trials
 
@@ -34,9 +37,14 @@ class Pace:
         self.durations.append((trial.finished_at - trial.started_at).total_seconds())
         self.workers[trial.worker] = max(trial.finished_at, self.workers.get(trial.worker, trial.finished_at))
 
-    def per_message(self, max_parallel: int, target_seconds: float) -> int:
+    def messages(self, trial_ids: list[int], max_parallel: int) -> list[list[int]]:
+        """New trials in messages, in order, each carrying ``per_message`` of them."""
+        n = self.per_message(max_parallel)
+        return [trial_ids[i:i + n] for i in range(0, len(trial_ids), n)]
+
+    def per_message(self, max_parallel: int) -> int:
         """How many new trials a message may carry now (1: no batching)."""
-        if target_seconds <= 0 or len(self.durations) < MIN_MEASURED:
+        if self.target_seconds <= 0 or len(self.durations) < MIN_MEASURED:
             return 1
         newest = max(self.workers.values())
         self.workers = {w: seen for w, seen in self.workers.items()
@@ -44,6 +52,6 @@ class Pace:
         # Most trials take no longer; a few slow ones (a worker's first, which builds the job's
         # evaluator) do not stop the batching, many do.
         slow = sorted(self.durations)[int(0.75 * (len(self.durations) - 1))]
-        by_time = int(target_seconds / max(slow, 1e-6))
+        by_time = int(self.target_seconds / max(slow, 1e-6))
         by_workers = max_parallel // (2 * len(self.workers))
         return max(1, min(by_time, by_workers, MOST))

@@ -42,29 +42,13 @@ class Settings(BaseSettings):
     max_trials_cap: int = Field(100_000, ge=1, description="Largest budget.max_trials a job may ask for.")
     max_parallel_cap: int = Field(1024, ge=1, description="Largest budget.max_parallel a job may ask for.")
     max_page_size: int = Field(500, ge=1, description="Largest page (limit) a listing returns.")
-    api_cache_seconds: float = Field(
-        0.25, ge=0, le=60,
-        description="How long each API process answers repeated reads of a job (its status, a page of its trials, "
-                    "its best trial) from memory rather than the database; 0 turns this off. A cancel through a "
-                    "process shows in its answers at once.",
-    )
 
     lease_seconds: float = Field(30.0, gt=0, description="How long a scheduler's claim on a job lasts unrenewed.")
     scheduler_poll_seconds: float = Field(0.2, gt=0, description="Pause between scheduler passes.")
-    scheduler_gather_seconds: float = Field(
-        0.05, ge=0,
-        description="How long a pass woken by a finished trial may wait for more to finish while the workers "
-                    "still have trials queued, so that one pass tells and replaces several; 0 passes at once.",
-    )
     strategy_checkpoint_seconds: float = Field(
         10.0, ge=0,
         description="How often a job's strategy state is saved whole; in between only the calls made to the "
                     "strategy are logged, and a scheduler taking the job over replays them. 0 saves it every pass.",
-    )
-    scheduler_batch_seconds: float = Field(
-        0.05, ge=0,
-        description="A job's new trials that have been finishing in well under this are sent several to a "
-                    "message, as many as take about this long (scheduler/pace.py); 0 sends one per message.",
     )
     heartbeat_seconds: float = Field(5.0, gt=0, description="How often a worker touches a running trial.")
     heartbeat_timeout_seconds: float = Field(60.0, gt=0, description="A running trial silent this long is lost.")
@@ -80,6 +64,28 @@ class Settings(BaseSettings):
         300.0, gt=0,
         description="How long a worker retries a claim, an epoch's report or a result while the database is "
                     "unreachable, before it gives the attempt up (the trial is then re-run).",
+    )
+
+    # Speed for cheap trials and busy APIs. Each of these lives in one module and is off at 0,
+    # which leaves the plain path: every poll read from the database, one trial per message, a
+    # scheduler pass for every nudge.
+    api_cache_seconds: float = Field(
+        0.25, ge=0, le=60,
+        description="How long each API process answers repeated reads of a job (its status, a page of its trials, "
+                    "its best trial) and checks of a token from memory rather than the database (api/poll_cache.py); "
+                    "a cancel through a process shows in its answers at once. 0 turns this off.",
+    )
+    scheduler_batch_seconds: float = Field(
+        0.05, ge=0,
+        description="A job's new trials that have been finishing in well under this are sent several to a "
+                    "message, as many as take about this long (scheduler/pace.py). 0 turns this off: one trial "
+                    "per message.",
+    )
+    scheduler_gather_seconds: float = Field(
+        0.05, ge=0,
+        description="How long a scheduler pass woken by a finished trial may wait for more to finish while the "
+                    "workers still have trials queued, so that one pass tells and replaces several "
+                    "(scheduler/gather.py). 0 turns this off: a pass at every nudge.",
     )
 
     worker_device: str = Field("auto", description="'auto', 'cpu', 'cuda' or 'cuda:N'.")

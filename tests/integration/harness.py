@@ -136,11 +136,13 @@ class Broker:
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix="worker") if threads else None
         self._futures: set[Future] = set()
 
-    def send(self, trial_ids: list[int], queue: str) -> None:
+    def send(self, messages: list[list[int]], queue: str) -> None:
+        """A pass's messages, as ``scheduler.dispatch.Send`` hands them over."""
         with self._lock:
-            self.sent += [(trial_id, queue) for trial_id in trial_ids]
-            self.messages.append(list(trial_ids))
-            self._backlog.append(list(trial_ids))
+            for trial_ids in messages:
+                self.sent += [(trial_id, queue) for trial_id in trial_ids]
+                self.messages.append(list(trial_ids))
+                self._backlog.append(list(trial_ids))
 
     def take(self, trial_id: int) -> None:
         """A worker picked this trial up outside the broker (and may then die)."""

@@ -41,8 +41,8 @@ def settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, sqlite_url: str) -
 class Sent(list):
     """The messages the pass sent: lists of trial ids."""
 
-    def __call__(self, trial_ids: list[int], queue: str) -> None:
-        self.append(list(trial_ids))
+    def __call__(self, messages: list[list[int]], queue: str) -> None:
+        self.extend(list(trial_ids) for trial_ids in messages)
 
 
 def spec(*, epochs: int = 1, early_stopping: dict[str, Any] | None = None, **budget: Any) -> JobSpec:

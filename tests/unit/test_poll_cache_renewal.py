@@ -8,11 +8,8 @@ import asyncio
 import json
 import time
 
-import pytest
-
 from api.deps import OPEN
 from api.poll_cache import PollCache
-from scion.settings import get_settings
 
 KEEP_S, COMPUTE_S = 0.4, 0.15
 
@@ -48,18 +45,10 @@ async def poll(cache: PollCache) -> tuple[dict, float]:
     return json.loads(sent[1]["body"]), time.monotonic() - started
 
 
-@pytest.fixture
-def keeping(monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setenv("SCION_API_CACHE_SECONDS", str(KEEP_S))
-    get_settings.cache_clear()
-    yield
-    get_settings.cache_clear()
-
-
-def test_a_steadily_polled_answer_is_renewed_in_the_background_never_waited_for(keeping) -> None:
+def test_a_steadily_polled_answer_is_renewed_in_the_background_never_waited_for() -> None:
     async def scenario() -> list[tuple[dict, float, float]]:
         app = SlowApp()
-        cache = PollCache(app)
+        cache = PollCache(app, seconds=KEEP_S)
         polls = []
         for _ in range(16):  # every 0.1 s for 1.6 s: four answer lifetimes
             answer, waited = await poll(cache)
@@ -76,10 +65,10 @@ def test_a_steadily_polled_answer_is_renewed_in_the_background_never_waited_for(
     assert all(served - answer["at"] <= KEEP_S for answer, _, served in polls)
 
 
-def test_an_answer_not_polled_for_longer_than_it_is_kept_is_computed_again_and_waited_for(keeping) -> None:
+def test_an_answer_not_polled_for_longer_than_it_is_kept_is_computed_again_and_waited_for() -> None:
     async def scenario() -> tuple[float, float, int]:
         app = SlowApp()
-        cache = PollCache(app)
+        cache = PollCache(app, seconds=KEEP_S)
         await poll(cache)
         await asyncio.sleep(KEEP_S + 0.05)
         answer, waited = await poll(cache)
