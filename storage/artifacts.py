@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from scion.errors import Conflict
 from scion.settings import get_settings
 
 ONNX_OPSET = 17
@@ -75,6 +76,20 @@ def checkpoint_stamp(job_id: int, number: int, root: Path | None = None) -> str 
     except FileNotFoundError:
         return None
     return f"{stat.st_mtime_ns:x}-{stat.st_size:x}"
+
+
+class NotStored(Conflict):
+    """A completed trial whose weights are not in this process's artifact store."""
+
+
+def stored_checkpoint(job_id: int, number: int, root: Path | None = None) -> str:
+    """The version of the trial's checkpoint; NotStored, saying what to check, when the store has none."""
+    stamp = checkpoint_stamp(job_id, number, root)
+    if stamp is None:
+        raise NotStored(f"the weights of trial {number} of job {job_id} are not in the artifact store "
+                        f"({checkpoint_path(job_id, number, root)}); the API and the workers must share the "
+                        "directory the workers write to (SCION_ARTIFACTS)")
+    return stamp
 
 
 def export_path(job_id: int, number: int, fmt: str, stamp: str, root: Path | None = None) -> Path:
@@ -158,7 +173,7 @@ def recorded_signature(job_id: int, number: int, root: Path | None = None) -> tu
 
 
 __all__ = [
-    "FORMATS", "ONNX_OPSET", "ExportFormat", "artifact_root", "checkpoint_path",
+    "FORMATS", "NotStored", "stored_checkpoint", "ONNX_OPSET", "ExportFormat", "artifact_root", "checkpoint_path",
     "checkpoint_stamp", "download_name", "export_path", "failure_path", "has_weights",
     "read_json", "record_failure", "record_path", "recorded_failure", "recorded_signature", "stale_exports",
     "trial_dir", "write_atomic", "write_json",

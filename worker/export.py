@@ -134,15 +134,11 @@ assert set(_WRITERS) == set(artifacts.FORMATS)
 
 
 def check_exportable(spec: dict[str, Any], job_id: int, number: int, root: Path | None = None) -> str:
-    """The version stamp of the completed trial's checkpoint, or NoWeights saying why there is none."""
+    """The version stamp of the completed trial's checkpoint; NoWeights or artifacts.NotStored saying
+    why there is none."""
     if (reason := weightless(spec, job_id, number)) is not None:
         raise NoWeights(reason)
-    stamp = artifacts.checkpoint_stamp(job_id, number, root)
-    if stamp is None:
-        raise NoWeights(f"the weights of trial {number} of job {job_id} are not in the artifact store "
-                        f"({artifacts.checkpoint_path(job_id, number, root)}); the API and the workers must share "
-                        "the directory the workers write to (SCION_ARTIFACTS)")
-    return stamp
+    return artifacts.stored_checkpoint(job_id, number, root)
 
 
 def export(spec: dict[str, Any], job_id: int, number: int, arch: Any, fmt: str, root: Path | None = None) -> Path:

@@ -93,6 +93,7 @@ def download_model(
     if status != "completed":
         raise Conflict(f"trial {number} of job {job_id} is {status}; only a completed trial has trained weights to "
                        f"export (its architecture is at GET /v1/jobs/{job_id}/trials/{number}/architecture)")
+    artifacts.stored_checkpoint(job_id, number)  # no weights in the store: no worker could export them
     if (served := _file(job_id, number, format)) is not None:
         return served
     request = _ask_a_worker(job_id, number, format)

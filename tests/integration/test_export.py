@@ -256,7 +256,7 @@ def test_export_errors_say_what_is_wrong(env: Env) -> None:
 
     # weights that are not where the workers should have left them
     spec = env.client.get(f"/v1/jobs/{env.train_job}").json()["spec"]
-    with pytest.raises(exporter.NoWeights, match="not in the artifact store"):
+    with pytest.raises(artifacts.NotStored, match="not in the artifact store"):
         exporter.export(spec, env.train_job, 0, None, "onnx", root=env.settings.home / "elsewhere")
 
 
