@@ -62,7 +62,7 @@ def resolve(session: Session, spec: JobRequest, visible: Callable[[Job], bool] =
         if not same:
             raise Invalid("retrain.arch", f"differs from trial {trial.number} of job {job.id}; give from_job or "
                           "arch, not both")
-    body = spec.model_dump(mode="json")
+    body = spec.model_dump(mode="json", exclude_unset=True)  # what the user sent, plus the resolution
     body["space"] = space
     body["retrain"] = {"from_job": job.id, "trial": trial.number, "arch": trial.arch}
     try:

@@ -166,17 +166,13 @@ class JobRequest(BaseModel):
             evaluator.check_space(self.space.type)
         except ValueError as exc:
             raise ValueError(f"evaluator: {exc}") from None
-        reported = evaluator.reported_objectives()
-        metrics = {m.name: m for m in reported}
-        if not self.objectives:
-            self.objectives = [Objective(metric=reported[0].name)]
+        metrics = {m.name: m for m in evaluator.reported_objectives()}
         for i, objective in enumerate(self.objectives):
             if objective.metric not in metrics:
                 raise ValueError(
                     f"objectives[{i}].metric: {objective.metric!r} is not reported by evaluator "
                     f"{self.evaluator.type!r}; allowed: {', '.join(metrics)}"
                 )
-            objective.mode = objective.mode or metrics[objective.metric].mode
         costs = evaluator.constraint_metrics
         for i, constraint in enumerate(self.constraints):
             if constraint.metric not in costs:
@@ -192,12 +188,7 @@ class JobRequest(BaseModel):
         if self.kind == "retrain":
             self._retrain_arch(space)
         for i, arch in enumerate(self.warm_start):
-            try:
-                self.warm_start[i] = space.validate(arch)
-            except InvalidArchitecture as exc:
-                raise ValueError(f"warm_start[{i}]: {exc}") from None
-        if self.budget.max_parallel > self.budget.max_trials:
-            self.budget.max_parallel = self.budget.max_trials
+            _in_space(space, arch, f"warm_start[{i}]")
         return self
 
     def _space_fits(self, space: SearchSpace) -> None:
@@ -213,7 +204,7 @@ class JobRequest(BaseModel):
                 check_input(space, shape)
             except InvalidSpace as exc:
                 raise ValueError(f"space.{exc} (dataset {dataset.type!r} has inputs of shape {tuple(shape)})") from None
-        evaluator, strategy = self.evaluator, self.strategy
+        evaluator, strategy = self.evaluator, self.strategy or STRATEGIES["random"].config()
         for name, options in searched_settings(space).items():
             where = f"space.hyperparameters.{name}"
             if name not in evaluator.tunable:
@@ -243,9 +234,7 @@ class JobRequest(BaseModel):
         if self.retrain is None:
             raise ValueError("retrain: field required for kind 'retrain': "
                              "{from_job: ID, trial: N or null} or {arch: ...}")
-        if self.strategy is None:
-            self.strategy = STRATEGIES["random"].config()
-        elif self.strategy.type != "random":
+        if self.strategy is not None and self.strategy.type != "random":
             raise ValueError("strategy: a retrain job trains one architecture and runs no search strategy; "
                              "leave it out")
         if self.evaluator.type != "train":
@@ -253,9 +242,6 @@ class JobRequest(BaseModel):
                              f"evaluator, not {self.evaluator.type!r}")
         if "max_trials" in self.budget.model_fields_set and self.budget.max_trials != 1:
             raise ValueError("budget.max_trials: a retrain job runs exactly one trial; leave max_trials out")
-        self.budget.max_trials = self.budget.max_parallel = 1
-        if "name" not in self.model_fields_set:
-            self.name = "retrain"
         if self.space is None and self.retrain.from_job is None:
             raise ValueError("space: field required (a retrain job takes its space from retrain.from_job only)")
         return self.space is not None
@@ -265,13 +251,39 @@ class JobRequest(BaseModel):
             if self.warm_start:
                 raise ValueError("warm_start: a retrain job trains retrain's architecture alone; leave warm_start out")
             return  # from_job, not resolved yet: check_runnable refuses to run it
-        try:
-            arch = space.validate(self.retrain.arch)
-        except InvalidArchitecture as exc:
-            raise ValueError(f"retrain.arch: {exc}") from None
+        arch = _in_space(space, self.retrain.arch, "retrain.arch")
         if self.warm_start and self.warm_start not in ([self.retrain.arch], [arch]):
             raise ValueError("warm_start: a retrain job trains retrain's architecture alone; leave warm_start out")
-        self.retrain.arch, self.warm_start = arch, [arch]
+
+
+class JobSpec(JobRequest):
+    """A job's spec as the database holds it: a request checked at submission and normalised
+    (the objectives and their modes, a retrain job's single trial, architectures in their
+    canonical form), with its version. Read it with ``load_spec``."""
+
+    spec_version: Literal[2] = Field(SPEC_VERSION, description="The stored format's version.")
+
+    @model_validator(mode="after")
+    def _normalised(self) -> JobSpec:
+        """What the checks of the request left implicit, made explicit for the scheduler and the
+        workers, which read the spec and never guess."""
+        if self.kind == "retrain":
+            self.strategy = self.strategy or STRATEGIES["random"].config()
+            self.budget.max_trials = self.budget.max_parallel = 1
+            if "name" not in self.model_fields_set:
+                self.name = "retrain"
+        metrics = {m.name: m for m in self.evaluator.reported_objectives()}
+        self.objectives = self.objectives or [Objective(metric=next(iter(metrics)))]
+        for objective in self.objectives:
+            objective.mode = objective.mode or metrics[objective.metric].mode
+        if self.space is not None:
+            space = make_space(self.space)
+            self.warm_start = [space.validate(arch) for arch in self.warm_start]
+            if self.kind == "retrain" and self.retrain.arch is not None:
+                self.retrain.arch = space.validate(self.retrain.arch)
+                self.warm_start = [self.retrain.arch]
+        self.budget.max_parallel = min(self.budget.max_parallel, self.budget.max_trials)
+        return self
 
     def check_runnable(self) -> None:
         """Raise ValueError unless a scheduler can run this spec as stored: a retrain job's source
@@ -302,18 +314,11 @@ class JobRequest(BaseModel):
                   if o.metric in values}
         return values, scores
 
-
-class JobSpec(JobRequest):
-    """A job's spec as the database holds it: a request checked at submission and normalised
-    (objectives and their modes filled in, a retrain job's architecture resolved), with its
-    version. Read it with ``load_spec``."""
-
-    spec_version: Literal[2] = Field(SPEC_VERSION, description="The stored format's version.")
-
     @classmethod
     def of(cls, request: JobRequest) -> JobSpec:
         """The spec to store for a request that passed its checks."""
-        return cls.model_validate({**request.model_dump(mode="json"), "spec_version": SPEC_VERSION}, context=TRUSTED)
+        sent = request.model_dump(mode="json", exclude_unset=True)  # defaults are the record's to fill in
+        return cls.model_validate({**sent, "spec_version": SPEC_VERSION}, context=TRUSTED)
 
 
 def load_spec(stored: dict[str, Any]) -> JobSpec:
@@ -353,6 +358,14 @@ def architecture_record(spec: dict[str, Any], job_id: int, number: int, arch: An
         "input_shape": list(shape) if shape is not None else None,
         "num_classes": classes,
     }
+
+
+def _in_space(space: SearchSpace, arch: Any, where: str) -> Any:
+    """``arch`` in its canonical form, or the reason it is not in ``space``, at ``where``."""
+    try:
+        return space.validate(arch)
+    except InvalidArchitecture as exc:
+        raise ValueError(f"{where}: {exc}") from None
 
 
 def make_space(config: Any) -> SearchSpace:

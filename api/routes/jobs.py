@@ -42,7 +42,7 @@ def _public(session, job: Job) -> JobPublic:
     return JobPublic.of(job, repo.trial_counts(session, job_id=job.id), repo.best_trial(session, job_id=job.id))
 
 
-def _check_caps(spec: JobCreate) -> None:
+def _check_caps(spec: JobSpec) -> None:
     """This server's limits on a job's size (settings), within the spec's absolute bounds."""
     settings = get_settings()
     errors = [
@@ -57,10 +57,10 @@ def _check_caps(spec: JobCreate) -> None:
 
 
 @router.post("", status_code=201, response_model=JobPublic, summary="Submit a search job")
-def submit_job(spec: JobCreate, session: SessionDep, principal: PrincipalDep) -> JobPublic:
-    spec = retrain.resolve(session, spec, visible=principal.may_see)  # a retrain job's from_job
+def submit_job(request: JobCreate, session: SessionDep, principal: PrincipalDep) -> JobPublic:
+    spec = JobSpec.of(retrain.resolve(session, request, visible=principal.may_see))  # a retrain job's from_job
     _check_caps(spec)
-    job = repo.create_job(session, name=spec.name, spec=JobSpec.of(spec).model_dump(mode="json"), owner=principal.owner)
+    job = repo.create_job(session, name=spec.name, spec=spec.model_dump(mode="json"), owner=principal.owner)
     session.commit()
     nudger().nudge(JOB)  # a scheduler picks the job up now, not at its next poll
     return _public(session, job)
