@@ -28,6 +28,14 @@ class Metric:
 
 AnyDataset = DATASETS.config_union()
 
+# What building a candidate costs, measured before it is trained or scored (usable as constraints).
+COSTS = (
+    Metric("params", "min", "Number of parameters."),
+    Metric("flops", "min", "Forward FLOPs for one example."),
+    Metric("latency_ms", "min", "Median eval-mode forward time (ms) for one example."),
+)
+COST_METRICS = (*(m.name for m in COSTS), "latency_ms_batch")
+
 
 class EvaluatorConfig(BaseModel):
     queue: ClassVar[str] = "gpu"  # Celery queue by resource class: "gpu" or "cpu"
@@ -50,13 +58,11 @@ class TrainConfig(EvaluatorConfig):
     queue: ClassVar[str] = "gpu"
     objectives: ClassVar[tuple[Metric, ...]] = (
         Metric("val_acc", "max", "Validation accuracy (%) after the last epoch."),
-        Metric("params", "min", "Number of parameters."),
-        Metric("flops", "min", "Forward FLOPs for one example."),
-        Metric("latency_ms", "min", "Median eval-mode forward time (ms) for one example."),
+        *COSTS,
         Metric("train_seconds", "min", "Wall time of training and evaluation (s)."),
     )
     recorded: ClassVar[tuple[str, ...]] = ("test_acc", "train_loss", "latency_ms_batch")
-    constraint_metrics: ClassVar[tuple[str, ...]] = ("params", "flops", "latency_ms", "latency_ms_batch")
+    constraint_metrics: ClassVar[tuple[str, ...]] = COST_METRICS
     tunable: ClassVar[tuple[str, ...]] = ("lr", "batch_size", "weight_decay", "epochs")
 
     keeps_weights: ClassVar[bool] = True
@@ -102,9 +108,7 @@ class ProxyConfig(EvaluatorConfig):
         Metric("synflow", "max", "SynFlow: sum of |weight x gradient| of the all-ones output, BatchNorm removed."),
         Metric("grad_norm", "max", "Sum of per-layer gradient norms of the loss on one batch, untrained."),
         Metric("jacob_cov", "max", "Jacobian covariance score: inputs told apart by their input gradients."),
-        Metric("params", "min", "Number of parameters."),
-        Metric("flops", "min", "Forward FLOPs for one example."),
-        Metric("latency_ms", "min", "Median eval-mode forward time (ms) for one example."),
+        *COSTS,
         Metric("train_seconds", "min", "Wall time of the whole evaluation (s): costs and proxies, no training."),
     )
     recorded: ClassVar[tuple[str, ...]] = ("latency_ms_batch", "proxy_seconds")
@@ -113,7 +117,7 @@ class ProxyConfig(EvaluatorConfig):
     def reported_objectives(self) -> tuple[Metric, ...]:
         """A proxy left out of ``proxies`` is never computed, so it cannot be an objective."""
         return tuple(m for m in self.objectives if m.name in self.proxies or m.name not in PROXIES)
-    constraint_metrics: ClassVar[tuple[str, ...]] = ("params", "flops", "latency_ms", "latency_ms_batch")
+    constraint_metrics: ClassVar[tuple[str, ...]] = COST_METRICS
 
     type: Literal["proxy"] = Field("proxy", description="Score untrained candidates with zero-cost proxies.")
     dataset: AnyDataset = Field(  # type: ignore[valid-type]
