@@ -8,7 +8,12 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from starlette.datastructures import Headers
+
+from api import errors
+from api.deps import OPEN
 from scion.settings import get_settings
+from storage.db import POOL_CONNECTIONS
 
 Scope = dict[str, Any]
 
@@ -82,8 +87,6 @@ class RequestSlots:
     connections, a request always finds one."""
 
     def __init__(self, app: Any) -> None:
-        from storage.db import POOL_CONNECTIONS
-
         self.app = app
         self.slots = asyncio.Semaphore(POOL_CONNECTIONS)
 
@@ -115,15 +118,9 @@ class AuthGate:
             await self.app(scope, receive, send)
             return
         if not get_settings().auth_enabled:
-            from api.deps import OPEN
-
             scope.setdefault("state", {})["principal"] = OPEN
             await self.app(scope, receive, send)
             return
-        from starlette.datastructures import Headers
-
-        from api import errors
-
         try:
             principal = await self.caller(Headers(scope=scope).get("authorization"))
         except errors.ANSWERED as exc:  # outside the app's handlers: answered as they would

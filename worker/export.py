@@ -30,7 +30,7 @@ from spaces import SPACES, make_space
 from storage import artifacts
 from storage import repository as repo
 from storage.db import session_scope
-from worker.evaluators.base import TrialFailed
+from worker.outcomes import TrialFailed
 from worker.training.datasets import DATASETS, load_dataset
 
 log = logging.getLogger(__name__)

@@ -31,7 +31,8 @@ from storage import artifacts
 from storage import repository as repo
 from storage.db import autocommit, retry_unreachable, session_scope, utcnow
 from worker.evaluators import make_evaluator
-from worker.evaluators.base import Evaluator, TrialFailed, TrialStopped
+from worker.evaluators.base import Evaluator
+from worker.outcomes import TrialFailed, TrialStopped
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from worker.evaluators.base import TrialStopped
+from worker.outcomes import TrialStopped
 from worker.runner import time_limit
 
 

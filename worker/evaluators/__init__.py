@@ -1,7 +1,5 @@
-"""Evaluators, collected in ``EVALUATORS`` (name → config model and class).
-
-Importing this package does not import torch: evaluators import it inside ``evaluate``.
-"""
+"""Evaluators: importing this package implements the core's ``EVALUATORS`` (scion.components),
+whose configs say what each evaluator promises a job without this package (or torch) loaded."""
 from __future__ import annotations
 
 from typing import Any
@@ -10,10 +8,11 @@ from pydantic import BaseModel
 
 from scion.components import EVALUATORS
 from scion.configs.evaluators import Metric
-from worker.evaluators.base import EvalContext, Evaluator, TrialFailed, TrialStopped
+from worker.evaluators.base import EvalContext, Evaluator
 from worker.evaluators.proxy import ProxyEvaluator
 from worker.evaluators.tabular import TabularEvaluator
 from worker.evaluators.train import TrainEvaluator
+from worker.outcomes import TrialFailed, TrialStopped
 
 EVALUATORS.implement("train", TrainEvaluator)
 EVALUATORS.implement("proxy", ProxyEvaluator)

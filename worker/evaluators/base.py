@@ -1,8 +1,5 @@
-"""The evaluator interface: how a worker turns an architecture into metrics.
-
-Evaluator modules import torch only inside ``evaluate`` so that the API and the scheduler can
-import their configs (for validation and the catalogue) without it.
-"""
+"""The evaluator interface: how a worker turns an architecture into metrics. Evaluators run on
+workers only, which have torch; the API and the scheduler read what they need from the configs."""
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
@@ -11,20 +8,6 @@ from typing import Any, ClassVar, Protocol
 
 from scion.configs.evaluators import EvaluatorConfig
 from spaces.base import Arch, SearchSpace
-
-
-class TrialStopped(Exception):
-    """Raised from ``EvalContext.report`` when the trial was asked to stop (cancelled,
-    early-stopped or out of time); the evaluator lets it propagate."""
-
-
-class TrialFailed(Exception):
-    """A candidate that cannot be evaluated (NaN loss, out of memory, over a cost limit, …);
-    fails that trial only, keeping whatever ``metrics`` were measured."""
-
-    def __init__(self, message: str, metrics: dict[str, Any] | None = None) -> None:
-        super().__init__(message)
-        self.metrics = metrics
 
 
 class EvalContext(Protocol):

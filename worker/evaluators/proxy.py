@@ -4,8 +4,7 @@ Builds the network with the same seeded initial weights the ``train`` evaluator 
 its costs (parameters, FLOPs, latency: the same functions as ``train``, so constraints apply before
 anything else is spent), then computes the chosen proxies (worker.training.proxies) on one fixed
 batch of the dataset's training split: the same examples for every candidate, so that scores are
-comparable. A fraction of a second per small network; no training, no checkpoint. Torch is
-imported inside ``evaluate`` only.
+comparable. A fraction of a second per small network; no training, no checkpoint.
 
 How well each proxy ranks trained accuracy is measured by ``python -m bench.proxies`` (see
 docs/benchmarks.md, "Zero-cost proxies").
@@ -16,11 +15,17 @@ import math
 import time
 from typing import Any
 
+import numpy as np
+import torch
+
 from scion.configs.evaluators import ProxyConfig
 from spaces.base import Arch, SearchSpace
 from worker.evaluators.base import EvalContext, Evaluator
 from worker.evaluators.train import arch_seed
-from worker.training.datasets import DATASETS
+from worker.training.cost import count_flops, count_params, measure_latency_ms
+from worker.training.datasets import DATASETS, load_dataset
+from worker.training.proxies import compute
+from worker.training.trainer import run_oom_guarded
 
 DatasetConfig = DATASETS.config_union()
 BATCH_SEED = 0  # which training examples make the proxy batch: fixed, never the job's seed
@@ -31,13 +36,6 @@ class ProxyEvaluator(Evaluator):
     config: ProxyConfig
 
     def evaluate(self, space: SearchSpace, arch: Arch, ctx: EvalContext) -> dict[str, Any]:
-        import torch
-
-        from worker.training.cost import count_flops, count_params, measure_latency_ms
-        from worker.training.datasets import load_dataset
-        from worker.training.proxies import compute
-        from worker.training.trainer import run_oom_guarded
-
         started = time.perf_counter()
         cfg = self.config
         data = load_dataset(cfg.dataset)
@@ -68,9 +66,6 @@ class ProxyEvaluator(Evaluator):
 def proxy_batch(data: Any, batch_size: int, device: str) -> tuple[Any, Any]:
     """The fixed proxy batch: ``batch_size`` training examples drawn with BATCH_SEED (all of them when
     the split is smaller), as tensors on ``device``."""
-    import numpy as np
-    import torch
-
     order = np.random.default_rng(BATCH_SEED).permutation(len(data.y_train))[:batch_size]
     index = np.sort(order)
     x = torch.from_numpy(data.x_train[index]).float().to(device)

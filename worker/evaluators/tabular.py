@@ -16,8 +16,9 @@ from pydantic import BaseModel
 from scion.configs.evaluators import TabularConfig
 from scion.data_paths import resolve_data_path
 from spaces.base import Arch, SearchSpace
-from worker.evaluators.base import EvalContext, Evaluator, TrialFailed
+from worker.evaluators.base import EvalContext, Evaluator
 from worker.evaluators.nb201_table import Table, TableError, load_table
+from worker.outcomes import TrialFailed
 
 
 class TabularEvaluator(Evaluator):

@@ -1,17 +1,22 @@
 """The ``train`` evaluator: build each candidate and train it briefly on a built-in dataset.
 
 Costs (parameters, FLOPs, latency) are measured before training, so they are known even for a
-candidate that is then stopped early. Torch is imported inside ``evaluate`` only.
+candidate that is then stopped early.
 """
 from __future__ import annotations
 
 import hashlib
 from typing import Any
 
+import torch
+
 from scion.configs.evaluators import TrainConfig
 from spaces.base import Arch, SearchSpace, training_settings
-from worker.evaluators.base import EvalContext, Evaluator, TrialFailed
-from worker.training.datasets import DATASETS
+from worker.evaluators.base import EvalContext, Evaluator
+from worker.outcomes import TrialFailed
+from worker.training.cost import count_flops, count_params, measure_latency_ms
+from worker.training.datasets import DATASETS, load_dataset
+from worker.training.trainer import run_oom_guarded, train
 
 DatasetConfig = DATASETS.config_union()
 
@@ -26,12 +31,6 @@ class TrainEvaluator(Evaluator):
     config: TrainConfig
 
     def evaluate(self, space: SearchSpace, arch: Arch, ctx: EvalContext) -> dict[str, Any]:
-        import torch
-
-        from worker.training.cost import count_flops, count_params, measure_latency_ms
-        from worker.training.datasets import load_dataset
-        from worker.training.trainer import run_oom_guarded, train
-
         cfg = self.config.model_copy(update=training_settings(space, arch))  # this trial's own lr, batch size...
         data = load_dataset(cfg.dataset)
         seed = arch_seed(space.key(arch))

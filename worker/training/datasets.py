@@ -17,6 +17,7 @@ import numpy as np
 from pydantic import BaseModel
 
 from scion.configs.datasets import DATASETS, DigitsConfig, MNIST1DConfig, split_sizes
+from worker.outcomes import TrialFailed
 
 SPLIT_SEED = 0  # the train/val/test split never depends on the job's seed
 
@@ -135,8 +136,6 @@ def load_dataset(config: BaseModel | str) -> Dataset:
         stamp = source.fingerprint(config)
         return _load_cached(config.type, config.model_dump_json(), stamp)  # type: ignore[attr-defined]
     except (OSError, ValueError) as exc:
-        from worker.evaluators.base import TrialFailed  # not at module level: evaluators import this module
-
         raise TrialFailed(f"dataset {config.type}: {exc}") from None  # type: ignore[attr-defined]
 
 

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from worker.evaluators.base import TrialFailed
+from worker.outcomes import TrialFailed
 from worker.training.augment import augment_batch, epoch_generator
 from worker.training.datasets import Dataset
 
