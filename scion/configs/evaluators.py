@@ -53,7 +53,26 @@ class EvaluatorConfig(BaseModel):
         """Raise ValueError when this evaluator cannot score architectures of ``space_type``."""
 
 
-class TrainConfig(EvaluatorConfig):
+class BuildsNetworks(EvaluatorConfig):
+    """An evaluator that builds each candidate for a dataset's inputs and classes; its ``dataset``
+    (``dataset_field``) may be written as just the dataset's name."""
+
+    @field_validator("dataset", mode="before", check_fields=False)
+    @classmethod
+    def _dataset_by_name(cls, value: Any) -> Any:
+        return dataset_by_name(value)
+
+
+def dataset_field(what: str) -> Any:
+    """The ``dataset`` field of an evaluator that builds networks, described as ``what``."""
+    return Field(
+        default_factory=lambda: DATASETS["digits"].config(),
+        description=f"{what}, as an object with its 'type' and settings, or just its name "
+                    f"({', '.join(DATASETS.names())}).",
+    )
+
+
+class TrainConfig(BuildsNetworks):
     model_config = ConfigDict(extra="forbid")
     queue: ClassVar[str] = "gpu"
     objectives: ClassVar[tuple[Metric, ...]] = (
@@ -68,13 +87,7 @@ class TrainConfig(EvaluatorConfig):
     keeps_weights: ClassVar[bool] = True
 
     type: Literal["train"] = Field("train", description="Train every candidate from scratch.")
-    dataset: AnyDataset = Field(  # type: ignore[valid-type]
-        default_factory=lambda: DATASETS["digits"].config(),
-        description=(
-            "Built-in dataset to train on, as an object with its 'type' and settings, or just its "
-            f"name ({', '.join(DATASETS.names())})."
-        ),
-    )
+    dataset: AnyDataset = dataset_field("Built-in dataset to train on")  # type: ignore[valid-type]
     epochs: int = Field(4, ge=1, le=1000, description="Training epochs per candidate.")
     batch_size: int = Field(64, ge=1, le=4096, description="Examples per SGD step.")
     lr: float = Field(
@@ -88,11 +101,6 @@ class TrainConfig(EvaluatorConfig):
         10, ge=1, le=1000, description="Timed forward passes per latency measurement (median kept)."
     )
 
-    @field_validator("dataset", mode="before")
-    @classmethod
-    def _dataset_by_name(cls, value: Any) -> Any:
-        return dataset_by_name(value)
-
 
 ProxyName = Literal["naswot", "synflow", "grad_norm", "jacob_cov"]
 
@@ -100,7 +108,7 @@ ProxyName = Literal["naswot", "synflow", "grad_norm", "jacob_cov"]
 PROXIES = ProxyName.__args__
 
 
-class ProxyConfig(EvaluatorConfig):
+class ProxyConfig(BuildsNetworks):
     model_config = ConfigDict(extra="forbid")
     queue: ClassVar[str] = "gpu"
     objectives: ClassVar[tuple[Metric, ...]] = (
@@ -120,13 +128,8 @@ class ProxyConfig(EvaluatorConfig):
     constraint_metrics: ClassVar[tuple[str, ...]] = COST_METRICS
 
     type: Literal["proxy"] = Field("proxy", description="Score untrained candidates with zero-cost proxies.")
-    dataset: AnyDataset = Field(  # type: ignore[valid-type]
-        default_factory=lambda: DATASETS["digits"].config(),
-        description=(
-            "Dataset whose inputs and classes the networks are built for and scored on, as an object with its "
-            f"'type' and settings, or just its name ({', '.join(DATASETS.names())})."
-        ),
-    )
+    dataset: AnyDataset = dataset_field(  # type: ignore[valid-type]
+        "Dataset whose inputs and classes the networks are built for and scored on")
     batch_size: int = Field(64, ge=2, le=1024, description="Examples in the one batch the proxies see.")
     proxies: list[ProxyName] = Field(
         default_factory=lambda: list(PROXIES),
@@ -136,11 +139,6 @@ class ProxyConfig(EvaluatorConfig):
     latency_repeats: int = Field(
         10, ge=1, le=1000, description="Timed forward passes per latency measurement (median kept)."
     )
-
-    @field_validator("dataset", mode="before")
-    @classmethod
-    def _dataset_by_name(cls, value: Any) -> Any:
-        return dataset_by_name(value)
 
     @field_validator("proxies")
     @classmethod
