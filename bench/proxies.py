@@ -30,8 +30,9 @@ PROXY_NAMES = ("naswot", "synflow", "grad_norm", "jacob_cov")
 BASELINES = ("params", "flops")
 
 
-class _Ctx:
-    """The worker's EvalContext, in process: no database, no stopping, no constraints."""
+class InProcessContext:
+    """The worker's EvalContext, in process: no database, no stopping, no constraints. Benchmarks
+    that call evaluators directly (this one, ``bench.one_shot``) hand it to them."""
 
     def __init__(self, artifacts: Path, number: int) -> None:
         self.device, self.fidelity, self.number = "cpu", None, number
@@ -74,6 +75,20 @@ def rank_correlations(scores: list[float], accuracy: list[float], *, resamples: 
             "undefined": int(np.isnan(np.array(scores, dtype=np.float64)).sum())}
 
 
+def sample_cells(space: Any, n: int, seed: int) -> list[Any]:
+    """``n`` distinct architectures of ``space``, the same ones for the same seed (a longer sample
+    starts with a shorter one's architectures, in the same order)."""
+    rng = np.random.default_rng(seed)
+    archs: list[Any] = []
+    seen: set[str] = set()
+    while len(archs) < n:
+        arch = space.sample(rng)
+        if space.key(arch) not in seen:
+            seen.add(space.key(arch))
+            archs.append(arch)
+    return archs
+
+
 def run(dataset: str, n: int, epochs: int, *, channels: int, cells: int, batch_size: int, seed: int,
         progress: bool = True) -> dict[str, Any]:
     import torch
@@ -88,22 +103,15 @@ def run(dataset: str, n: int, epochs: int, *, channels: int, cells: int, batch_s
     data = load_dataset(dataset)
     proxy_eval = ProxyEvaluator(ProxyConfig(dataset=dataset, batch_size=batch_size, latency_repeats=3))
     train_eval = TrainEvaluator(TrainConfig(dataset=dataset, epochs=epochs, latency_repeats=1))
-    rng = np.random.default_rng(seed)
-    archs: list[list[str]] = []
-    seen: set[str] = set()
-    while len(archs) < n:
-        arch = space.sample(rng)
-        if space.key(arch) not in seen:
-            seen.add(space.key(arch))
-            archs.append(arch)
+    archs = sample_cells(space, n, seed)
 
     x, y = proxy_batch(data, batch_size, "cpu")
-    proxy_eval.evaluate(space, archs[0], _Ctx(Path(tempfile.gettempdir()), 0))  # warm-up, not timed
+    proxy_eval.evaluate(space, archs[0], InProcessContext(Path(tempfile.gettempdir()), 0))  # warm-up, not timed
     rows: list[dict[str, Any]] = []
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as artifacts:
         for i, arch in enumerate(archs):
-            ctx = _Ctx(Path(artifacts), i)
+            ctx = InProcessContext(Path(artifacts), i)
             scored = proxy_eval.evaluate(space, arch, ctx)
             # each proxy timed on its own, on the same initial weights and batch as the evaluator used
             torch.manual_seed(arch_seed(space.key(arch)))

@@ -739,3 +739,84 @@ def bench_strategies(
         raise typer.Exit(2) from None
     for path in written:
         console.print(f"wrote {path}")
+
+
+def _json_option(text: str | None, option: str) -> dict[str, Any]:
+    """A JSON object from a bench option, or a usage error naming it."""
+    try:
+        value = json.loads(text) if text else {}
+    except json.JSONDecodeError as exc:
+        raise typer.BadParameter(f"not JSON ({exc})", param_hint=option) from None
+    if not isinstance(value, dict):
+        raise typer.BadParameter("expected a JSON object of settings", param_hint=option)
+    return value
+
+
+@bench_app.command("one-shot")
+def bench_one_shot(
+    part: Annotated[str, typer.Option(help="ranking, pipelines, collapse, all, or ground-truth (only the "
+                                           "ranking's standalone trainings, filling the cache).")] = "all",
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the full report here.")] = None,
+    out_dir: Annotated[Path, typer.Option(help="Where the ranking's ground-truth cache is kept.")] = Path("bench/out"),
+    epochs: Annotated[int, typer.Option(help="The standalone recipe's epochs (ground truth, evolution's "
+                                             "candidates, every retraining).")] = 4,
+    channels: Annotated[int, typer.Option(help="NB201 skeleton: channels of the first stage.")] = 8,
+    cells_per_stage: Annotated[int, typer.Option(help="NB201 skeleton: cells per stage.")] = 1,
+    datasets: Annotated[str, typer.Option(help="Ranking: datasets, comma-separated.")] = "mnist1d,digits",
+    cells: Annotated[int, typer.Option(help="Ranking: NB201 cells sampled and trained standalone.")] = 100,
+    sample_seed: Annotated[int, typer.Option(help="Ranking: which cells are sampled.")] = 0,
+    proxy_batch_size: Annotated[int, typer.Option(help="Ranking: the zero-cost proxies' batch.")] = 64,
+    pipelines: Annotated[str, typer.Option(help="Pipelines to run, comma-separated: spos, darts, enas, "
+                                                "evolution (the baseline).")] = "spos,darts,enas,evolution",
+    seeds: Annotated[int, typer.Option(help="Pipelines: seeds 0..N-1 of each.")] = 3,
+    candidates: Annotated[int, typer.Option(help="Pipelines: candidates regularized evolution trains.")] = 100,
+    search_trials: Annotated[int, typer.Option(help="Pipelines: sub-networks SPOS + evolution scores.")] = 100,
+    retrain_top_k: Annotated[int, typer.Option(help="Pipelines: networks each one-shot pipeline retrains.")] = 3,
+    workers: Annotated[int, typer.Option(help="Pipelines: worker processes of the embedded stack.")] = 2,
+    collapse_seeds: Annotated[int, typer.Option(help="Collapse: DARTS runs per remedy.")] = 5,
+    spos: Annotated[str | None, typer.Option(help="SPOS settings as JSON, over the bench's (e.g. '{\"epochs\": 1}').")]
+    = None,
+    darts: Annotated[str | None, typer.Option(help="DARTS settings as JSON, over the bench's.")] = None,
+    enas: Annotated[str | None, typer.Option(help="ENAS settings as JSON, over the bench's.")] = None,
+    threads: Annotated[int, typer.Option(help="torch threads of the in-process training (the machine is shared).")]
+    = 1,
+) -> None:
+    """One-shot NAS: how inherited weights and proxies rank cells, what pipelines cost and find, DARTS collapse."""
+    import shlex
+
+    from bench import one_shot as bench
+    from bench.strategies import write_json
+
+    parts = {"all": bench.PARTS, bench.GROUND_TRUTH: (bench.GROUND_TRUTH,)}.get(part) or (
+        (part,) if part in bench.PARTS else None)
+    if parts is None:
+        raise typer.BadParameter(f"expected {', '.join(bench.PARTS)}, all or {bench.GROUND_TRUTH}, got {part!r}",
+                                 param_hint="--part")
+    methods = {"spos": _json_option(spos, "--spos"), "darts": _json_option(darts, "--darts"),
+               "enas": _json_option(enas, "--enas")}
+    given = {"--part": part, "--out-dir": out_dir, "--epochs": epochs, "--channels": channels,
+             "--cells-per-stage": cells_per_stage, "--datasets": datasets, "--cells": cells,
+             "--sample-seed": sample_seed, "--pipelines": pipelines, "--seeds": seeds, "--candidates": candidates,
+             "--search-trials": search_trials, "--retrain-top-k": retrain_top_k, "--workers": workers,
+             "--collapse-seeds": collapse_seeds, "--spos": spos, "--darts": darts, "--enas": enas, "--json": json_out}
+    command = ["scion", "bench", "one-shot"] + [x for flag, value in given.items() if value is not None
+                                                for x in (flag, str(value))]
+
+    def progress(line: str) -> None:
+        err_console.print(line, markup=False, highlight=False, soft_wrap=True)
+
+    try:
+        report = bench.run(
+            parts, progress=progress, threads=threads, command=shlex.join(command), out_dir=out_dir, epochs=epochs,
+            channels=channels, cells_per_stage=cells_per_stage,
+            datasets=tuple(d.strip() for d in datasets.split(",") if d.strip()), cells=cells, sample_seed=sample_seed,
+            proxy_batch_size=proxy_batch_size, pipelines=tuple(p.strip() for p in pipelines.split(",") if p.strip()),
+            seeds=seeds, candidates=candidates, search_trials=search_trials, retrain_top_k=retrain_top_k,
+            workers=workers, collapse_seeds=collapse_seeds, methods=methods,
+        )
+    except bench.BenchError as exc:
+        err_console.print(f"[red]error:[/] {escape(str(exc))}")
+        raise typer.Exit(2) from None
+    typer.echo(bench.markdown(report))
+    if json_out:
+        console.print(f"wrote {write_json(report, json_out)}")
