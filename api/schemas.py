@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from scion.spec import JobRequest
+from scion.spec import JobRequest, planned_trials
 from storage.db import utcnow
 from storage.models import Job, JobEvent, Trial, TrialMetric
 
@@ -21,6 +21,7 @@ class ObjectivePublic(BaseModel):
 class TrialSummary(BaseModel):
     number: int
     status: str
+    phase: str | None = None  # a one-shot job's: supernet, search or retrain
     arch: Any
     arch_key: str
     objective: float | None
@@ -37,7 +38,7 @@ class TrialSummary(BaseModel):
         ran = trial.finished_at and trial.started_at
         duration = (trial.finished_at - trial.started_at).total_seconds() if ran else None
         return cls(
-            number=trial.number, status=trial.status, arch=trial.arch, arch_key=trial.arch_key,
+            number=trial.number, status=trial.status, phase=trial.phase, arch=trial.arch, arch_key=trial.arch_key,
             objective=trial.objective, metrics=trial.metrics, attempts=trial.attempts, error=trial.error,
             created_at=trial.created_at, started_at=trial.started_at, finished_at=trial.finished_at,
             duration_s=duration,
@@ -71,10 +72,12 @@ class JobPublic(BaseModel):
     id: int
     name: str
     status: str
+    phase: str | None = None  # a one-shot job's current phase: supernet, search or retrain
     objective: ObjectivePublic
     counts: dict[str, int]
     trials_total: int
     max_trials: int
+    trials_planned: int  # max_trials, plus a one-shot job's supernet and retrained trials
     best: TrialSummary | None
     created_at: datetime
     started_at: datetime | None
@@ -89,9 +92,10 @@ class JobPublic(BaseModel):
         end = job.finished_at or utcnow()
         primary = job.spec["objectives"][0]
         return cls(
-            id=job.id, name=job.name, status=job.status,
+            id=job.id, name=job.name, status=job.status, phase=job.phase,
             objective=ObjectivePublic(metric=primary["metric"], mode=primary["mode"]),
             counts=counts, trials_total=sum(counts.values()), max_trials=job.spec["budget"]["max_trials"],
+            trials_planned=planned_trials(job.spec),
             best=TrialSummary.of(best) if best else None,
             created_at=job.created_at, started_at=job.started_at, finished_at=job.finished_at,
             elapsed_s=(end - job.started_at).total_seconds() if job.started_at else None,

@@ -33,7 +33,7 @@ class JobProgress:
             TimeElapsedColumn(), console=console, transient=False,
         )
         self.task = self.progress.add_task(
-            f"job {job['id']} {job['name']}", total=job["max_trials"], running=0, metric=self.metric, best="-"
+            f"job {job['id']} {job['name']}", total=job["trials_planned"], running=0, metric=self.metric, best="-"
         )
 
     def update(self, job: dict[str, Any]) -> None:
@@ -57,15 +57,16 @@ def job_table(jobs: list[dict[str, Any]]) -> Table:
     for job in jobs:
         done = job["counts"].get("completed", 0)
         best = job["best"]["objective"] if job["best"] else None
-        table.add_row(str(job["id"]), job["name"], job["status"], f"{done}/{job['max_trials']}",
+        table.add_row(str(job["id"]), job["name"], job["status"], f"{done}/{job['trials_planned']}",
                       f"{job['objective']['metric']} {fmt(best)}", fmt(job["elapsed_s"]))
     return table
 
 
 def job_summary(console: Console, job: dict[str, Any]) -> None:
     counts = ", ".join(f"{n} {s}" for s, n in sorted(job["counts"].items()))
-    console.print(f"[bold]job {job['id']}[/] {job['name']}: [bold]{job['status']}[/] ({counts or 'no trials'})"
-                  f", elapsed {fmt(job['elapsed_s'])} s")
+    phase = f", {job['phase']} phase" if job.get("phase") and job["status"] == "running" else ""
+    console.print(f"[bold]job {job['id']}[/] {job['name']}: [bold]{job['status']}[/]{phase} "
+                  f"({counts or 'no trials'}), elapsed {fmt(job['elapsed_s'])} s")
     if job.get("error"):
         console.print(f"[red]{escape(job['error'])}[/]")
 
@@ -78,13 +79,15 @@ def trial_table(trials: list[dict[str, Any]], metric: str, title: str = "trials"
     extra = [m for m in objectives if m != metric]
     present = extra + [m for m in SHOWN_METRICS if m != metric and m not in extra
                        and any(m in (t.get("metrics") or {}) for t in trials)]
+    phased = any(t.get("phase") for t in trials)  # a one-shot job's: supernet, search, retrain
     rows = []
     for trial in trials:
         metrics = trial.get("metrics") or {}
         arch = trial["arch_key"]
         if trial["status"] == "failed":
             arch += f"\n[red]{escape((trial['error'] or '').split(chr(10), 1)[0][:200])}[/]"
-        rows.append([str(trial["number"]), trial["status"], fmt(trial["objective"]),
+        status = f"{trial['status']} ({trial['phase']})" if phased else trial["status"]
+        rows.append([str(trial["number"]), status, fmt(trial["objective"]),
                      *(fmt(metrics.get(m)) for m in present), arch])
     columns = ["#", "status", metric, *present]
     widths = [max([len(c)] + [len(r[i]) for r in rows]) + 3 for i, c in enumerate(columns)]

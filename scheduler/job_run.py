@@ -25,8 +25,10 @@ from sqlalchemy.orm import Session
 from scheduler import feedback
 from scheduler.dispatch import Send, Waiting, celery_waiting
 from scheduler.pace import Pace
+from scheduler.stages import SUPERNET_KEY, PhaseFailed, Stage, current_stage, next_stage
 from scheduler.strategies import Proposal, make_strategy
 from scheduler.strategy_log import LoggedStrategy
+from scion.configs.one_shot import SEARCH, SUPERNET
 from scion.settings import Settings
 from scion.spec import JobSpec, load_spec
 from spaces import InvalidArchitecture, SearchSpace, make_space
@@ -48,6 +50,7 @@ class Reason(StrEnum):
     RELAY_REPORTS = "relay_reports"  # the strategy or early stopping judges running trials by their epochs
     TELL = "tell"  # trials finished that the strategy has not been told of
     ASK = "ask"  # free slots within the budget: ask the strategy for new trials
+    NEXT_PHASE = "next_phase"  # a one-shot job's phase has created all its trials and none is in flight
     FINISH = "finish"  # every trial of the budget created and none in flight: the job is done
     SEND_PENDING = "send_pending"  # trials written but never sent (a failed send, a scheduler that died)
 
@@ -60,6 +63,7 @@ class JobRun:
         self.spec: JobSpec | None = None
         self.space: SearchSpace | None = None
         self.strategy: LoggedStrategy | None = None
+        self.stage: Stage | None = None  # which trials come next (scheduler.stages)
         self.next_checkpoint = 0.0  # monotonic time after which the strategy's state is next saved whole
         self.trials_created, self.started_at = 0, None  # the job's, from the pass's row as the pass changes them
         self.queue = "gpu"
@@ -88,6 +92,8 @@ class JobRun:
             if Reason.START in reasons:
                 self.started_at = changed["started_at"] = utcnow()
                 changed["status"] = "running"
+                if self.stage.phase is not None:
+                    changed["phase"] = self.stage.phase
                 repo.add_event(session, job_id=self.job_id, kind="started",
                                message=f"scheduler {self.owner} started the job")
             running, to_send = self._advance(session, activity, reasons)
@@ -129,10 +135,10 @@ class JobRun:
             ending = True
         if activity.untold or ending:
             found.append(Reason.TELL)
-        if activity.trials_created < budget.max_trials and activity.in_flight < budget.max_parallel:
+        if activity.trials_created < self.stage.end and activity.in_flight < budget.max_parallel:
             found.append(Reason.ASK)
-        if activity.trials_created >= budget.max_trials and activity.in_flight == 0:
-            found.append(Reason.FINISH)
+        if activity.trials_created >= self.stage.end and activity.in_flight == 0:
+            found.append(Reason.FINISH if self.stage.final else Reason.NEXT_PHASE)
         if activity.pending:
             found.append(Reason.SEND_PENDING)
         return found
@@ -151,6 +157,8 @@ class JobRun:
             strategy.load_state_dict(plan.strategy_state)
         logged = LoggedStrategy(strategy, self.space)
         logged.replay(repo.strategy_calls(session, job_id=self.job_id))
+        trials = repo.phase_trials(session, job_id=self.job_id) if self.spec.one_shot is not None else []
+        self.stage = current_stage(self.spec, self.space, trials)
         self.strategy = logged
         self.next_checkpoint = time.monotonic() + self.settings.strategy_checkpoint_seconds
 
@@ -175,6 +183,13 @@ class JobRun:
         if Reason.TELL in reasons:
             self._tell_finished(session)
         new, exhausted = self._ask(session, activity) if Reason.ASK in reasons else ([], False)
+        if Reason.NEXT_PHASE in reasons or (exhausted and not new and activity.in_flight == 0 and not self.stage.final):
+            try:
+                self._next_phase(session)
+            except PhaseFailed as exc:
+                self._finish(session, "failed", str(exc))
+                return False, []
+            new, exhausted = self._ask(session, activity)
         self._save_strategy(session)
 
         if Reason.FINISH in reasons or (exhausted and not new and activity.in_flight == 0):
@@ -191,7 +206,7 @@ class JobRun:
         whether the strategy had nothing more to propose."""
         budget = self.spec.budget
         # As of the pass's start: trials finishing since only free slots, so this never overfills.
-        room = min(budget.max_trials - self.trials_created, budget.max_parallel - activity.in_flight)
+        room = min(self.stage.end - self.trials_created, budget.max_parallel - activity.in_flight)
         proposals, exhausted = [], False
         while len(proposals) < room:
             proposal = self._next_proposal(self.trials_created + len(proposals))
@@ -202,22 +217,41 @@ class JobRun:
         return self._add_trials(session, proposals), exhausted
 
     def _next_proposal(self, number: int) -> Proposal | None:
-        if number < len(self.spec.warm_start):
+        fixed = self.stage.proposal(number)
+        if fixed is not None:
+            return fixed
+        if number - self.stage.start < len(self.spec.warm_start):
             # a retrain job trains for its evaluator's schedule, whatever epochs its architecture carries
             retrain = {"epochs": self.spec.evaluator.epochs} if self.spec.kind == "retrain" else None
-            return Proposal(self.spec.warm_start[number], retrain)
+            return Proposal(self.spec.warm_start[number - self.stage.start], retrain)
         return self.strategy.ask()
+
+    def _next_phase(self, session: Session) -> None:
+        """Plan a one-shot job's next phase from its trials, and say so on the job's row and in
+        its events; raises PhaseFailed when the phase that ended left nothing to go on with."""
+        ended = self.stage
+        self.stage = next_stage(self.spec, self.space, ended, repo.phase_trials(session, job_id=self.job_id))
+        repo.update_held_job(session, job_id=self.job_id, owner=self.owner, phase=self.stage.phase)
+        what = ("the strategy's proposals" if self.stage.fixed is None
+                else f"{self.stage.size} architecture(s) from the {ended.phase} phase")
+        repo.add_event(session, job_id=self.job_id, kind="phase",
+                       message=f"{ended.phase} phase done; {self.stage.phase} phase: trials {self.stage.start}-"
+                               f"{self.stage.end - 1 if self.stage.fixed is not None else '…'}, {what}")
 
     def _add_trials(self, session: Session, proposals: list[Proposal]) -> list[int]:
         """Write the proposals as the job's next trials, pending; returns their ids."""
-        trials = []
+        trials, phase = [], self.stage.phase
         for proposal in proposals:
+            if phase == SUPERNET:
+                trials.append({"arch": None, "arch_key": SUPERNET_KEY, "fidelity": None, "phase": phase})
+                continue
             try:
                 arch = self.space.validate(proposal.arch)
             except InvalidArchitecture as exc:
                 raise RuntimeError(
                     f"strategy {self.spec.strategy.type!r} proposed an invalid architecture: {exc}") from exc
-            trials.append({"arch": arch, "arch_key": self.space.key(arch), "fidelity": proposal.fidelity})
+            trials.append({"arch": arch, "arch_key": self.space.key(arch), "fidelity": proposal.fidelity,
+                           "phase": phase})
         ids = repo.add_trials(session, job_id=self.job_id, first_number=self.trials_created, trials=trials)
         self.trials_created += len(ids)
         return ids
@@ -226,9 +260,10 @@ class JobRun:
         trials = repo.take_finished(session, job_id=self.job_id)
         for trial in trials:
             self.pace.observe(trial)
-            self.strategy.tell(feedback.finished(
-                self.spec, number=trial.number, arch=trial.arch, status=trial.status, score=trial.score,
-                metrics=trial.metrics, fidelity=trial.fidelity))
+            if trial.phase in (None, SEARCH):  # the supernet and the retrained networks are not the strategy's
+                self.strategy.tell(feedback.finished(
+                    self.spec, number=trial.number, arch=trial.arch, status=trial.status, score=trial.score,
+                    metrics=trial.metrics, fidelity=trial.fidelity))
             if trial.status == "failed":
                 repo.add_event(session, job_id=self.job_id, kind="trial_failed",
                                message=f"trial {trial.number} failed: {(trial.error or '').splitlines()[0][:300]}")
@@ -327,7 +362,8 @@ class JobRun:
     def _finish(self, session: Session, status: str, error: str | None, note: str = "") -> None:
         if self.strategy is not None:
             self._save_strategy(session, whole=True)
-        best = repo.best_trial(session, job_id=self.job_id)
+        phase = self.stage.phase if self.stage is not None else None  # a one-shot job: its final phase's best
+        best = repo.best_trial(session, job_id=self.job_id, phase=phase)
         if status == "completed" and best is None and self.trials_created:
             status, error = "failed", "no trial completed; see the trials' errors"
         repo.update_held_job(session, job_id=self.job_id, owner=self.owner, status=status, finished_at=utcnow(),

@@ -42,6 +42,11 @@ class Settings(BaseSettings):
     max_trials_cap: int = Field(100_000, ge=1, description="Largest budget.max_trials a job may ask for.")
     max_parallel_cap: int = Field(1024, ge=1, description="Largest budget.max_parallel a job may ask for.")
     max_page_size: int = Field(500, ge=1, description="Largest page (limit) a listing returns.")
+    supernet_memory_mb: float = Field(
+        16384, gt=0,
+        description="Largest training state a one-shot job's supernet may need, estimated at submission from its "
+                    "parameters (weights, gradients and momentum; two more copies for second-order DARTS), in MiB.",
+    )
 
     lease_seconds: float = Field(30.0, gt=0, description="How long a scheduler's claim on a job lasts unrenewed.")
     scheduler_poll_seconds: float = Field(0.2, gt=0, description="Pause between scheduler passes.")

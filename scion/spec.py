@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from scion.components import EVALUATORS, SPACES, STRATEGIES
 from scion.configs.datasets import stored_dataset
 from scion.configs.early_stopping import CurveStoppingConfig
+from scion.configs.one_shot import RETRAIN, SEARCH, OneShotConfig
 from scion.space import InvalidArchitecture, InvalidSpace, SearchSpace, check_input, searched_settings
 
 SPEC_VERSION = 2  # 1: stored before specs carried a version (the same fields)
@@ -148,6 +149,10 @@ class JobRequest(BaseModel):
     early_stopping: CurveStoppingConfig | None = Field(
         None, description="Stop trials whose extrapolated learning curve cannot reach the k-th best."
     )
+    one_shot: OneShotConfig | None = Field(
+        None, description="Weight-sharing NAS: train a supernet (or name one: supernet_from), score its "
+                          "sub-networks with inherited weights, retrain the best k from scratch.",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -185,6 +190,8 @@ class JobRequest(BaseModel):
                              "use an evaluator that trains for epochs (train)")
         space = make_space(self.space)
         self._space_fits(space)
+        if self.one_shot is not None:
+            self._one_shot_fits()
         if self.kind == "retrain":
             self._retrain_arch(space)
         for i, arch in enumerate(self.warm_start):
@@ -220,6 +227,37 @@ class JobRequest(BaseModel):
                 except ValidationError as exc:
                     raise ValueError(f"{where}: {value!r} is not allowed: {exc.errors()[0]['msg']}") from None
 
+    def _one_shot_fits(self) -> None:
+        """What a one-shot method asks of the rest of the job: a supernet of this space, the train
+        evaluator (its dataset trains the supernet, its recipe retrains the best), and a search
+        phase the method can run (its own candidates, or the job's strategy scoring inherited
+        weights, which have no epochs to stop early or to vary)."""
+        method = self.one_shot.method
+        if self.space.type not in method.spaces:
+            raise ValueError(f"one_shot.method: method {method.type!r} has supernets for spaces "
+                             f"{', '.join(method.spaces)}; not {self.space.type!r}")
+        if self.evaluator.type != "train":
+            raise ValueError(f"evaluator: a one-shot job trains its supernet and retrains the best with the train "
+                             f"evaluator, not {self.evaluator.type!r}")
+        if self.early_stopping is not None:
+            raise ValueError("early_stopping: a one-shot search scores inherited weights, with no learning curve to "
+                             "stop; leave early_stopping out")
+        if method.uses_strategy:
+            if self.strategy is not None and self.strategy.fidelity_settings:
+                raise ValueError(f"strategy: {self.strategy.type!r} sets each trial's "
+                                 f"{', '.join(self.strategy.fidelity_settings)}; a one-shot search scores "
+                                 f"inherited weights without training: use another strategy")
+        else:
+            if self.strategy is not None or self.warm_start:
+                part = "strategy" if self.strategy is not None else "warm_start"
+                raise ValueError(f"{part}: method {method.type!r} proposes its own candidates; leave {part} out")
+            if "max_trials" in self.budget.model_fields_set and self.budget.max_trials != method.candidates():
+                raise ValueError(f"budget.max_trials: method {method.type!r} scores its own {method.candidates()} "
+                                 f"candidate(s); leave max_trials out")
+        if self.one_shot.supernet_from is not None and method.type != "spos":
+            raise ValueError(f"one_shot.supernet_from: a trained supernet is searched with method 'spos' (the "
+                             f"strategy scores its sub-networks); method {method.type!r} trains its own")
+
     def _kind_rules(self) -> bool:
         """A search needs a space and a strategy. A retrain job reuses the search machinery: its
         architecture is the job's only warm-start entry, max_trials is 1 and the strategy (random,
@@ -227,10 +265,13 @@ class JobRequest(BaseModel):
         if self.kind == "search":
             if self.retrain is not None:
                 raise ValueError("retrain: only a job of kind 'retrain' takes a retrain source")
-            for part in ("space", "strategy"):
+            required = ("space",) if self.one_shot is not None else ("space", "strategy")
+            for part in required:
                 if getattr(self, part) is None:
                     raise ValueError(f"{part}: field required")
             return True
+        if self.one_shot is not None:
+            raise ValueError("one_shot: a retrain job trains one architecture; one-shot search is a 'search' job")
         if self.retrain is None:
             raise ValueError("retrain: field required for kind 'retrain': "
                              "{from_job: ID, trial: N or null} or {arch: ...}")
@@ -270,6 +311,11 @@ class JobSpec(JobRequest):
         if self.kind == "retrain":
             self.strategy = self.strategy or STRATEGIES["random"].config()
             self.budget.max_trials = self.budget.max_parallel = 1
+        if self.one_shot is not None:
+            method = self.one_shot.method
+            # SPOS searched with evolution, as its paper did; darts and enas propose their own candidates
+            self.strategy = self.strategy or STRATEGIES["evolution" if method.uses_strategy else "random"].config()
+            self.budget.max_trials = method.candidates() or self.budget.max_trials
             if "name" not in self.model_fields_set:
                 self.name = "retrain"
         metrics = {m.name: m for m in self.evaluator.reported_objectives()}
@@ -282,7 +328,9 @@ class JobSpec(JobRequest):
             if self.kind == "retrain" and self.retrain.arch is not None:
                 self.retrain.arch = space.validate(self.retrain.arch)
                 self.warm_start = [self.retrain.arch]
-        self.budget.max_parallel = min(self.budget.max_parallel, self.budget.max_trials)
+        most = self.budget.max_trials if self.one_shot is None else max(self.budget.max_trials,
+                                                                        self.one_shot.retrain_top_k)
+        self.budget.max_parallel = min(self.budget.max_parallel, most)  # no more at once than any phase runs
         return self
 
     def check_runnable(self) -> None:
@@ -331,6 +379,23 @@ def load_spec(stored: dict[str, Any]) -> JobSpec:
     return JobSpec.model_validate(stored, context=TRUSTED)
 
 
+def answer_phase(stored: dict[str, Any]) -> str | None:
+    """Whose trials answer a stored spec's job: a one-shot job's retrained networks (its search's,
+    by inherited-weight score, when it retrains none); None for an ordinary job: all of them."""
+    one_shot = stored.get("one_shot")
+    if not one_shot:
+        return None
+    return RETRAIN if one_shot["retrain_top_k"] else SEARCH
+
+
+def planned_trials(stored: dict[str, Any]) -> int:
+    """How many trials a stored spec's job runs when every phase runs in full: the budget's, plus a
+    one-shot job's supernet trial (unless it searches another job's) and its retrained networks."""
+    one_shot = stored.get("one_shot")
+    extra = (one_shot["supernet_from"] is None) + one_shot["retrain_top_k"] if one_shot else 0
+    return stored["budget"]["max_trials"] + extra
+
+
 def weightless(stored: dict[str, Any], job_id: int, number: int) -> str | None:
     """Why a trial of this stored spec can have no weights to export (its evaluator keeps none),
     or None when it can."""
@@ -374,5 +439,5 @@ def make_space(config: Any) -> SearchSpace:
 
 
 __all__ = ["SPEC_VERSION", "Budget", "Constraint", "JobRequest", "JobSpec", "Objective", "RetrainSource",
-           "architecture_record", "load_spec", "make_space", "unstorable",
+           "answer_phase", "architecture_record", "planned_trials", "load_spec", "make_space", "unstorable",
            "weightless"]

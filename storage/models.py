@@ -43,6 +43,7 @@ class Job(Base):
     best_trial_number: Mapped[int | None] = mapped_column(Integer)
     best_objective: Mapped[float | None] = mapped_column(Float)
     owner: Mapped[str | None] = mapped_column(String(100), index=True)  # the submitting token's owner
+    phase: Mapped[str | None] = mapped_column(String(16))  # a one-shot job's current phase (scion.configs.one_shot)
 
 
 class Trial(Base):
@@ -61,6 +62,7 @@ class Trial(Base):
     arch: Mapped[Any] = mapped_column(JSON)
     arch_key: Mapped[str] = mapped_column(String(1000))
     fidelity: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    phase: Mapped[str | None] = mapped_column(String(16))  # a one-shot job's phase the trial belongs to
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     worker: Mapped[str | None] = mapped_column(String(200))
     metrics: Mapped[dict[str, Any] | None] = mapped_column(JSON)

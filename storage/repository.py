@@ -107,6 +107,7 @@ def _trial_counts_statement() -> Select:
 TRIAL_COUNTS = _trial_counts_statement()
 BEST_TRIAL = (select(Trial).where(Trial.job_id == JOB_ID, Trial.status == "completed", Trial.score.is_not(None))
               .order_by(Trial.score.desc(), Trial.number).limit(1))
+BEST_OF_PHASE = BEST_TRIAL.where(Trial.phase == bindparam("phase"))
 
 
 def trial_counts(session: Session, *, job_id: int) -> dict[str, int]:
@@ -119,8 +120,28 @@ def trial_counts(session: Session, *, job_id: int) -> dict[str, int]:
     return {status: int(n) for status, n in rows if n}
 
 
-def best_trial(session: Session, *, job_id: int) -> Trial | None:
-    return session.scalars(BEST_TRIAL, {"job_id": job_id}).first()
+def best_trial(session: Session, *, job_id: int, phase: str | None = None) -> Trial | None:
+    """The job's best completed trial; of one phase only, when given (a one-shot job's answer is
+    its best retrained network, not an inherited-weight score)."""
+    if phase is None:
+        return session.scalars(BEST_TRIAL, {"job_id": job_id}).first()
+    return session.scalars(BEST_OF_PHASE, {"job_id": job_id, "phase": phase}).first()
+
+
+def trained_supernets(session: Session, *, limit: int = 200) -> list[Job]:
+    """The newest jobs whose supernet trial (a one-shot job's trial 0) completed."""
+    return list(session.scalars(
+        select(Job).join(Trial, (Trial.job_id == Job.id) & (Trial.number == 0))
+        .where(Trial.phase == "supernet", Trial.status == "completed").order_by(Job.id.desc()).limit(limit)))
+
+
+def phase_trials(session: Session, *, job_id: int) -> list[Row]:
+    """A one-shot job's trials in number order (number, phase, status, arch, score, metrics,
+    error): what its scheduler plans the next phase from, when it loads the job and when a phase
+    ends."""
+    return list(session.execute(
+        select(Trial.number, Trial.phase, Trial.status, Trial.arch, Trial.score, Trial.metrics, Trial.error)
+        .where(Trial.job_id == job_id).order_by(Trial.number)))
 
 
 def kth_best_score(session: Session, *, job_id: int, k: int) -> float | None:
@@ -199,14 +220,17 @@ def get_trial(session: Session, *, job_id: int, number: int) -> Trial | None:
     return session.scalars(select(Trial).where(Trial.job_id == job_id, Trial.number == number)).first()
 
 
-def trial_history(session: Session, *, trial_id: int, attempt: int) -> list[TrialMetric]:
-    return list(
-        session.scalars(
-            select(TrialMetric)
-            .where(TrialMetric.trial_id == trial_id, TrialMetric.attempt == attempt)
-            .order_by(TrialMetric.step)
-        )
+def trial_history(session: Session, *, trial_id: int, attempt: int, resumed: bool = False) -> list[TrialMetric]:
+    """A trial's epochs as this attempt reported them; with ``resumed`` (an attempt continues from
+    the last one's checkpoint, as a supernet's training does) every attempt's, the newest report
+    of each epoch."""
+    rows = session.scalars(
+        select(TrialMetric)
+        .where(TrialMetric.trial_id == trial_id, TrialMetric.attempt <= attempt if resumed
+               else TrialMetric.attempt == attempt)
+        .order_by(TrialMetric.step, TrialMetric.attempt)
     )
+    return list({row.step: row for row in rows}.values())
 
 
 # ---------------------------------------------------------------- scheduler side
@@ -310,7 +334,7 @@ TAKE_FINISHED = (
     .where(Trial.job_id == bindparam("of_job"), Trial.told.is_(False), Trial.status.in_(TERMINAL_TRIAL_STATUSES))
     .values(told=True)
     .returning(Trial.id, Trial.number, Trial.arch, Trial.status, Trial.score, Trial.metrics, Trial.fidelity,
-               Trial.error, Trial.worker, Trial.started_at, Trial.finished_at)
+               Trial.error, Trial.worker, Trial.started_at, Trial.finished_at, Trial.phase)
 )
 
 
@@ -331,7 +355,7 @@ def take_finished(session: Session, *, job_id: int) -> list[Row]:
 
 
 def add_trials(session: Session, *, job_id: int, first_number: int, trials: list[dict[str, Any]]) -> list[int]:
-    """Write trials (arch, arch_key, fidelity) as the job's next numbers, pending, in one statement;
+    """Write trials (arch, arch_key, fidelity, phase) as the job's next numbers, pending, in one statement;
     returns their ids in the same order."""
     if not trials:
         return []
@@ -483,7 +507,7 @@ CLAIM = (update(Trial)
          .where(Trial.id.in_(bindparam("trial_ids", expanding=True)), Trial.status.in_(("pending", "queued")))
          .values(status="running", worker=bindparam("by"), attempts=Trial.attempts + 1,
                  started_at=bindparam("now"), heartbeat_at=bindparam("now"))
-         .returning(Trial.id, Trial.job_id, Trial.number, Trial.arch, Trial.fidelity, Trial.attempts))
+         .returning(Trial.id, Trial.job_id, Trial.number, Trial.arch, Trial.fidelity, Trial.attempts, Trial.phase))
 FINISH = (update(Trial)
           .where(Trial.id == bindparam("trial_id"), Trial.attempts == bindparam("attempt"), Trial.status == "running")
           .values(status=bindparam("outcome"), metrics=bindparam("result"), objective=bindparam("value"),
@@ -494,7 +518,7 @@ FINISH = (update(Trial)
 
 def claim_trials(db: Session | Connection, *, trial_ids: list[int], worker: str) -> list[Row]:
     """Move the given trials that wait for a worker to running, in one statement; returns what the
-    worker needs of each (id, job_id, number, arch, fidelity, attempts: this attempt's number) in
+    worker needs of each (id, job_id, number, arch, fidelity, attempts: this attempt's number, phase) in
     the order of their numbers. A trial not runnable (running elsewhere, finished, cancelled) is
     left out: the idempotence guard."""
     rows = _core(db).execute(CLAIM, {"trial_ids": trial_ids, "by": worker, "now": utcnow()}).all()

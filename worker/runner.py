@@ -24,13 +24,14 @@ from sqlalchemy import Row
 from sqlalchemy.exc import DBAPIError
 
 from broker.nudge import nudger
+from scion.configs.one_shot import SUPERNET
 from scion.settings import get_settings
 from scion.spec import Constraint, JobSpec, load_spec
 from spaces import SearchSpace, make_space
 from storage import artifacts
 from storage import repository as repo
 from storage.db import autocommit, retry_unreachable, session_scope, utcnow
-from worker.evaluators import make_evaluator
+from worker.evaluators import job_evaluators
 from worker.evaluators.base import Evaluator
 from worker.outcomes import TrialFailed, TrialStopped
 
@@ -149,11 +150,12 @@ class TrialContext:
             raise TrialStopped(f"stop requested after epoch {epoch}")
 
 
-_PLANS: dict[tuple[str, int], tuple[JobSpec, SearchSpace, Evaluator]] = {}
+_PLANS: dict[tuple[str, int], tuple[JobSpec, SearchSpace, dict[str | None, Evaluator]]] = {}
 
 
-def _job_plan(job_id: int, raw_spec: dict[str, Any] | None) -> tuple[JobSpec, SearchSpace, Evaluator]:
-    """A job's validated spec, space and evaluator, built once per worker process from its spec
+def _job_plan(job_id: int, raw_spec: dict[str, Any] | None
+              ) -> tuple[JobSpec, SearchSpace, dict[str | None, Evaluator]]:
+    """A job's validated spec, space and evaluators (by phase), built once per worker process from its spec
     (``raw_spec``, read by the claim when this process had no plan for the job): a job's spec
     never changes, and validating it (file checks included) on every trial would dominate cheap
     trials."""
@@ -162,7 +164,7 @@ def _job_plan(job_id: int, raw_spec: dict[str, Any] | None) -> tuple[JobSpec, Se
         if len(_PLANS) >= 64:
             _PLANS.pop(next(iter(_PLANS)))
         spec = load_spec(raw_spec)
-        _PLANS[key] = (spec, make_space(spec.space), make_evaluator(spec.evaluator))
+        _PLANS[key] = (spec, make_space(spec.space), job_evaluators(job_id, spec))
     return _PLANS[key]
 
 
@@ -185,12 +187,14 @@ def _evaluate(trial: Row, ctx: TrialContext, raw_spec: dict[str, Any] | None) ->
     began = utcnow()
     outcome: dict[str, Any]
     try:
-        spec, space, evaluator = _job_plan(trial.job_id, raw_spec)
+        spec, space, evaluators = _job_plan(trial.job_id, raw_spec)
         ctx.constraints = spec.constraints
         with time_limit(spec.budget.trial_time_limit_s):
-            metrics = evaluator.evaluate(space, trial.arch, ctx)
+            metrics = evaluators[trial.phase].evaluate(space, trial.arch, ctx)
         objective, score = spec.score(metrics)
-        if objective is None:
+        if trial.phase == SUPERNET:  # trained weights, not a candidate: never ranked with the networks
+            outcome = dict(status="completed", metrics=metrics)
+        elif objective is None:
             outcome = dict(status="failed", metrics=metrics,
                            error=f"objective {spec.primary.metric!r} is missing or NaN in the result")
         else:

@@ -9,7 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from api import retrain
+from api import one_shot, retrain
 from api.deps import MAX_ID, JobDep, JobId, PageLimit, PrincipalDep, SessionDep, read_job
 from api.routes import artifacts as artifact_routes
 from api.schemas import (
@@ -23,10 +23,11 @@ from api.schemas import (
     TrialSummary,
 )
 from broker.nudge import JOB, nudger
+from scion.configs.one_shot import SUPERNET
 from scion.errors import NotFound
 from scion.pareto import orient, pareto_mask
 from scion.settings import get_settings
-from scion.spec import JobSpec
+from scion.spec import JobSpec, answer_phase
 from storage import repository as repo
 from storage.models import JOB_STATUSES, TRIAL_STATUSES, Job, Trial
 
@@ -38,8 +39,12 @@ TrialStatus = Literal[TRIAL_STATUSES]  # type: ignore[valid-type]
 Offset = Query(0, ge=0, le=10_000_000)
 
 
+def _best(session, job: Job) -> Trial | None:
+    return repo.best_trial(session, job_id=job.id, phase=answer_phase(job.spec))
+
+
 def _public(session, job: Job) -> JobPublic:
-    return JobPublic.of(job, repo.trial_counts(session, job_id=job.id), repo.best_trial(session, job_id=job.id))
+    return JobPublic.of(job, repo.trial_counts(session, job_id=job.id), _best(session, job))
 
 
 def _check_caps(spec: JobSpec) -> None:
@@ -60,6 +65,7 @@ def _check_caps(spec: JobSpec) -> None:
 def submit_job(request: JobCreate, session: SessionDep, principal: PrincipalDep) -> JobPublic:
     spec = JobSpec.of(retrain.resolve(session, request, visible=principal.may_see))  # a retrain job's from_job
     _check_caps(spec)
+    one_shot.check(session, spec, visible=principal.may_see)
     job = repo.create_job(session, name=spec.name, spec=spec.model_dump(mode="json"), owner=principal.owner)
     session.commit()
     nudger().nudge(JOB)  # a scheduler picks the job up now, not at its next poll
@@ -112,7 +118,7 @@ def get_trial(job: JobDep, number: Annotated[int, Path(ge=0, le=MAX_ID)], sessio
     trial = repo.get_trial(session, job_id=job.id, number=number)
     if trial is None:
         raise NotFound(f"job {job.id} has no trial {number}")
-    history = repo.trial_history(session, trial_id=trial.id, attempt=trial.attempts)
+    history = repo.trial_history(session, trial_id=trial.id, attempt=trial.attempts, resumed=trial.phase == SUPERNET)
     return TrialPublic(
         **TrialSummary.of(trial).model_dump(), worker=trial.worker, fidelity=trial.fidelity,
         history=[EpochPublic.of(h) for h in history],
@@ -121,7 +127,7 @@ def get_trial(job: JobDep, number: Annotated[int, Path(ge=0, le=MAX_ID)], sessio
 
 @router.get("/{job_id}/best", response_model=TrialSummary, summary="The best completed trial so far")
 def get_best(job: JobDep, session: SessionDep) -> TrialSummary:
-    best = repo.best_trial(session, job_id=job.id)
+    best = _best(session, job)
     if best is None:
         raise NotFound(f"job {job.id} has no completed trial yet")
     return TrialSummary.of(best)

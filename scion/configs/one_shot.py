@@ -56,7 +56,8 @@ class SPOSConfig(MethodConfig):
     lr: float = Field(0.5, gt=0, le=10, description="Peak SGD learning rate, decayed linearly to 0 (SPOS: 0.5).")
     momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum (SPOS: 0.9).")
     weight_decay: float = Field(4e-5, ge=0, le=1, description="L2 weight decay (SPOS: 4e-5).")
-    fair: bool = Field(False, description="FairNAS strict fairness: every option of every choice trained once per step.")
+    fair: bool = Field(
+        False, description="FairNAS strict fairness: every option of every choice trained once per step.")
 
 
 class DARTSMethodConfig(MethodConfig):
