@@ -270,9 +270,13 @@ def measure(client: Any, spec: dict[str, Any]) -> dict[str, Any]:
     job = client.wait(client.submit(spec)["id"], poll_s=1.0)
     trials = _all_trials(client, job["id"])
     best = job["best"] or {}
+    phases: dict[str, float] = {}
+    for t in trials:
+        phase = t.get("phase") or "search"
+        phases[phase] = phases.get(phase, 0.0) + (t["duration_s"] or 0.0)
     return {
         "job": job["id"], "status": job["status"], "error": job["error"], "trials": len(trials),
-        "worker_seconds": sum(t["duration_s"] or 0.0 for t in trials),
+        "worker_seconds": sum(phases.values()), "phase_seconds": phases,
         "wall_seconds": time.perf_counter() - started,
         "best_trial": best.get("number"), "best_arch": best.get("arch_key"),
         "test_acc": (best.get("metrics") or {}).get("test_acc") if job["status"] == "completed" else None,
@@ -315,8 +319,10 @@ def _summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
     done = [r for r in rows if r["test_acc"] is not None]
     acc = _mean_std([r["test_acc"] for r in done])
     cost = _mean_std([r["worker_seconds"] for r in rows])
+    phases = dict.fromkeys(p for r in rows for p in r["phase_seconds"])
     return {"seeds": len(rows), "completed": len(done), "test_acc_mean": acc["mean"], "test_acc_std": acc["std"],
             "worker_seconds_mean": cost["mean"], "worker_seconds_std": cost["std"],
+            "phase_seconds_mean": {p: statistics.fmean(r["phase_seconds"].get(p, 0.0) for r in rows) for p in phases},
             "wall_seconds_mean": statistics.fmean(r["wall_seconds"] for r in rows)}
 
 
@@ -430,16 +436,17 @@ def _pipelines_markdown(p: dict[str, Any]) -> list[str]:
     lines = [f"### Cost against quality on `mnist1d` ({c['seeds']} seeds; recipe {c['epochs']} epochs; "
              f"regularized evolution trains {c['candidates']} candidates, SPOS + evolution scores "
              f"{c['search_trials']}; the one-shot pipelines retrain their best {c['retrain_top_k']})", "",
-             "| pipeline | test acc (mean ± std) | worker-s (mean ± std) | vs evolution's worker-s "
+             "| pipeline | test acc (mean ± std) | worker-s (mean ± std) | of which by phase | vs evolution's worker-s "
              "| completed | target |",
-             "| --- | ---: | ---: | ---: | ---: | --- |"]
+             "| --- | ---: | ---: | --- | ---: | ---: | --- |"]
     target = p["target"]
     for name, s in p["summary"].items():
         check = target.get("pipelines", {}).get(name)
         verdict = "baseline" if name == BASELINE else ("met" if check and check["met"] else "not met")
         ratio = f"{check['cost_ratio']:.3f}" if check else "–"
+        phases = ", ".join(f"{phase} {seconds:.0f}" for phase, seconds in s["phase_seconds_mean"].items())
         lines.append(f"| {name} | {_f(s['test_acc_mean'], 2)} ± {_f(s['test_acc_std'], 2)} | "
-                     f"{_f(s['worker_seconds_mean'], 0)} ± {_f(s['worker_seconds_std'], 0)} | {ratio} | "
+                     f"{_f(s['worker_seconds_mean'], 0)} ± {_f(s['worker_seconds_std'], 0)} | {phases} | {ratio} | "
                      f"{s['completed']}/{s['seeds']} | {verdict} |")
     if target["met"] is None:
         lines += ["", f"Target not checked: {target.get('why', 'no one-shot pipeline ran')}.", ""]
