@@ -91,12 +91,21 @@ def _mean_std(values: Sequence[float]) -> dict[str, float]:
             "std": statistics.stdev(values) if len(values) > 1 else 0.0}
 
 
-def _supernet(one_shot: Any, train: Any, space: Any, artifacts: Path, number: int) -> dict[str, Any]:
-    """Train one supernet in this process; its checkpoint is the context's artifact of ``number``."""
-    from bench.proxies import InProcessContext
-    from worker.evaluators.supernet import SupernetEvaluator
+def _supernet(one_shot: Any, train: Any, space: Any, artifacts: Path, seed: int = 0) -> dict[str, Any]:
+    """Train one supernet in this process from ``seed`` (initial weights, batches, sampled paths);
+    its checkpoint is the context's artifact of trial 0. Adds the last epoch's report (``last_epoch``).
 
-    return SupernetEvaluator(one_shot, train).evaluate(space, None, InProcessContext(artifacts, number))
+    The worker trains every supernet from one fixed seed (``SUPERNET_SEED``, so that a resumed or
+    repeated attempt matches); runs that are to differ by seed set it here, in this process only."""
+    from unittest import mock
+
+    from bench.proxies import InProcessContext
+    from worker.evaluators import supernet
+
+    ctx = InProcessContext(artifacts, 0)
+    with mock.patch.object(supernet, "SUPERNET_SEED", seed):
+        result = supernet.SupernetEvaluator(one_shot, train).evaluate(space, None, ctx)
+    return result | {"last_epoch": ctx.last}
 
 
 # -- ranking -------------------------------------------------------------------------------------
@@ -159,7 +168,7 @@ def _spos_scores(space: Any, archs: list[Any], train: Any, method: Any, progress
     one_shot = OneShotConfig(method=method)
     with tempfile.TemporaryDirectory() as artifacts:
         started = time.perf_counter()
-        trained = _supernet(one_shot, train, space, Path(artifacts), 0)
+        trained = _supernet(one_shot, train, space, Path(artifacts))
         supernet = {"val_acc": trained["val_acc"], "seconds": time.perf_counter() - started,
                     "supernet_params": trained["supernet_params"]}
         progress(f"[{train.dataset.type}] SPOS supernet: val_acc {trained['val_acc']:.2f} "
@@ -194,9 +203,6 @@ def _proxy_scores(space: Any, archs: list[Any], dataset: str, batch_size: int) -
 def collapse(*, seeds: int, dataset: str, epochs: int, channels: int, cells_per_stage: int,
              darts: dict[str, Any], progress: Progress = _quiet) -> dict[str, Any]:
     """Per remedy (none, darts-), the derived cell of each seed and its skip / parameter-free counts."""
-    import numpy as np
-    import torch
-
     from scion.configs.one_shot import OneShotConfig
     from spaces import make_space
 
@@ -210,8 +216,6 @@ def collapse(*, seeds: int, dataset: str, epochs: int, channels: int, cells_per_
         method = method_config("darts", darts | {"remedy": remedy})
         runs = []
         for seed in range(seeds):
-            torch.manual_seed(seed)
-            np.random.seed(seed)
             started = time.perf_counter()
             with tempfile.TemporaryDirectory() as artifacts:
                 trained = _supernet(OneShotConfig(method=method), train, space, Path(artifacts), seed)
@@ -219,10 +223,12 @@ def collapse(*, seeds: int, dataset: str, epochs: int, channels: int, cells_per_
             runs.append({"seed": seed, "arch": space.key(derived), "ops": list(derived),
                          "skip_connect": sum(op == "skip_connect" for op in derived),
                          "param_free": sum(op in PARAM_FREE for op in derived),
-                         "val_acc": trained["val_acc"], "seconds": time.perf_counter() - started})
+                         "val_acc": trained["val_acc"], "seconds": time.perf_counter() - started,
+                         "arch_weights": trained["last_epoch"].get("arch_weights")})
             progress(f"[collapse {remedy} seed {seed}] {runs[-1]['arch']}  skip {runs[-1]['skip_connect']}  "
                      f"parameter-free {runs[-1]['param_free']}")
         report["remedies"][remedy] = {
+            "distinct_cells": len({r["arch"] for r in runs}),
             "skip_connect": _mean_std([r["skip_connect"] for r in runs]),
             "param_free": _mean_std([r["param_free"] for r in runs]),
             "runs": runs,
@@ -322,6 +328,7 @@ def _summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
     phases = dict.fromkeys(p for r in rows for p in r["phase_seconds"])
     return {"seeds": len(rows), "completed": len(done), "test_acc_mean": acc["mean"], "test_acc_std": acc["std"],
             "worker_seconds_mean": cost["mean"], "worker_seconds_std": cost["std"],
+            "distinct_answers": len({r["best_arch"] for r in done}),
             "phase_seconds_mean": {p: statistics.fmean(r["phase_seconds"].get(p, 0.0) for r in rows) for p in phases},
             "wall_seconds_mean": statistics.fmean(r["wall_seconds"] for r in rows)}
 
@@ -437,8 +444,8 @@ def _pipelines_markdown(p: dict[str, Any]) -> list[str]:
              f"regularized evolution trains {c['candidates']} candidates, SPOS + evolution scores "
              f"{c['search_trials']}; the one-shot pipelines retrain their best {c['retrain_top_k']})", "",
              "| pipeline | test acc (mean ± std) | worker-s (mean ± std) | of which by phase | vs evolution's worker-s "
-             "| completed | target |",
-             "| --- | ---: | ---: | --- | ---: | ---: | --- |"]
+             "| completed | distinct answers | target |",
+             "| --- | ---: | ---: | --- | ---: | ---: | ---: | --- |"]
     target = p["target"]
     for name, s in p["summary"].items():
         check = target.get("pipelines", {}).get(name)
@@ -447,7 +454,7 @@ def _pipelines_markdown(p: dict[str, Any]) -> list[str]:
         phases = ", ".join(f"{phase} {seconds:.0f}" for phase, seconds in s["phase_seconds_mean"].items())
         lines.append(f"| {name} | {_f(s['test_acc_mean'], 2)} ± {_f(s['test_acc_std'], 2)} | "
                      f"{_f(s['worker_seconds_mean'], 0)} ± {_f(s['worker_seconds_std'], 0)} | {phases} | {ratio} | "
-                     f"{s['completed']}/{s['seeds']} | {verdict} |")
+                     f"{s['completed']}/{s['seeds']} | {s['distinct_answers']} | {verdict} |")
     if target["met"] is None:
         lines += ["", f"Target not checked: {target.get('why', 'no one-shot pipeline ran')}.", ""]
     else:
@@ -461,13 +468,15 @@ def _collapse_markdown(r: dict[str, Any]) -> list[str]:
     c = r["config"]
     lines = [f"### Collapse: DARTS on NB201 / `{c['dataset']}`, {c['seeds']} seeds, {c['darts']['epochs']} epochs; "
              f"operations of the derived cell (of 6)", "",
-             "| remedy | skip_connect (mean ± std) | parameter-free (mean ± std) | per seed (skip / parameter-free) |",
-             "| --- | ---: | ---: | --- |"]
+             "| remedy | skip_connect (mean ± std) | parameter-free (mean ± std) | per seed (skip / parameter-free) "
+             "| distinct cells |",
+             "| --- | ---: | ---: | --- | ---: |"]
     for remedy, s in r["remedies"].items():
         per_seed = ", ".join(f"{run['skip_connect']}/{run['param_free']}" for run in s["runs"])
         label = "none (plain DARTS)" if remedy == "none" else remedy
         lines.append(f"| {label} | {_f(s['skip_connect']['mean'], 2)} ± {_f(s['skip_connect']['std'], 2)} | "
-                     f"{_f(s['param_free']['mean'], 2)} ± {_f(s['param_free']['std'], 2)} | {per_seed} |")
+                     f"{_f(s['param_free']['mean'], 2)} ± {_f(s['param_free']['std'], 2)} | {per_seed} | "
+                     f"{s['distinct_cells']} |")
     return [*lines, "", f"Parameter-free: {', '.join(PARAM_FREE)}.", ""]
 
 

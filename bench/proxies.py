@@ -31,12 +31,14 @@ BASELINES = ("params", "flops")
 
 
 class InProcessContext:
-    """The worker's EvalContext, in process: no database, no stopping, no constraints. Benchmarks
-    that call evaluators directly (this one, ``bench.one_shot``) hand it to them."""
+    """The worker's EvalContext, in process: no database, no stopping, no constraints; it keeps the
+    last epoch's report (``last``). Benchmarks that call evaluators directly (this one,
+    ``bench.one_shot``) hand it to them."""
 
     def __init__(self, artifacts: Path, number: int) -> None:
         self.device, self.fidelity, self.number = "cpu", None, number
         self.artifacts = artifacts
+        self.last: dict[str, Any] = {}
 
     def artifact_path(self, number: int) -> Path:
         return self.artifacts / f"trial-{number}" / "checkpoint.pt"
@@ -44,8 +46,8 @@ class InProcessContext:
     def check_costs(self, costs: dict[str, float]) -> None:
         pass
 
-    def report(self, epoch: int, metrics: dict[str, float]) -> None:
-        pass
+    def report(self, epoch: int, metrics: dict[str, Any]) -> None:
+        self.last = metrics
 
 
 def _ranks(values: list[float]) -> np.ndarray:

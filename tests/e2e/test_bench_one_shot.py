@@ -13,7 +13,7 @@ TINY_METHODS = {"spos": {"epochs": 1}, "darts": {"epochs": 1},
                 "enas": {"epochs": 1, "controller_steps": 1, "controller_aggregate": 2, "samples": 2}}
 
 
-def test_every_pipeline_completes_and_is_measured(one_torch_thread):
+def test_every_pipeline_completes_and_is_measured():
     report = bench.pipelines(names=bench.PIPELINES, seeds=1, epochs=1, candidates=3, search_trials=3,
                              retrain_top_k=1, workers=2, channels=4, cells_per_stage=1, methods=TINY_METHODS)
     for name in bench.PIPELINES:

@@ -51,8 +51,9 @@ def test_ranking_correlates_spos_with_and_without_recalibration_and_the_proxies(
     assert len(digits["rows"]) == 4 and all(0 <= r["spos_recalibrated"] <= 100 for r in digits["rows"])
     assert digits["supernet"]["supernet_params"] > 0 and digits["supernet"]["recalibration_batches"] == 2
     assert (tmp_path / bench.CACHE_NAME).exists()
-    assert "Kendall τ" in bench.markdown(report | {"machine": {"processor": "x", "cpus": 1, "torch_threads": 1},
-                                                   "wall_seconds": 1.0})
+    text = bench.markdown({"ranking": report, "machine": {"processor": "x", "cpus": 1, "torch_threads": 1},
+                           "wall_seconds": 1.0})
+    assert "| SPOS inherited, BN recalibrated |" in text and "| synflow |" in text
 
 
 def test_collapse_counts_skip_and_parameter_free_operations_of_the_derived_cells():
@@ -63,6 +64,8 @@ def test_collapse_counts_skip_and_parameter_free_operations_of_the_derived_cells
         for run in remedy["runs"]:
             assert len(run["ops"]) == 6 and 0 <= run["skip_connect"] <= run["param_free"] <= 6
         assert remedy["skip_connect"]["mean"] == sum(r["skip_connect"] for r in remedy["runs"]) / 2
+        first, second = (run["arch_weights"]["cell"] for run in remedy["runs"])
+        assert len(first) == 6 and first != second  # each seed its own run
 
 
 def test_every_pipeline_is_a_valid_job():
