@@ -7,8 +7,6 @@ about the phases and what a user sees of them, not about accuracy (``scion bench
 """
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 from fastapi.testclient import TestClient
 
@@ -16,26 +14,19 @@ from api.main import create_app
 from scheduler.loop import Scheduler
 from scion.settings import get_settings
 from storage.migrate import upgrade
-from tests.integration.harness import TINY_NET, Broker, drive, expire_lease, get_events, get_job, get_trials, make_job
+from tests.integration.harness import (
+    RECIPE,
+    Broker,
+    drive,
+    expire_lease,
+    get_events,
+    get_job,
+    get_trials,
+    make_job,
+    one_shot_spec,
+)
 
 pytestmark = pytest.mark.timeout(300)
-
-RECIPE = {"type": "train", "dataset": "digits", "epochs": 1, "batch_size": 128, "latency_repeats": 1}
-
-
-def one_shot_spec(method: dict[str, Any], *, retrain_top_k: int = 2, max_trials: int | None = None,
-                  space: dict[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "space": space or TINY_NET,
-        "evaluator": RECIPE,
-        "one_shot": {"method": {"epochs": 2, "batch_size": 128, "recalibration_batches": 2, **method},
-                     "retrain_top_k": retrain_top_k},
-        "budget": {"max_parallel": 2, **({"max_trials": max_trials} if max_trials else {})},
-        "seed": 5,
-        **extra,
-    }
-    return body
-
 
 @pytest.fixture
 def env(tmp_path, monkeypatch):
