@@ -22,6 +22,7 @@ IMAGE, SEQUENCE = (1, 8, 8), (1, 40)
 # (space, small config, input shapes the space takes)
 SUPERNETS: list[tuple[str, dict[str, Any], list[tuple[int, ...]]]] = [
     ("nb201", SMALL["nb201"], [IMAGE, SEQUENCE]),
+    ("conv1d", SMALL["conv1d"], [IMAGE, SEQUENCE, (4, 40)]),  # 4 channels in: layer 0 may keep the width
 ]
 MIXED: list[str] = ["nb201"]  # spaces DARTS can search: mixed_edges, derive and forward(mix=...)
 CLASSES, BATCH, ARCHS = 5, 4, 6
@@ -77,6 +78,10 @@ def test_a_subnetwork_with_inherited_weights_is_the_supernets_path(
                 net.train(train)
                 supernet.train(train)
                 torch.testing.assert_close(net(x), supernet(x, arch), atol=1e-5, rtol=1e-5)
+        # Training the path moved the supernet's BatchNorm statistics as it moved the network's.
+        inherited = supernet.subnet_state_dict(arch)
+        for key, value in net.state_dict().items():
+            torch.testing.assert_close(value, inherited[key], atol=1e-6, rtol=1e-5, msg=key)
 
 
 @pytest.mark.parametrize(("name", "config"), [(n, c) for n, c, _ in SUPERNETS], ids=[n for n, _, _ in SUPERNETS])
@@ -149,3 +154,34 @@ def test_nb201_derive_takes_each_edges_strongest_operation() -> None:
     for bad in ({"cell": none_wins[:5]}, {"normal": none_wins}, {"cell": [row[:4] for row in none_wins]}):
         with pytest.raises(ValueError, match="6 rows"):
             space.derive(bad)
+
+
+# -- conv1d specifics --------------------------------------------------------------------------
+
+@pytest.mark.parametrize(
+    ("config", "shape"),
+    [
+        ({}, (3, 40)),  # the defaults
+        ({"max_layers": 3, "channels": [4]}, (4, 40)),  # one width that the input has: no 1x1 shortcut
+        ({"max_layers": 3, "channels": [4]}, (1, 40)),  # only the first layer changes the width
+        ({"max_layers": 3, "channels": [4, 8], "skips": [False]}, (1, 8, 8)),  # no shortcut at all
+    ],
+)
+def test_conv1d_supernet_params(config: dict[str, Any], shape: tuple[int, ...]) -> None:
+    space = make("conv1d", config)
+    supernet = space.supernet(shape, CLASSES)
+    assert space.supernet_params(shape, CLASSES) == sum(p.numel() for p in supernet.parameters())
+
+
+def test_conv1d_networks_are_slices_of_the_largest() -> None:
+    """Once-for-all: a kernel is the centre of the largest, a width the first channels, and the
+    dilation shares the weights."""
+    space = make("conv1d", {"max_layers": 2, "kernels": [3, 9], "channels": [4, 8], "dilations": [1, 4]})
+    supernet = space.supernet(SEQUENCE, CLASSES)
+    layer = {"pool": "none", "skip": False}
+    small = [{**layer, "kernel": 3, "channels": 4, "dilation": 1}] * 2
+    dilated = [{**layer, "kernel": 3, "channels": 4, "dilation": 4}] * 2
+    state, largest = supernet.subnet_state_dict(small), supernet.state_dict()
+    assert torch.equal(state["features.1.conv.weight"], largest["features.1.conv.weight"][:4, :4, 3:6])
+    assert torch.equal(state["classifier.weight"], largest["classifier.weight"][:, :4])
+    assert all(torch.equal(v, supernet.subnet_state_dict(dilated)[k]) for k, v in state.items())
