@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 from api.main import create_app
 from scheduler.loop import Scheduler
 from scion.settings import get_settings
-from storage.migrate import upgrade
+from storage.db import forget_engines
 from tests.integration.harness import (
     RECIPE,
     Broker,
@@ -29,16 +29,17 @@ from tests.integration.harness import (
 pytestmark = pytest.mark.timeout(300)
 
 @pytest.fixture
-def env(tmp_path, monkeypatch):
-    monkeypatch.setenv("SCION_HOME", str(tmp_path))
+def env(tmp_path, monkeypatch, sqlite_url):
+    monkeypatch.setenv("SCION_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("SCION_DATABASE_URL", sqlite_url)
     get_settings.cache_clear()
-    upgrade()
     broker = Broker()
     scheduler = Scheduler(get_settings(), send=broker.send, owner="one-shot-tests")
     with TestClient(create_app()) as client:
         yield scheduler, broker, client
     broker.close()
     get_settings.cache_clear()
+    forget_engines(sqlite_url)
 
 
 def phases(job_id: int) -> list[tuple[int, str, str]]:
