@@ -151,3 +151,45 @@ class NB201Space(CategoricalSpace):
             channels=self.config.channels,
             cells_per_stage=self.config.cells_per_stage,
         )
+
+    # -- one-shot NAS --------------------------------------------------------------------------
+
+    def supernet(self, input_shape: tuple[int, ...], num_classes: int) -> Any:
+        """The weight-sharing supernet (torch.nn.Module) whose sub-networks are this space's networks."""
+        from spaces.nb201_supernet import NB201Supernet  # torch stays out of the API's import path
+
+        return NB201Supernet(self, tuple(input_shape), num_classes)
+
+    def supernet_params(self, input_shape: tuple[int, ...], num_classes: int) -> int:
+        """The supernet's parameter count, computed without torch (the API checks memory with it):
+        the network's skeleton, and on every edge of every cell both convolutions."""
+        c, cells = self.config.channels, self.config.cells_per_stage
+        total = _conv_bn(input_shape[0], c, 3)
+        for stage in range(3):
+            if stage > 0:  # the residual reduction: two 3x3 ReLUConvBNs and a 1x1 shortcut
+                total += _conv_bn(c, 2 * c, 3) + _conv_bn(2 * c, 2 * c, 3) + c * 2 * c
+                c *= 2
+            total += cells * len(EDGES) * (_conv_bn(c, c, 1) + _conv_bn(c, c, 3))
+        return total + 2 * c + c * num_classes + num_classes  # last BatchNorm, classifier
+
+    def mixed_edges(self) -> dict[str, tuple[int, tuple[str, ...]]]:
+        """Per cell kind, (number of mixed edges, operation names): the architecture weights'
+        shape. Every cell of the network shares one set."""
+        return {"cell": (len(EDGES), OPS)}
+
+    def derive(self, weights: dict[str, list[list[float]]]) -> list[str]:
+        """Per edge the operation of largest weight, over all five (``none`` included), as
+        NAS-Bench-201 derives DARTS cells; the first of equal weights."""
+        rows = weights.get("cell") if isinstance(weights, dict) else None
+        matrix = np.asarray(rows if rows is not None else [], dtype=float)
+        if matrix.shape != (len(EDGES), len(OPS)):
+            raise ValueError(
+                f"nb201 architecture weights are {{'cell': {len(EDGES)} rows (edges) of {len(OPS)} "
+                f"weights (operations {', '.join(OPS)})}}, got shape {matrix.shape}"
+            )
+        return [OPS[int(i)] for i in matrix.argmax(axis=1)]
+
+
+def _conv_bn(c_in: int, c_out: int, kernel: int) -> int:
+    """Parameters of a bias-free square convolution followed by BatchNorm (its scale and shift)."""
+    return c_in * c_out * kernel * kernel + 2 * c_out

@@ -7,7 +7,7 @@ both invisible on the benchmark's 32x32 inputs: the reduction shortcut pools wit
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -39,29 +39,40 @@ def make_op(name: str, channels: int) -> nn.Module | None:
     raise ValueError(f"unknown NAS-Bench-201 operation {name!r}")
 
 
-class Cell(nn.Module):
-    """Node j is the sum of its incoming edges; the cell's output is the last node.
+def cell_output(x: Tensor, edge: Callable[[int, Tensor], Tensor | None]) -> Tensor:
+    """Run a cell given ``edge(index, input)``, the output of each edge of ``EDGES``, or None for
+    an edge left out. Node j is the sum of its incoming edges; the cell's output is the last node.
+    ``none`` edges contribute exact zeros, so they are left out of the sum rather than computed as
+    ``x * 0``; a node with no live inputs is a zero tensor of the input's shape."""
+    nodes = [x]
+    for to in range(1, NUM_NODES):
+        terms = [
+            out for index, (dst, frm) in enumerate(EDGES)
+            if dst == to and (out := edge(index, nodes[frm])) is not None
+        ]
+        nodes.append(sum(terms[1:], terms[0]) if terms else torch.zeros_like(x))
+    return nodes[-1]
 
-    ``none`` edges contribute exact zeros, so they are dropped from the sum rather than computed
-    as ``x * 0``; a node with no live inputs is a zero tensor of the input's shape.
-    """
+
+class Cell(nn.Module):
+    """One operation per edge (``edges`` holds those that are not ``none``, keyed by edge index)."""
 
     def __init__(self, ops: Sequence[str], channels: int) -> None:
         super().__init__()
+        if len(ops) != len(EDGES):
+            raise ValueError(f"a cell takes {len(EDGES)} operations, got {len(ops)}")
         self.edges = nn.ModuleDict()
-        self.inputs: list[list[tuple[str, int]]] = [[] for _ in range(NUM_NODES)]
-        for index, ((to, frm), name) in enumerate(zip(EDGES, ops, strict=True)):
+        for index, name in enumerate(ops):
             op = make_op(name, channels)
             if op is not None:
                 self.edges[str(index)] = op
-                self.inputs[to].append((str(index), frm))
+
+    def _edge(self, index: int, x: Tensor) -> Tensor | None:
+        name = str(index)
+        return self.edges[name](x) if name in self.edges else None
 
     def forward(self, x: Tensor) -> Tensor:
-        nodes = [x]
-        for to in range(1, NUM_NODES):
-            terms = [self.edges[name](nodes[frm]) for name, frm in self.inputs[to]]
-            nodes.append(sum(terms[1:], terms[0]) if terms else torch.zeros_like(x))
-        return nodes[-1]
+        return cell_output(x, self._edge)
 
 
 class ResidualReduction(nn.Module):
@@ -80,14 +91,19 @@ class ResidualReduction(nn.Module):
         return self.shortcut(x) + self.conv_b(self.conv_a(x))
 
 
-class NB201Network(nn.Module):
+class Skeleton(nn.Module):
+    """NAS-Bench-201's macro skeleton around its cells (stem, three stages of cells with
+    residual reductions between them, then BatchNorm, ReLU, pooling and the classifier), shared by
+    the networks and the supernet so that their parameters have the same names.
+    ``make_cell(channels)`` builds each cell."""
+
     def __init__(
         self,
-        ops: Sequence[str],
         input_shape: tuple[int, ...],
         num_classes: int,
-        channels: int = 16,
-        cells_per_stage: int = 5,
+        channels: int,
+        cells_per_stage: int,
+        make_cell: Callable[[int], nn.Module],
     ) -> None:
         super().__init__()
         if len(input_shape) not in (2, 3) or any(d < 1 for d in input_shape):
@@ -108,14 +124,30 @@ class NB201Network(nn.Module):
             if stage > 0:
                 layers.append(ResidualReduction(c, 2 * c))
                 c *= 2
-            layers.extend(Cell(ops, c) for _ in range(cells_per_stage))
+            layers.extend(make_cell(c) for _ in range(cells_per_stage))
         layers += [nn.BatchNorm2d(c), nn.ReLU(inplace=True)]
         self.features = nn.Sequential(*layers)
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Linear(c, num_classes)
 
+    def as_image(self, x: Tensor) -> Tensor:
+        """1-D inputs run as images of height 1."""
+        return x.unsqueeze(2) if self.sequence else x  # (B, C, L) -> (B, C, 1, L)
+
+    def head(self, features: Tensor) -> Tensor:
+        return self.classifier(self.pool(features).flatten(1))
+
+
+class NB201Network(Skeleton):
+    def __init__(
+        self,
+        ops: Sequence[str],
+        input_shape: tuple[int, ...],
+        num_classes: int,
+        channels: int = 16,
+        cells_per_stage: int = 5,
+    ) -> None:
+        super().__init__(input_shape, num_classes, channels, cells_per_stage, lambda c: Cell(ops, c))
+
     def forward(self, x: Tensor) -> Tensor:
-        if self.sequence:
-            x = x.unsqueeze(2)  # (B, C, L) -> (B, C, 1, L)
-        x = self.pool(self.features(x)).flatten(1)
-        return self.classifier(x)
+        return self.head(self.features(self.as_image(x)))
