@@ -97,17 +97,20 @@ class DARTS(Method):
             alpha.grad = grad
         self.arch_optimizer.step()
 
-    def unrolled_grads(self, x: Tensor, y: Tensor, x_arch: Tensor, y_arch: Tensor, beta: float) -> list[Tensor]:
+    def unrolled_grads(
+        self, x: Tensor, y: Tensor, x_arch: Tensor, y_arch: Tensor, beta: float, epsilon: float = HVP_EPSILON
+    ) -> list[Tensor]:
         """d L_arch(w - eta * (momentum + dL_train/dw + decay * w), alpha) / d alpha, the second-order
-        term by the central difference of dL_train/dalpha at w +- r v (v the look-ahead's weight
-        gradient), as in DARTS' ``Architect._backward_step_unrolled``."""
+        term by the central difference of dL_train/dalpha at w +- r v, v the look-ahead's weight
+        gradient and r = epsilon / |v|, as in DARTS' ``Architect._backward_step_unrolled``. (ReLUs
+        make the difference at DARTS' epsilon a smoothed Hessian rather than the exact one.)"""
         cfg = self.config
         params = list(self.supernet.parameters())
         alphas = list(self.alphas.values())
         eta = self.optimizer.param_groups[0]["lr"]
 
         def loss(xb: Tensor, yb: Tensor) -> Tensor:
-            return F.cross_entropy(self.supernet(xb, mix=self.mix(), skip_beta=beta).float(), yb)
+            return F.cross_entropy(self.supernet(xb, mix=self.mix(), skip_beta=beta), yb)  # float32: no autocast here
 
         def grads(value: Tensor, wrt: list[Tensor]) -> list[Tensor]:
             found = torch.autograd.grad(value, wrt, allow_unused=True)
@@ -132,7 +135,7 @@ class DARTS(Method):
                         p.copy_(w)
                 found = grads(loss(x_arch, y_arch), alphas + params)
                 d_alpha, vector = found[: len(alphas)], found[len(alphas):]
-                r = HVP_EPSILON / torch.cat([v.flatten() for v in vector]).norm().clamp_min(1e-12)
+                r = epsilon / torch.cat([v.flatten() for v in vector]).norm().clamp_min(1e-12)
                 set_weights(vector, float(r))
                 plus = grads(loss(x, y), alphas)
                 set_weights(vector, -float(r))
