@@ -29,6 +29,8 @@ one-hot of the canonical choices (184 numbers).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -79,6 +81,70 @@ def inputs_of(node: int) -> int:
     """How many inputs intermediate node ``node`` (0-based) may read: c_{k-2}, c_{k-1} and the
     nodes before it."""
     return node + 2
+
+
+def mixed_edge(node: int, src: int) -> int:
+    """Which of a supernet cell's mixed edges joins input ``src`` to intermediate node ``node``
+    (0-based): node-major, input-minor."""
+    return sum(inputs_of(n) for n in range(node)) + src
+
+
+MIXED_EDGES = mixed_edge(NUM_NODES, 0)  # 2 + 3 + 4 + 5 = 14
+
+
+def check_io(input_shape: tuple[int, ...], num_classes: int) -> None:
+    """Refuse shapes a DARTS network cannot take, before anything is built or counted."""
+    if len(input_shape) not in (2, 3) or any(d < 1 for d in input_shape):
+        raise ValueError(f"input_shape must be (channels, H, W) or (channels, L), got {input_shape}")
+    if num_classes < 1:
+        raise ValueError(f"num_classes must be at least 1, got {num_classes}")
+
+
+@dataclass(frozen=True)
+class CellPlan:
+    """One cell of a DARTS network: its two inputs' channels, its operations' channels ``c``, and
+    whether it (``reduction``) or the cell before it (``reduction_prev``) halves the resolution."""
+
+    c_prev_prev: int
+    c_prev: int
+    c: int
+    reduction: bool
+    reduction_prev: bool
+
+
+def cell_plan(channels: int, layers: int, stem_multiplier: int) -> list[CellPlan]:
+    """The cells in order, laid out as DARTS' ``NetworkCIFAR``: the stem outputs
+    ``stem_multiplier * channels``, the reduction cells at ``layers // 3`` and ``2 * layers // 3``
+    double ``c``, and every cell outputs ``NUM_NODES * c``."""
+    c_prev_prev = c_prev = stem_multiplier * channels
+    c = channels
+    reductions = {layers // 3, 2 * layers // 3}
+    plan: list[CellPlan] = []
+    reduction_prev = False
+    for i in range(layers):
+        reduction = i in reductions
+        if reduction:
+            c *= 2
+        plan.append(CellPlan(c_prev_prev, c_prev, c, reduction, reduction_prev))
+        reduction_prev = reduction
+        c_prev_prev, c_prev = c_prev, NUM_NODES * c
+    return plan
+
+
+def _conv_bn_params(c_in: int, c_out: int, kernel_area: int) -> int:
+    """A bias-free convolution followed by BatchNorm (weight and bias)."""
+    return c_in * c_out * kernel_area + 2 * c_out
+
+
+def _op_params(op: str, c: int, strided: bool, kernel_area: Callable[[int], int]) -> int:
+    """The parameters of one edge's module as ``darts_net.make_op`` builds it."""
+    if op in ("sep_conv_3x3", "sep_conv_5x5"):
+        return 2 * (c * kernel_area(int(op[-1])) + _conv_bn_params(c, c, 1))
+    if op in ("dil_conv_3x3", "dil_conv_5x5"):
+        return c * kernel_area(int(op[-1])) + _conv_bn_params(c, c, 1)
+    if op == "skip_connect" and strided:
+        return _conv_bn_params(c, c, 1)  # FactorizedReduce: two 1x1 halves and a BatchNorm
+    return 0
 
 
 def _edge_name(cell: str, edge: int) -> str:
@@ -316,3 +382,62 @@ class DARTSSpace(CategoricalSpace):
             layers=self.config.layers,
             stem_multiplier=self.config.stem_multiplier,
         )
+
+    # -- one-shot search ------------------------------------------------------------------------
+
+    def supernet(self, input_shape: tuple[int, ...], num_classes: int) -> Any:
+        """The weight-sharing supernet (torch.nn.Module) whose sub-networks are this space's networks."""
+        from spaces.darts_supernet import DARTSSupernet  # torch stays out of the API's import path
+
+        return DARTSSupernet(self, tuple(input_shape), num_classes)
+
+    def supernet_params(self, input_shape: tuple[int, ...], num_classes: int) -> int:
+        """The supernet's parameter count, computed without torch (the API checks memory with it)."""
+        check_io(input_shape, num_classes)
+        sequence = len(input_shape) == 2  # 1-D inputs run with 1 x k kernels
+
+        def kernel_area(k: int) -> int:
+            return k if sequence else k * k
+
+        plan = cell_plan(self.config.channels, self.config.layers, self.config.stem_multiplier)
+        total = _conv_bn_params(input_shape[0], plan[0].c_prev, kernel_area(3))  # the stem
+        for cell in plan:
+            # preprocess0 is a FactorizedReduce after a reduction cell: the same count as a 1x1 conv.
+            total += _conv_bn_params(cell.c_prev_prev, cell.c, 1) + _conv_bn_params(cell.c_prev, cell.c, 1)
+            for node in range(NUM_NODES):
+                for src in range(inputs_of(node)):
+                    strided = cell.reduction and src < 2
+                    total += sum(_op_params(op, cell.c, strided, kernel_area) for op in OPS)
+        features = NUM_NODES * plan[-1].c
+        return total + features * num_classes + num_classes
+
+    def mixed_edges(self) -> dict[str, tuple[int, tuple[str, ...]]]:
+        """Per cell kind, (number of mixed edges, operation names): the architecture weights'
+        shape. Node j's edges come from each of its 2 + j inputs, node-major, input-minor."""
+        return {cell: (MIXED_EDGES, OPS) for cell in CELLS}
+
+    def derive(self, weights: dict[str, list[list[float]]]) -> dict[str, list[list[Any]]]:
+        """The architecture the weights select (canonical form), by DARTS' genotype rule: per node
+        the two inputs whose strongest non-``none`` operation weighs most, each with that
+        operation (ties go to the earlier input and the earlier operation, as in DARTS' code)."""
+        if set(weights) != set(CELLS) or any(
+            len(weights[c]) != MIXED_EDGES or any(len(row) != len(OPS) for row in weights[c]) for c in CELLS
+        ):
+            raise ValueError(
+                f"darts architecture weights are {{'normal', 'reduce'}} each {MIXED_EDGES} rows of "
+                f"{len(OPS)} operation weights ({', '.join(OPS)})"
+            )
+        live = [k for k, op in enumerate(OPS) if op != NONE]
+        arch: dict[str, list[list[Any]]] = {}
+        for cell in CELLS:
+            pairs: list[list[Any]] = []
+            for node in range(NUM_NODES):
+                best = []  # per input: (its strongest live operation, that operation's weight)
+                for src in range(inputs_of(node)):
+                    row = weights[cell][mixed_edge(node, src)]
+                    k = max(live, key=lambda k, row=row: (row[k], -k))
+                    best.append((k, row[k]))
+                chosen = sorted(range(inputs_of(node)), key=lambda src: -best[src][1])[:2]
+                pairs += [[OPS[best[src][0]], src] for src in chosen]
+            arch[cell] = pairs
+        return self.validate(arch)

@@ -15,13 +15,14 @@ exactly.
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from spaces.darts import NUM_NODES
+from spaces.darts import NUM_NODES, CellPlan, cell_plan, check_io
 
 
 class Geometry:
@@ -127,47 +128,95 @@ def make_op(name: str, c: int, stride: int, geo: Geometry) -> nn.Module | None:
     raise ValueError(f"unknown DARTS operation {name!r}")
 
 
-class Cell(nn.Module):
-    def __init__(
-        self,
-        genotype: Sequence[tuple[str, int]],
-        c_prev_prev: int,
-        c_prev: int,
-        c: int,
-        reduction: bool,
-        reduction_prev: bool,
-        geo: Geometry,
-    ) -> None:
+class CellBase(nn.Module):
+    """What a standalone DARTS cell and a supernet cell share: the two preprocessing layers that
+    bring the cell's inputs to ``c`` channels (and c_{k-2} to the resolution of c_{k-1} after a
+    reduction), the node sums and the concatenation of the four nodes. A subclass says which
+    terms each node sums."""
+
+    def __init__(self, plan: CellPlan, geo: Geometry) -> None:
         super().__init__()
-        self.reduction = reduction
+        self.reduction = plan.reduction
         self.geo = geo
         self.preprocess0 = (
-            FactorizedReduce(c_prev_prev, c, geo) if reduction_prev
-            else ReLUConvBN(c_prev_prev, c, 1, geo)
+            FactorizedReduce(plan.c_prev_prev, plan.c, geo) if plan.reduction_prev
+            else ReLUConvBN(plan.c_prev_prev, plan.c, 1, geo)
         )
-        self.preprocess1 = ReLUConvBN(c_prev, c, 1, geo)
-        self.edges = nn.ModuleDict()
-        self.inputs: list[list[tuple[str, int]]] = [[] for _ in range(NUM_NODES)]
-        for index, (name, src) in enumerate(genotype):
-            stride = 2 if reduction and src < 2 else 1
-            op = make_op(name, c, stride, geo)
-            if op is not None:
-                self.edges[str(index)] = op
-                self.inputs[index // 2].append((str(index), src))
+        self.preprocess1 = ReLUConvBN(plan.c_prev, plan.c, 1, geo)
 
-    def forward(self, s0: Tensor, s1: Tensor) -> Tensor:
+    def terms(self, node: int, states: list[Tensor], *how: Any) -> list[Tensor]:
+        """The outputs of node ``node``'s live edges, ``states`` being the cell's inputs and the
+        nodes before it."""
+        raise NotImplementedError
+
+    def forward(self, s0: Tensor, s1: Tensor, *how: Any) -> Tensor:
         states = [self.preprocess0(s0), self.preprocess1(s1)]
         for node in range(NUM_NODES):
-            terms = [self.edges[name](states[src]) for name, src in self.inputs[node]]
+            terms = self.terms(node, states, *how)
             if terms:
                 states.append(sum(terms[1:], terms[0]))
-            else:
+            else:  # no live edge: zeros of the node's shape
                 base = self.geo.subsample(states[1]) if self.reduction else states[1]
                 states.append(torch.zeros_like(base))
         return torch.cat(states[2:], dim=1)
 
 
-class DARTSNetwork(nn.Module):
+class Cell(CellBase):
+    def __init__(self, genotype: Sequence[tuple[str, int]], plan: CellPlan, geo: Geometry) -> None:
+        super().__init__(plan, geo)
+        self.edges = nn.ModuleDict()
+        self.inputs: list[list[tuple[str, int]]] = [[] for _ in range(NUM_NODES)]
+        for index, (name, src) in enumerate(genotype):
+            stride = 2 if plan.reduction and src < 2 else 1
+            op = make_op(name, plan.c, stride, geo)
+            if op is not None:
+                self.edges[str(index)] = op
+                self.inputs[index // 2].append((str(index), src))
+
+    def terms(self, node: int, states: list[Tensor], *how: Any) -> list[Tensor]:
+        return [self.edges[name](states[src]) for name, src in self.inputs[node]]
+
+
+class CellNetwork(nn.Module):
+    """The network around the cells, shared by the standalone network and the supernet: stem,
+    the cells of ``cell_plan``, global average pooling and a linear classifier. ``make_cell``
+    builds each cell from its plan."""
+
+    def __init__(
+        self,
+        input_shape: tuple[int, ...],
+        num_classes: int,
+        channels: int,
+        layers: int,
+        stem_multiplier: int,
+        make_cell: Callable[[CellPlan, Geometry], CellBase],
+    ) -> None:
+        super().__init__()
+        check_io(input_shape, num_classes)
+        self.input_shape = tuple(input_shape)
+        self.sequence = len(input_shape) == 2
+        geo = Geometry(self.sequence)
+        plan = cell_plan(channels, layers, stem_multiplier)
+        c_stem = plan[0].c_prev
+        self.stem = nn.Sequential(
+            nn.Conv2d(input_shape[0], c_stem, geo.k(3), padding=geo.pad(1), bias=False),
+            nn.BatchNorm2d(c_stem),
+        )
+        self.cells = nn.ModuleList(make_cell(cell, geo) for cell in plan)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Linear(NUM_NODES * plan[-1].c, num_classes)
+
+    def logits(self, x: Tensor, *how: Any) -> Tensor:
+        """The network's output, each cell called with ``how`` after its two inputs."""
+        if self.sequence:
+            x = x.unsqueeze(2)  # (B, C, L) -> (B, C, 1, L)
+        s0 = s1 = self.stem(x)
+        for cell in self.cells:
+            s0, s1 = s1, cell(s0, s1, *how)
+        return self.classifier(self.pool(s1).flatten(1))
+
+
+class DARTSNetwork(CellNetwork):
     def __init__(
         self,
         normal: Sequence[tuple[str, int]],
@@ -178,43 +227,10 @@ class DARTSNetwork(nn.Module):
         layers: int = 8,
         stem_multiplier: int = 3,
     ) -> None:
-        super().__init__()
-        if len(input_shape) not in (2, 3) or any(d < 1 for d in input_shape):
-            raise ValueError(
-                f"input_shape must be (channels, H, W) or (channels, L), got {input_shape}"
-            )
-        if num_classes < 1:
-            raise ValueError(f"num_classes must be at least 1, got {num_classes}")
-        self.input_shape = tuple(input_shape)
-        self.sequence = len(input_shape) == 2
-        geo = Geometry(self.sequence)
+        def make_cell(plan: CellPlan, geo: Geometry) -> Cell:
+            return Cell(reduce if plan.reduction else normal, plan, geo)
 
-        c_curr = stem_multiplier * channels
-        self.stem = nn.Sequential(
-            nn.Conv2d(input_shape[0], c_curr, geo.k(3), padding=geo.pad(1), bias=False),
-            nn.BatchNorm2d(c_curr),
-        )
-        c_prev_prev, c_prev, c_curr = c_curr, c_curr, channels
-        reductions = {layers // 3, 2 * layers // 3}
-        self.cells = nn.ModuleList()
-        reduction_prev = False
-        for i in range(layers):
-            reduction = i in reductions
-            if reduction:
-                c_curr *= 2
-            genotype = reduce if reduction else normal
-            self.cells.append(
-                Cell(genotype, c_prev_prev, c_prev, c_curr, reduction, reduction_prev, geo)
-            )
-            reduction_prev = reduction
-            c_prev_prev, c_prev = c_prev, NUM_NODES * c_curr
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.classifier = nn.Linear(c_prev, num_classes)
+        super().__init__(input_shape, num_classes, channels, layers, stem_multiplier, make_cell)
 
     def forward(self, x: Tensor) -> Tensor:
-        if self.sequence:
-            x = x.unsqueeze(2)  # (B, C, L) -> (B, C, 1, L)
-        s0 = s1 = self.stem(x)
-        for cell in self.cells:
-            s0, s1 = s1, cell(s0, s1)
-        return self.classifier(self.pool(s1).flatten(1))
+        return self.logits(x)
