@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from scion.configs.spaces import ChainConfig
+from scion.configs.spaces import ChainConfig, scaled_channels
 from spaces.base import InvalidArchitecture, check_fields
 from spaces.categorical import CategoricalSpace
 
@@ -187,6 +187,43 @@ class ChainSpace(CategoricalSpace):
             stem_channels=c.stem_channels,
             head_channels=c.head_channels,
         )
+
+    def widest_channels(self) -> list[int]:
+        """Per stage, the output channels of its widest option: the supernet's sizes."""
+        return [max(scaled_channels(base, w) for w in self.options["width"]) for base in self.config.channels]
+
+    def supernet(self, input_shape: tuple[int, ...], num_classes: int) -> Any:
+        """The weight-sharing supernet (torch.nn.Module) whose sub-networks are this space's networks."""
+        from spaces.chain_supernet import ChainSupernet  # torch stays out of the API's import path
+
+        return ChainSupernet(self, tuple(input_shape), num_classes)
+
+    def supernet_params(self, input_shape: tuple[int, ...], num_classes: int) -> int:
+        """The supernet's parameter count, computed without torch (the API checks memory with it):
+        every block at its stage's largest depth, input width, expansion and kernel."""
+        c = self.config
+        sequence = len(input_shape) == 2  # 1-D inputs run 1 x k kernels
+        k = max(self.options["kernel"])
+        kernel, stem = (k, 3) if sequence else (k * k, 9)
+        expand = max(self.options["expand"])
+        se = True in self.options["se"]
+        total = input_shape[0] * c.stem_channels * stem + 2 * c.stem_channels
+        c_in = c.stem_channels
+        for c_out in self.widest_channels():
+            for _ in range(max(self.options["depth"])):
+                hidden = c_in * expand
+                if expand != 1:
+                    total += c_in * hidden + 2 * hidden
+                total += hidden * kernel + 2 * hidden
+                if se:
+                    squeezed = max(1, c_in // 4)
+                    total += 2 * hidden * squeezed + squeezed + hidden
+                total += hidden * c_out + 2 * c_out
+                c_in = c_out
+        if c.head_channels:
+            total += c_in * c.head_channels + 2 * c.head_channels
+            c_in = c.head_channels
+        return total + c_in * num_classes + num_classes
 
 
 _PREFIX = {"depth": "d", "kernel": "k", "expand": "e", "width": "w", "se": "se"}
