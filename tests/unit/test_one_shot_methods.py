@@ -14,8 +14,10 @@ from torch.func import functional_call
 
 from scion.configs.evaluators import TrainConfig
 from scion.configs.one_shot import OneShotConfig
+from spaces import SPACES
 from spaces.nb201 import EDGES, OPS, NB201Config, NB201Space
 from spaces.nb201_supernet import NB201Supernet
+from tests.contract.test_spaces import SMALL
 from worker.evaluators import inherited
 from worker.evaluators.inherited import InheritedEvaluator, recalibrate_batchnorm
 from worker.evaluators.supernet import SupernetEvaluator
@@ -61,6 +63,11 @@ class Ctx:
         self.checkpointed.append(int(load_checkpoint(self.artifact_path(self.number))["epoch"]))
         if epoch == self.stop_after:
             raise TrialStopped(f"stop requested after epoch {epoch}")
+
+
+def make_space(name: str) -> Any:
+    entry = SPACES[name]
+    return entry.factory(entry.config(**SMALL[name]))
 
 
 def one_shot(method: str, **settings: Any) -> OneShotConfig:
@@ -341,3 +348,26 @@ def test_batchnorm_recalibration_sets_each_sub_network_its_own_statistics(traine
         for batches in (0, 5)
     }
     assert scores[0] != scores[5]
+
+
+# -- the other spaces' supernets ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("space_name", "method", "settings"), [
+    ("darts", "darts", {"order": 2}),
+    ("darts", "enas", {}),
+    ("chain", "spos", {"fair": True}),
+    ("chain", "enas", {}),
+])
+def test_methods_train_every_spaces_supernet_and_its_candidates_score_with_inherited_weights(
+    space_name: str, method: str, settings: dict[str, Any], tmp_path: Path
+) -> None:
+    space = make_space(space_name)
+    config = one_shot(method, epochs=1, batch_size=256, recalibration_batches=1, **settings)
+    ctx = Ctx(tmp_path)
+    result = train_supernet(config, ctx, space)
+    assert np.isfinite(ctx.reports[0][1]["train_loss"])
+    archs = result["candidates"] or [space.sample(np.random.default_rng(0))]
+    for arch in archs[:2]:
+        scored = InheritedEvaluator(config, TRAIN, ctx.artifact_path(0)).evaluate(space, space.validate(arch), ctx)
+        assert 0 <= scored["val_acc"] <= 100 and scored["params"] > 0
