@@ -6,6 +6,7 @@ one-shot job's supernet trial, with the job's ``train`` evaluator config naming 
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -16,6 +17,7 @@ from spaces.base import Arch, SearchSpace
 from worker.evaluators.base import EvalContext, Evaluator
 from worker.one_shot import METHODS
 from worker.one_shot.data import supernet_data
+from worker.one_shot.distributed import Parallel, run_parallel, supernet_devices
 from worker.one_shot.epochs import run_epochs
 from worker.training.datasets import load_dataset
 from worker.training.trainer import run_oom_guarded
@@ -23,32 +25,38 @@ from worker.training.trainer import run_oom_guarded
 SUPERNET_SEED = 0  # the supernet's initial weights and path draws: fixed, so an attempt resumed or repeated matches
 
 
+def train_supernet(
+    device: str, parallel: Parallel, ctx: EvalContext | None,
+    space: SearchSpace, one_shot: OneShotConfig, train: TrainConfig, checkpoint: Path,
+) -> dict[str, Any]:
+    """One process's share of training the supernet on ``device`` (all of it with ``Parallel()``)."""
+    method, data, dev = one_shot.method, load_dataset(train.dataset), torch.device(device)
+    torch.manual_seed(SUPERNET_SEED)
+    supernet = space.supernet(data.input_shape, data.num_classes).to(dev)
+    kind = METHODS[method.type]
+    trainer = kind(
+        space, supernet, supernet_data(data, dev, halves=kind.halves), method,
+        autocast=train.amp and dev.type == "cuda", seed=SUPERNET_SEED, parallel=parallel,
+    )
+    result = run_epochs(trainer, ctx, checkpoint, method.epochs)
+    return {**result, "supernet_params": space.supernet_params(data.input_shape, data.num_classes)}
+
+
 class SupernetEvaluator(Evaluator):
     """``evaluate`` returns val_acc (the last epoch's path), train_seconds, supernet_params and
     candidates (the architectures the method proposes: DARTS its derived one, ENAS its
-    controller's most likely ones, SPOS none: the job's strategy searches)."""
+    controller's most likely ones, SPOS none: the job's strategy searches). It trains on
+    ``ctx.device``, or on every device of ``SCION_SUPERNET_DEVICES`` together."""
 
     def __init__(self, one_shot: OneShotConfig, train: TrainConfig) -> None:
         super().__init__(train)
         self.one_shot, self.train = one_shot, train
 
     def evaluate(self, space: SearchSpace, arch: Arch, ctx: EvalContext) -> dict[str, Any]:
-        method, train = self.one_shot.method, self.train
-        data = load_dataset(train.dataset)
-        device = torch.device(ctx.device)
-
-        def run() -> dict[str, Any]:
-            torch.manual_seed(SUPERNET_SEED)
-            supernet = space.supernet(data.input_shape, data.num_classes).to(device)
-            kind = METHODS[method.type]
-            trainer = kind(
-                space, supernet, supernet_data(data, device, halves=kind.halves), method,
-                autocast=train.amp and device.type == "cuda", seed=SUPERNET_SEED,
-            )
-            result = run_epochs(trainer, ctx, ctx.artifact_path(ctx.number), method.epochs)
-            return {**result, "supernet_params": space.supernet_params(data.input_shape, data.num_classes)}
-
-        return run_oom_guarded(run)
+        return run_oom_guarded(
+            run_parallel, supernet_devices(ctx.device), train_supernet, ctx,
+            space, self.one_shot, self.train, ctx.artifact_path(ctx.number),
+        )
 
 
-__all__ = ["SupernetEvaluator"]
+__all__ = ["SupernetEvaluator", "train_supernet"]

@@ -164,6 +164,9 @@ class DARTS(Method):
     def candidates(self) -> list[Arch]:
         return [self.derived()]
 
+    def replicated(self) -> list[Tensor]:
+        return [*super().replicated(), *self.alphas.values()]
+
     # -- state -----------------------------------------------------------------------------------
 
     def state_dict(self) -> dict[str, Any]:

@@ -89,6 +89,9 @@ class ENAS(Method):
     def candidates(self) -> list[Arch]:
         return self.most_likely(self.config.samples)
 
+    def replicated(self) -> list[torch.Tensor]:
+        return [*super().replicated(), *(torch.from_numpy(logits) for logits in self.policy.logits)]
+
     def state_dict(self) -> dict[str, Any]:
         return {**super().state_dict(), "policy": self.policy.state()}
 

@@ -48,13 +48,14 @@ def supernet_weights(path: Path, device: torch.device | str = "cpu") -> dict[str
     return load_checkpoint(path, device)["supernet"]
 
 
-def run_epochs(method: Method, ctx: EvalContext, checkpoint: Path, epochs: int, *, lead: bool = True) -> dict[str, Any]:
+def run_epochs(method: Method, ctx: EvalContext | None, checkpoint: Path, epochs: int) -> dict[str, Any]:
     """Train ``method`` for ``epochs``, resuming from ``checkpoint`` when an earlier attempt left
     one; return val_acc (the last epoch's), train_seconds (all attempts) and candidates.
 
     ``ctx.report`` is called after every epoch with train_loss, train_acc, val_acc, epoch_seconds
     and the method's own metrics; a non-finite loss raises TrialFailed before anything is saved.
-    With several processes training one supernet only the ``lead`` writes and reports.
+    When several processes train one supernet, those other than the trial's own (``ctx`` None)
+    neither save nor report.
     """
     started = time.perf_counter()
     done, earlier, metrics = 0, 0.0, {}
@@ -72,12 +73,13 @@ def run_epochs(method: Method, ctx: EvalContext, checkpoint: Path, epochs: int, 
             raise TrialFailed(f"supernet loss became NaN at epoch {epoch}")
         metrics = {**trained, "val_acc": method.val_acc(method.epoch_arch(epoch)), **method.epoch_metrics(epoch)}
         metrics["epoch_seconds"] = time.perf_counter() - epoch_started
-        if lead:
+        if ctx is not None:
             save_checkpoint(checkpoint, {
                 "supernet": method.supernet.state_dict(), "method": method.state_dict(), "rng": _rng_state(),
                 "epoch": epoch, "seconds": earlier + time.perf_counter() - started, "metrics": metrics,
             })
             ctx.report(epoch, metrics)
+    method.parallel.check_agree(method.replicated())
     return {
         "val_acc": float(metrics.get("val_acc", 0.0)),
         "train_seconds": earlier + time.perf_counter() - started,

@@ -135,6 +135,11 @@ class Method(ABC):
         """Top-1 accuracy (%) of ``arch``'s path on the validation split, in eval mode."""
         return accuracy(Bound(self.supernet, arch=arch), self.data.val.x, self.data.val.y, self.autocast)
 
+    def replicated(self) -> list[Tensor]:
+        """What every process training this supernet together must hold alike: the weights (not
+        the BatchNorm statistics, which each process gathers on its own shard)."""
+        return list(self.supernet.parameters())
+
     # -- state -----------------------------------------------------------------------------------
 
     def state_dict(self) -> dict[str, Any]:
