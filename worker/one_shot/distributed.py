@@ -144,8 +144,8 @@ def _rank_main(job: Path) -> None:
         parallel.close()
 
 
+__all__ = ["DataParallel", "Parallel", "run_parallel", "supernet_devices"]
+
+
 if __name__ == "__main__":
     _rank_main(Path(sys.argv[1]))
-
-
-__all__ = ["DataParallel", "Parallel", "run_parallel", "supernet_devices"]

@@ -119,7 +119,7 @@ class Method(ABC):
         """Cross entropy and logits on one batch through ``path`` (arch=... or mix=...), forwarded
         through ``model`` (by default the weight steps' ``self.model``)."""
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
-            logits = (model or self.model)(x, **path)
+            logits = (self.model if model is None else model)(x, **path)
             return F.cross_entropy(logits.float(), y), logits
 
     def weight_step(self) -> None:
