@@ -75,7 +75,7 @@ def one_shot(method: str, **settings: Any) -> OneShotConfig:
 
 
 def train_supernet(config: OneShotConfig, ctx: Ctx, space: NB201Space = SPACE) -> dict[str, Any]:
-    return SupernetEvaluator(config, TRAIN).evaluate(space, None, ctx)
+    return SupernetEvaluator(config, TRAIN, seed=0).evaluate(space, None, ctx)
 
 
 @pytest.fixture(scope="module")

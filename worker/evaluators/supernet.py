@@ -22,21 +22,21 @@ from worker.one_shot.epochs import run_epochs
 from worker.training.datasets import load_dataset
 from worker.training.trainer import run_oom_guarded
 
-SUPERNET_SEED = 0  # the supernet's initial weights and path draws: fixed, so an attempt resumed or repeated matches
-
 
 def train_supernet(
     device: str, parallel: Parallel, ctx: EvalContext | None,
-    space: SearchSpace, one_shot: OneShotConfig, train: TrainConfig, checkpoint: Path,
+    space: SearchSpace, one_shot: OneShotConfig, train: TrainConfig, checkpoint: Path, seed: int,
 ) -> dict[str, Any]:
-    """One process's share of training the supernet on ``device`` (all of it with ``Parallel()``)."""
+    """One process's share of training the supernet on ``device`` (all of it with ``Parallel()``).
+    ``seed`` (the job's) fixes the initial weights and the paths drawn, so an attempt resumed or
+    repeated matches, and jobs of other seeds train other supernets."""
     method, data, dev = one_shot.method, load_dataset(train.dataset), torch.device(device)
-    torch.manual_seed(SUPERNET_SEED)
+    torch.manual_seed(seed)
     supernet = space.supernet(data.input_shape, data.num_classes).to(dev)
     kind = METHODS[method.type]
     trainer = kind(
         space, supernet, supernet_data(data, dev, halves=kind.halves), method,
-        autocast=train.amp and dev.type == "cuda", seed=SUPERNET_SEED, parallel=parallel,
+        autocast=train.amp and dev.type == "cuda", seed=seed, parallel=parallel,
     )
     result = run_epochs(trainer, ctx, checkpoint, method.epochs)
     return {**result, "supernet_params": space.supernet_params(data.input_shape, data.num_classes)}
@@ -48,14 +48,14 @@ class SupernetEvaluator(Evaluator):
     controller's most likely ones, SPOS none: the job's strategy searches). It trains on
     ``ctx.device``, or on every device of ``SCION_SUPERNET_DEVICES`` together."""
 
-    def __init__(self, one_shot: OneShotConfig, train: TrainConfig) -> None:
+    def __init__(self, one_shot: OneShotConfig, train: TrainConfig, seed: int) -> None:
         super().__init__(train)
-        self.one_shot, self.train = one_shot, train
+        self.one_shot, self.train, self.seed = one_shot, train, seed
 
     def evaluate(self, space: SearchSpace, arch: Arch, ctx: EvalContext) -> dict[str, Any]:
         return run_oom_guarded(
             run_parallel, supernet_devices(ctx.device), train_supernet, ctx,
-            space, self.one_shot, self.train, ctx.artifact_path(ctx.number),
+            space, self.one_shot, self.train, ctx.artifact_path(ctx.number), self.seed,
         )
 
 
