@@ -94,6 +94,13 @@ class Settings(BaseSettings):
     )
 
     worker_device: str = Field("auto", description="'auto', 'cpu', 'cuda' or 'cuda:N'.")
+    supernet_devices: str = Field(
+        "",
+        description="Devices a one-shot job's supernet trial trains on together, comma-separated ('cuda:0,cuda:1'): "
+                    "DistributedDataParallel, one process per device, each taking its share of every batch "
+                    "(worker/one_shot/distributed.py). Empty: the worker's own device alone. Run such a worker with "
+                    "--concurrency 1, since the trial takes those devices from the worker's other processes.",
+    )
     artifacts: Path | None = Field(
         None, description="Trained weights and checkpoints; a path every worker shares (default: home/artifacts)."
     )

@@ -248,7 +248,8 @@ class JobRequest(BaseModel):
                                  f"{', '.join(self.strategy.fidelity_settings)}; a one-shot search scores "
                                  f"inherited weights without training: use another strategy")
         else:
-            if self.strategy is not None or self.warm_start:
+            # (random: the inert strategy the stored spec fills in, as a retrain job's)
+            if (self.strategy is not None and self.strategy.type != "random") or self.warm_start:
                 part = "strategy" if self.strategy is not None else "warm_start"
                 raise ValueError(f"{part}: method {method.type!r} proposes its own candidates; leave {part} out")
             if "max_trials" in self.budget.model_fields_set and self.budget.max_trials != method.candidates():

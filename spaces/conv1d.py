@@ -187,6 +187,35 @@ class Conv1DSpace(CategoricalSpace):
 
         return Conv1DNetwork(layers, input_shape=tuple(input_shape), num_classes=num_classes)
 
+    # -- one-shot NAS --------------------------------------------------------------------------
+
+    def supernet(self, input_shape: tuple[int, ...], num_classes: int) -> Any:
+        """The weight-sharing supernet (torch.nn.Module) whose sub-networks are this space's networks."""
+        from spaces.conv1d_supernet import Conv1DSupernet  # torch stays out of the API's import path
+
+        return Conv1DSupernet(self, tuple(input_shape), num_classes)
+
+    def supernet_layers(self, input_channels: int) -> list[tuple[int, int, bool]]:
+        """Per layer of the supernet (``max_layers`` of them, once-for-all style: every setting's
+        weights are a slice of the largest), its convolution's input and output channels and
+        whether it holds a 1x1 shortcut, which it does when some network's layer there has a
+        shortcut that changes the width. Its kernel is the largest option."""
+        widest = max(self.options["channels"])
+        layers, c_in, inputs = [], input_channels, (input_channels,)
+        for _ in range(self.depths[-1]):
+            widens = any(a != b for a in inputs for b in self.options["channels"])
+            layers.append((c_in, widest, widens and True in self.options["skip"]))
+            c_in, inputs = widest, self.options["channels"]
+        return layers
+
+    def supernet_params(self, input_shape: tuple[int, ...], num_classes: int) -> int:
+        """The supernet's parameter count, computed without torch (the API checks memory with it)."""
+        kernel, total, c_out = max(self.options["kernel"]), 0, 0
+        for c_in, c_out, shortcut in self.supernet_layers(input_shape[0]):
+            total += c_in * c_out * kernel + 2 * c_out  # convolution (no bias), BatchNorm
+            total += (c_in * c_out + 2 * c_out) if shortcut else 0
+        return total + c_out * num_classes + num_classes
+
 
 def _fmt(field: str, value: Any) -> str:
     if field == "skip":

@@ -14,6 +14,25 @@ from typing import Any
 from torch import Tensor, nn
 
 
+def make_pool(name: str) -> nn.Module:
+    """The pooling after a layer: size 2, stride 2, or none."""
+    if name == "max":
+        return nn.MaxPool1d(2, 2, ceil_mode=True)
+    if name == "avg":
+        return nn.AvgPool1d(2, 2, ceil_mode=True)
+    if name == "none":
+        return nn.Identity()
+    raise ValueError(f"unknown pooling {name!r}; allowed: none, max, avg")
+
+
+def check_io(input_shape: tuple[int, ...], num_classes: int) -> None:
+    """Refuse inputs and class counts no conv1d network (nor the supernet) is built for."""
+    if len(input_shape) not in (2, 3) or any(d < 1 for d in input_shape):
+        raise ValueError(f"input_shape must be (channels, H, W) or (channels, L), got {input_shape}")
+    if num_classes < 1:
+        raise ValueError(f"num_classes must be at least 1, got {num_classes}")
+
+
 class ConvLayer(nn.Module):
     def __init__(
         self, c_in: int, c_out: int, kernel: int, dilation: int, pool: str, skip: bool
@@ -30,14 +49,7 @@ class ConvLayer(nn.Module):
                 nn.Identity() if c_in == c_out
                 else nn.Sequential(nn.Conv1d(c_in, c_out, 1, bias=False), nn.BatchNorm1d(c_out))
             )
-        if pool == "max":
-            self.pool: nn.Module = nn.MaxPool1d(2, 2, ceil_mode=True)
-        elif pool == "avg":
-            self.pool = nn.AvgPool1d(2, 2, ceil_mode=True)
-        elif pool == "none":
-            self.pool = nn.Identity()
-        else:
-            raise ValueError(f"unknown pooling {pool!r}; allowed: none, max, avg")
+        self.pool = make_pool(pool)
 
     def forward(self, x: Tensor) -> Tensor:
         out = self.bn(self.conv(x))
@@ -51,12 +63,7 @@ class Conv1DNetwork(nn.Module):
         self, layers: Sequence[dict[str, Any]], input_shape: tuple[int, ...], num_classes: int
     ) -> None:
         super().__init__()
-        if len(input_shape) not in (2, 3) or any(d < 1 for d in input_shape):
-            raise ValueError(
-                f"input_shape must be (channels, H, W) or (channels, L), got {input_shape}"
-            )
-        if num_classes < 1:
-            raise ValueError(f"num_classes must be at least 1, got {num_classes}")
+        check_io(input_shape, num_classes)
         if not layers:
             raise ValueError("a conv1d network needs at least one layer")
         self.input_shape = tuple(input_shape)

@@ -57,8 +57,10 @@ class SupernetCell(CellBase):
         skip_beta: float,
     ) -> list[Tensor]:
         if arch is not None:  # the node's two chosen (operation, input) pairs, none left out
-            pairs = arch[self.kind][2 * node : 2 * node + 2]
-            return [self.edges[mixed_edge(node, src)][op](states[src]) for op, src in pairs if op != NONE]
+            pairs = [(op, src) for op, src in arch[self.kind][2 * node : 2 * node + 2] if op != NONE]
+            # One module on both edges runs once and counts twice.
+            outs = {(op, src): self.edges[mixed_edge(node, src)][op](states[src]) for op, src in dict.fromkeys(pairs)}
+            return [outs[pair] for pair in pairs]
         assert mix is not None
         weights = mix[self.kind]
         return [
@@ -86,7 +88,8 @@ class DARTSSupernet(CellNetwork):
         """Single path: exactly what ``space.build(arch, ...)`` computes once loaded with
         ``subnet_state_dict(arch)``, in train and eval mode (``arch`` canonical, as
         ``space.validate`` returns it). A node sums its two chosen edges; when both read the
-        same input with the same operation, that one module runs twice.
+        same input with the same operation, that one module runs once and counts twice, so that
+        its BatchNorm statistics move as each of the built network's two copies moves.
 
         Mixture (``mix``, per cell kind an (edges, ops) tensor of operation weights, already
         softmaxed): each edge outputs ``sum_k mix[e, k] * op_k(x)`` (``none`` adds nothing) plus

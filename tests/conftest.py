@@ -1,5 +1,5 @@
 """Shared fixtures: real databases (a fresh SQLite file, a fresh PostgreSQL database) upgraded
-by Alembic, and settings pointed at them.
+by Alembic, and settings pointed at them; ``one_torch_thread`` for modules that build networks.
 
 PostgreSQL and Redis come from SCION_TEST_DATABASE_URL / SCION_TEST_REDIS_URL (defaulting to
 this machine's servers). Tests that need them skip when they are unreachable, except when
@@ -31,6 +31,18 @@ def unavailable(what: str, exc: Exception) -> None:
     if REQUIRE_SERVICES:
         pytest.fail(message)
     pytest.skip(message)
+
+
+@pytest.fixture
+def one_torch_thread() -> Iterator[None]:
+    """Tiny networks run fastest on one thread, and the machine is shared; modules that build
+    networks use it with ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="session")

@@ -29,8 +29,9 @@ class MethodConfig(BaseModel):
     batch_size: int
     recalibration_batches: int = Field(
         20, ge=0, le=10_000,
-        description="Training batches each scored sub-network runs in train mode to re-estimate its BatchNorm "
-                    "statistics before validation (SPOS: 20,000 images); 0 scores with the supernet's statistics.",
+        description="Training batches (of the method's batch_size) each scored sub-network runs in train mode to "
+                    "re-estimate its BatchNorm statistics before validation (SPOS: 20,000 images); 0 scores with "
+                    "the supernet's statistics.",
     )
 
     def candidates(self) -> int | None:
@@ -57,7 +58,8 @@ class SPOSConfig(MethodConfig):
     momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum (SPOS: 0.9).")
     weight_decay: float = Field(4e-5, ge=0, le=1, description="L2 weight decay (SPOS: 4e-5).")
     fair: bool = Field(
-        False, description="FairNAS strict fairness: every option of every choice trained once per step.")
+        False, description="FairNAS strict fairness: per step as many paths as the largest choice has options, "
+                           "every option of every choice in one of them (exactly one when all have as many).")
 
 
 class DARTSMethodConfig(MethodConfig):
@@ -112,7 +114,8 @@ class ENASConfig(MethodConfig):
     controller_aggregate: int = Field(
         20, ge=1, le=10_000, description="Architectures sampled per controller update (ENAS: 20).")
     controller_lr: float = Field(3.5e-4, gt=0, le=10, description="Controller's Adam learning rate (ENAS: 0.00035).")
-    entropy_weight: float = Field(1e-4, ge=0, le=10, description="Entropy bonus in the reward (ENAS: 0.0001).")
+    entropy_weight: float = Field(1e-4, ge=0, le=10, description="Weight of the controller's entropy bonus, which "
+                                                                 "keeps it from settling early (ENAS: 0.0001).")
     baseline_decay: float = Field(0.99, ge=0, lt=1, description="Moving-average reward baseline (ENAS: 0.99).")
     samples: int = Field(10, ge=1, le=1000, description="Distinct architectures the trained controller proposes.")
 

@@ -2,12 +2,17 @@
 
 A sub-network scored with inherited weights must be exactly the network the space builds and the
 retrain phase trains: ``space.build(arch)`` loaded with ``supernet.subnet_state_dict(arch)``
-computes what ``supernet(x, arch)`` computes. A space joins these tests with one line in
-``SUPERNETS`` (and in ``MIXED`` when DARTS can search it).
+computes what ``supernet(x, arch)`` computes, and training the path moves the supernet's BatchNorm
+statistics as it moves the network's (momentum 0.1, and momentum None as BN recalibration uses). A
+space joins these tests with one line in ``SUPERNETS`` (and in ``MIXED`` when DARTS can search it);
+what is particular to one space is in ``test_supernets_<space>.py`` or at the end of this file.
 """
 from __future__ import annotations
 
-from typing import Any
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, NamedTuple
 
 import numpy as np
 import pytest
@@ -18,16 +23,46 @@ from tests.contract.test_spaces import SMALL
 
 torch = pytest.importorskip("torch")
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+class Supernet(NamedTuple):
+    space: str
+    config: dict[str, Any]  # small enough for two CPU cores
+    shapes: list[tuple[int, ...]]  # input shapes the space takes
+    id: str = ""  # when a space is here with more than one config
+    edge_cases: tuple[Any, ...] = ()  # architectures the random samples and the extremes may miss
+
+    @property
+    def name(self) -> str:
+        return self.id or self.space
+
+
 IMAGE, SEQUENCE = (1, 8, 8), (1, 40)
-# (space, small config, input shapes the space takes)
-SUPERNETS: list[tuple[str, dict[str, Any], list[tuple[int, ...]]]] = [
-    ("nb201", SMALL["nb201"], [IMAGE, SEQUENCE]),
+# layers=4: a normal cell, two reduction cells, then a normal cell after a reduction.
+DARTS = {"channels": 4, "layers": 4, "stem_multiplier": 1}
+CHAIN = {"channels": [4, 8], "strides": [1, 2], "stem_channels": 4, "widths": [0.5, 1.0],
+         "expansions": [1, 3], "kernels": [3, 5], "depths": [1, 2], "se": [False, True]}
+# DARTS: the strided skip_connect (FactorizedReduce), next to a node whose two edges are one module
+# (the same operation on the same input, strided in the reduction cell) and a node of two none edges.
+DARTS_SPECIAL = {
+    "normal": [["sep_conv_3x3", 1], ["sep_conv_3x3", 1], ["none", 0], ["none", 0],
+               ["dil_conv_3x3", 2], ["skip_connect", 3], ["avg_pool_3x3", 0], ["sep_conv_5x5", 4]],
+    "reduce": [["sep_conv_5x5", 0], ["sep_conv_5x5", 0], ["skip_connect", 1], ["none", 0],
+               ["none", 0], ["none", 0], ["max_pool_3x3", 1], ["dil_conv_5x5", 4]],
+}
+SUPERNETS: list[Supernet] = [
+    Supernet("nb201", SMALL["nb201"], [IMAGE, SEQUENCE]),
+    Supernet("conv1d", SMALL["conv1d"], [IMAGE, SEQUENCE, (4, 40)]),  # 4 channels in: layer 0 may keep the width
+    Supernet("darts", DARTS, [IMAGE, SEQUENCE], edge_cases=(DARTS_SPECIAL,)),
+    Supernet("chain", CHAIN, [IMAGE, SEQUENCE]),
+    Supernet("chain", {**CHAIN, "head_channels": 6}, [IMAGE, SEQUENCE], id="chain-head"),
 ]
-MIXED: list[str] = ["nb201"]  # spaces DARTS can search: mixed_edges, derive and forward(mix=...)
+MIXED: list[str] = ["nb201", "darts"]  # spaces DARTS can search: mixed_edges, derive and forward(mix=...)
 CLASSES, BATCH, ARCHS = 5, 4, 6
 
-CASES = [(name, config, shape) for name, config, shapes in SUPERNETS for shape in shapes]
-CASE_IDS = [f"{name}-{'x'.join(map(str, shape))}" for name, _, shape in CASES]
+CASES = [(s, shape) for s in SUPERNETS for shape in s.shapes]
+CASE_IDS = [f"{s.name}-{'x'.join(map(str, shape))}" for s, shape in CASES]
 
 
 def make(name: str, config: dict[str, Any]) -> SearchSpace:
@@ -36,7 +71,7 @@ def make(name: str, config: dict[str, Any]) -> SearchSpace:
 
 
 def mixed_space(name: str) -> SearchSpace:
-    return make(name, next(config for n, config, _ in SUPERNETS if n == name))
+    return make(name, next(s.config for s in SUPERNETS if s.space == name))
 
 
 def random_mix(space: SearchSpace) -> dict[str, Any]:
@@ -58,18 +93,38 @@ def trained_supernet(space: SearchSpace, shape: tuple[int, ...]) -> Any:
     return supernet
 
 
-@pytest.mark.parametrize(("name", "config", "shape"), CASES, ids=CASE_IDS)
-def test_a_subnetwork_with_inherited_weights_is_the_supernets_path(
-    name: str, config: dict[str, Any], shape: tuple[int, ...]
-) -> None:
+def paths(space: SearchSpace, case: Supernet) -> list[Any]:
+    """Random architectures, the smallest and the largest (every decision's first option, then every
+    one's last), and the space's edge cases."""
+    rng = np.random.default_rng(0)
+    sizes = [len(options) for _, options in space.decisions()]
+    extremes = [space.from_choices([0] * len(sizes)), space.from_choices([n - 1 for n in sizes])]
+    return [space.validate(arch) for arch in [*(space.sample(rng) for _ in range(ARCHS)), *extremes, *case.edge_cases]]
+
+
+@contextmanager
+def cumulative_batchnorm(*nets: Any) -> Iterator[None]:
+    """BatchNorm statistics as the cumulative average of the batches (momentum None), as BN
+    recalibration keeps them; the momentum put back afterwards."""
+    norms = [m for net in nets for m in net.modules() if isinstance(m, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d))]
+    before = [m.momentum for m in norms]
+    for m in norms:
+        m.momentum = None
+    try:
+        yield
+    finally:
+        for m, momentum in zip(norms, before):
+            m.momentum = momentum
+
+
+@pytest.mark.parametrize(("case", "shape"), CASES, ids=CASE_IDS)
+def test_a_subnetwork_with_inherited_weights_is_the_supernets_path(case: Supernet, shape: tuple[int, ...]) -> None:
     torch.manual_seed(0)
-    space = make(name, config)
+    space = make(case.space, case.config)
     supernet = trained_supernet(space, shape)
     assert space.supernet_params(shape, CLASSES) == sum(p.numel() for p in supernet.parameters())
-    rng = np.random.default_rng(0)
     x = torch.randn(BATCH, *shape)
-    for _ in range(ARCHS):
-        arch = space.validate(space.sample(rng))
+    for arch in paths(space, case):
         net = space.build(arch, shape, CLASSES)
         net.load_state_dict(supernet.subnet_state_dict(arch), strict=True)
         with torch.no_grad():
@@ -77,11 +132,17 @@ def test_a_subnetwork_with_inherited_weights_is_the_supernets_path(
                 net.train(train)
                 supernet.train(train)
                 torch.testing.assert_close(net(x), supernet(x, arch), atol=1e-5, rtol=1e-5)
+            with cumulative_batchnorm(net, supernet):
+                torch.testing.assert_close(net(-x), supernet(-x, arch), atol=1e-5, rtol=1e-5)
+        # Training the path moved the supernet's BatchNorm statistics as it moved the network's.
+        inherited = supernet.subnet_state_dict(arch)
+        for key, value in net.state_dict().items():
+            torch.testing.assert_close(value, inherited[key], atol=1e-6, rtol=1e-5, msg=key)
 
 
-@pytest.mark.parametrize(("name", "config"), [(n, c) for n, c, _ in SUPERNETS], ids=[n for n, _, _ in SUPERNETS])
-def test_inherited_weights_are_copies(name: str, config: dict[str, Any]) -> None:
-    space = make(name, config)
+@pytest.mark.parametrize("case", SUPERNETS, ids=[s.name for s in SUPERNETS])
+def test_inherited_weights_are_copies(case: Supernet) -> None:
+    space = make(case.space, case.config)
     supernet = space.supernet(SEQUENCE, CLASSES)
     before = {k: v.clone() for k, v in supernet.state_dict().items()}
     arch = space.validate(space.sample(np.random.default_rng(2)))
@@ -100,7 +161,8 @@ def test_the_mixture_takes_the_shape_mixed_edges_gives(name: str) -> None:
     out.sum().backward()
     assert all(p.grad is not None for p in supernet.parameters())  # every operation is in the mixture
     wrong = {kind: w[:, 1:] for kind, w in random_mix(space).items()}
-    with pytest.raises(ValueError, match="shape"):
+    edges, ops = next(iter(space.mixed_edges().values()))
+    with pytest.raises(ValueError, match=re.escape(f"({edges}, {len(ops)})")):  # names the shape it takes
         supernet(torch.randn(BATCH, *IMAGE), mix=wrong)
 
 
@@ -149,3 +211,34 @@ def test_nb201_derive_takes_each_edges_strongest_operation() -> None:
     for bad in ({"cell": none_wins[:5]}, {"normal": none_wins}, {"cell": [row[:4] for row in none_wins]}):
         with pytest.raises(ValueError, match="6 rows"):
             space.derive(bad)
+
+
+# -- conv1d specifics --------------------------------------------------------------------------
+
+@pytest.mark.parametrize(
+    ("config", "shape"),
+    [
+        ({}, (3, 40)),  # the defaults
+        ({"max_layers": 3, "channels": [4]}, (4, 40)),  # one width that the input has: no 1x1 shortcut
+        ({"max_layers": 3, "channels": [4]}, (1, 40)),  # only the first layer changes the width
+        ({"max_layers": 3, "channels": [4, 8], "skips": [False]}, (1, 8, 8)),  # no shortcut at all
+    ],
+)
+def test_conv1d_supernet_params(config: dict[str, Any], shape: tuple[int, ...]) -> None:
+    space = make("conv1d", config)
+    supernet = space.supernet(shape, CLASSES)
+    assert space.supernet_params(shape, CLASSES) == sum(p.numel() for p in supernet.parameters())
+
+
+def test_conv1d_networks_are_slices_of_the_largest() -> None:
+    """Once-for-all: a kernel is the centre of the largest, a width the first channels, and the
+    dilation shares the weights."""
+    space = make("conv1d", {"max_layers": 2, "kernels": [3, 9], "channels": [4, 8], "dilations": [1, 4]})
+    supernet = space.supernet(SEQUENCE, CLASSES)
+    layer = {"pool": "none", "skip": False}
+    small = [{**layer, "kernel": 3, "channels": 4, "dilation": 1}] * 2
+    dilated = [{**layer, "kernel": 3, "channels": 4, "dilation": 4}] * 2
+    state, largest = supernet.subnet_state_dict(small), supernet.state_dict()
+    assert torch.equal(state["features.1.conv.weight"], largest["features.1.conv.weight"][:4, :4, 3:6])
+    assert torch.equal(state["classifier.weight"], largest["classifier.weight"][:, :4])
+    assert all(torch.equal(v, supernet.subnet_state_dict(dilated)[k]) for k, v in state.items())

@@ -1,8 +1,6 @@
-"""The DARTS space's supernet honours the supernet contract: a sub-network built by the space and
-loaded with the inherited weights computes exactly the supernet's single path (train and eval
-mode, images and sequences), the parameter count the API checks memory with is the real one, the
-DARTS mixture reduces to the single path under one-hot weights, and ``derive`` follows DARTS'
-genotype rule."""
+"""What is particular to the DARTS space's supernet, beyond the contract every supernet honours
+(``test_supernets.py``): the order of the mixed edges, a one-hot mixture being the single path,
+``derive`` following DARTS' genotype rule, and the parameter count of an odd configuration."""
 from __future__ import annotations
 
 from typing import Any
@@ -11,29 +9,13 @@ import numpy as np
 import pytest
 
 from spaces.darts import NONE, NUM_NODES, OPS, DARTSConfig, DARTSSpace, inputs_of, mixed_edge
+from tests.contract.test_supernets import BATCH, CLASSES, DARTS, IMAGE, SEQUENCE, trained_supernet
 
 torch = pytest.importorskip("torch")
 
-# layers=4: a normal cell, two reduction cells, then a normal cell after a reduction.
-SPACE = DARTSSpace(DARTSConfig(channels=4, layers=4, stem_multiplier=1))
-SHAPES = [(1, 8, 8), (1, 40)]
-CLASSES = 3
-BATCH = 4
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-# Edge cases the random samples may miss: a node whose two edges are one supernet module (the
-# same operation on the same input, strided in the reduction cell), a node of two none edges,
-# and the strided skip_connect (FactorizedReduce).
-SPECIAL = {
-    "normal": [["sep_conv_3x3", 1], ["sep_conv_3x3", 1], [NONE, 0], [NONE, 0],
-               ["dil_conv_3x3", 2], ["skip_connect", 3], ["avg_pool_3x3", 0], ["sep_conv_5x5", 4]],
-    "reduce": [["sep_conv_5x5", 0], ["sep_conv_5x5", 0], ["skip_connect", 1], [NONE, 0],
-               [NONE, 0], [NONE, 0], ["max_pool_3x3", 1], ["dil_conv_5x5", 4]],
-}
-
-
-def archs(seed: int = 0) -> list[Any]:
-    rng = np.random.default_rng(seed)
-    return [SPACE.sample(rng) for _ in range(6)] + [SPACE.validate(SPECIAL)]
+SPACE = DARTSSpace(DARTSConfig(**DARTS))
 
 
 def distinct_input_archs(n: int, seed: int, with_none: bool = True) -> list[dict[str, list[list[Any]]]]:
@@ -68,70 +50,10 @@ def one_hot(arch: dict[str, list[list[Any]]]) -> dict[str, Any]:
     return out
 
 
-@pytest.fixture(scope="module", params=SHAPES, ids=["image", "sequence"])
-def supernet(request: pytest.FixtureRequest) -> Any:
-    """A supernet whose weights and BatchNorm statistics are not their initial values: a
-    mismatched key or a skipped module would show."""
+@pytest.mark.parametrize("shape", [IMAGE, SEQUENCE], ids=["image", "sequence"])
+def test_one_hot_mixture_computes_the_single_path(shape: tuple[int, ...]) -> None:
     torch.manual_seed(0)
-    net = SPACE.supernet(request.param, CLASSES)
-    with torch.no_grad():
-        for p in net.parameters():
-            p.add_(0.2 * torch.randn_like(p))
-        net.train()
-        for arch in archs(seed=1):
-            net(torch.randn(BATCH, *request.param), arch)
-    return net
-
-
-def test_a_built_sub_network_with_inherited_weights_computes_the_single_path(supernet: Any) -> None:
-    shape = supernet.input_shape
-    for arch in archs():
-        sub = SPACE.build(arch, shape, CLASSES)
-        sub.load_state_dict(supernet.subnet_state_dict(arch), strict=True)
-        x = torch.randn(BATCH, *shape)
-        with torch.no_grad():
-            supernet.eval()
-            sub.eval()
-            torch.testing.assert_close(sub(x), supernet(x, arch), atol=1e-5, rtol=0)
-            supernet.train()
-            sub.train()  # batch statistics: the same batch gives the same output
-            torch.testing.assert_close(sub(x), supernet(x, arch), atol=1e-5, rtol=0)
-
-
-def test_training_the_sub_network_leaves_the_supernet_as_it_was(supernet: Any) -> None:
-    arch = SPACE.validate(SPECIAL)
-    before = supernet.subnet_state_dict(arch)
-    sub = SPACE.build(arch, supernet.input_shape, CLASSES)
-    sub.load_state_dict(supernet.subnet_state_dict(arch))
-    with torch.no_grad():
-        for p in sub.parameters():
-            p.add_(1.0)
-    after = supernet.subnet_state_dict(arch)
-    assert before.keys() == after.keys()
-    for key in before:
-        torch.testing.assert_close(after[key], before[key], atol=0, rtol=0)
-
-
-@pytest.mark.parametrize("shape", SHAPES, ids=["image", "sequence"])
-@pytest.mark.parametrize(
-    "config",
-    [dict(channels=4, layers=4, stem_multiplier=1), dict(channels=3, layers=5, stem_multiplier=2)],
-    ids=["tiny", "odd-channels"],
-)
-def test_supernet_params_is_the_real_parameter_count(shape: tuple[int, ...], config: dict[str, int]) -> None:
-    space = DARTSSpace(DARTSConfig(**config))
-    real = sum(p.numel() for p in space.supernet(shape, CLASSES).parameters())
-    assert space.supernet_params(shape, CLASSES) == real
-
-
-def test_mixed_edges_are_node_major_and_input_minor() -> None:
-    assert SPACE.mixed_edges() == {"normal": (14, OPS), "reduce": (14, OPS)}
-    order = [mixed_edge(node, src) for node in range(NUM_NODES) for src in range(inputs_of(node))]
-    assert order == list(range(14))
-
-
-def test_one_hot_mixture_computes_the_single_path(supernet: Any) -> None:
-    shape = supernet.input_shape
+    supernet = trained_supernet(SPACE, shape)
     for arch in distinct_input_archs(4, seed=2):
         x = torch.randn(BATCH, *shape)
         with torch.no_grad():
@@ -142,18 +64,17 @@ def test_one_hot_mixture_computes_the_single_path(supernet: Any) -> None:
                 )
 
 
-def test_skip_beta_adds_that_much_of_each_edges_skip_connect(supernet: Any) -> None:
-    rng = torch.Generator().manual_seed(3)
-    mix = {cell: torch.softmax(torch.randn(14, len(OPS), generator=rng), dim=1) for cell in ("normal", "reduce")}
-    shifted = {cell: w.clone() for cell, w in mix.items()}
-    for w in shifted.values():
-        w[:, OPS.index("skip_connect")] += 0.7
-    x = torch.randn(BATCH, *supernet.input_shape)
-    supernet.eval()
-    with torch.no_grad():
-        with_beta = supernet(x, mix=mix, skip_beta=0.7)
-        torch.testing.assert_close(with_beta, supernet(x, mix=shifted), atol=1e-5, rtol=0)
-        assert not torch.allclose(with_beta, supernet(x, mix=mix), atol=1e-3)
+@pytest.mark.parametrize("shape", [IMAGE, SEQUENCE], ids=["image", "sequence"])
+def test_supernet_params_of_odd_channels_and_stem(shape: tuple[int, ...]) -> None:
+    space = DARTSSpace(DARTSConfig(channels=3, layers=5, stem_multiplier=2))
+    real = sum(p.numel() for p in space.supernet(shape, CLASSES).parameters())
+    assert space.supernet_params(shape, CLASSES) == real
+
+
+def test_mixed_edges_are_node_major_and_input_minor() -> None:
+    assert SPACE.mixed_edges() == {"normal": (14, OPS), "reduce": (14, OPS)}
+    order = [mixed_edge(node, src) for node in range(NUM_NODES) for src in range(inputs_of(node))]
+    assert order == list(range(14))
 
 
 def test_derive_takes_each_nodes_two_strongest_inputs_by_their_strongest_live_operation() -> None:

@@ -33,7 +33,7 @@ from tests.e2e.faults import (
     read_job,
     read_trials,
 )
-from tests.integration.harness import tabular_spec, train_spec, wait_for
+from tests.integration.harness import one_shot_spec, tabular_spec, train_spec, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis]
 
@@ -305,3 +305,46 @@ def test_trial_over_its_time_limit_is_stopped_and_recorded_as_such(tmp_path, pos
     assert all(limit <= r < limit + 2 for r in ran), ran
     measured("trial_ran_s", ran)
     measured("workers_free_after_job_end_s", workers_free_after)
+
+
+# ---------------------------------------------------------------- 6. a worker killed while training a supernet
+
+
+def test_worker_killed_mid_supernet_training_is_replaced_and_training_resumes_from_the_last_epoch(
+    tmp_path, postgres_url, own_redis, measured
+):
+    planned = 8
+    spec = one_shot_spec({"type": "spos", "epochs": planned, "batch_size": 16}, max_trials=2, retrain_top_k=1,
+                         strategy={"type": "random"})
+    killed: list[tuple[int, datetime]] = []  # (epochs reported before the kill, when)
+
+    def kill_mid_training(job_id: int) -> bool:
+        trials = read_trials(postgres_url, job_id)
+        if not killed and trials and trials[0].status == "running" and trials[0].attempts == 1:
+            reported = [m.step for m in read_epochs(postgres_url, trials[0].id)]
+            if len(reported) >= 2:
+                stack.kill_pool_process(trials[0].worker)
+                killed.append((max(reported), utcnow()))
+        return read_job(postgres_url, job_id).status in TERMINAL_JOB_STATUSES
+
+    with stack_on(tmp_path, postgres_url, own_redis.url) as (stack, client):
+        job_id = client.submit(spec)["id"]
+        wait_for(lambda: kill_mid_training(job_id), timeout=240, what="the job to end", interval=0.05)
+        job = client.job(job_id)
+        history = client.trial(job_id, 0)["history"]
+
+    assert job["status"] == "completed", job
+    [(before_kill, when)] = killed
+    supernet = read_trials(postgres_url, job_id)[0]
+    assert supernet.phase == "supernet" and supernet.status == "completed" and supernet.attempts == 2
+    epochs = read_epochs(postgres_url, supernet.id)
+    first = [m.step for m in epochs if m.attempt == 1]
+    second = [m.step for m in epochs if m.attempt == 2]
+    assert first == list(range(1, before_kill + 1)) or first == list(range(1, before_kill + 2)), first
+    assert second == list(range(first[-1] + 1, planned + 1)), "the replacement resumed from the last checkpoint"
+    assert len(epochs) == planned, "every epoch reported once: the killed one trained again, nothing else"
+    assert [h["step"] for h in history] == list(range(1, planned + 1))
+    resumed = next(m for m in epochs if m.attempt == 2)
+    measured("supernet_epochs_reported_before_kill", first[-1])
+    measured("supernet_epochs_trained_in_all", f"{len(epochs)} + 1 interrupted (planned {planned})")
+    measured("resumed_epoch_reported_after_s", seconds_since(when, resumed.created_at))

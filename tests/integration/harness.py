@@ -56,6 +56,23 @@ def train_spec(*, epochs: int = 1, **extra: Any) -> dict[str, Any]:
     }
 
 
+RECIPE = {"type": "train", "dataset": "digits", "epochs": 1, "batch_size": 128, "latency_repeats": 1}
+
+
+def one_shot_spec(method: dict[str, Any], *, retrain_top_k: int = 2, max_trials: int | None = None,
+                  **extra: Any) -> dict[str, Any]:
+    """A one-shot job on TINY_NET and digits: a 2-epoch supernet, a 1-epoch retraining recipe."""
+    return {
+        "space": TINY_NET,
+        "evaluator": RECIPE,
+        "one_shot": {"method": {"epochs": 2, "batch_size": 128, "recalibration_batches": 2, **method},
+                     "retrain_top_k": retrain_top_k},
+        "budget": {"max_parallel": 2, **({"max_trials": max_trials} if max_trials else {})},
+        "seed": 5,
+        **extra,
+    }
+
+
 def make_job(spec: dict[str, Any], name: str = "search") -> int:
     validated = JobSpec.model_validate(spec).model_dump(mode="json")
     with session_scope() as session:

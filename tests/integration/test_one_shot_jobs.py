@@ -7,47 +7,39 @@ about the phases and what a user sees of them, not about accuracy (``scion bench
 """
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 from fastapi.testclient import TestClient
 
 from api.main import create_app
 from scheduler.loop import Scheduler
 from scion.settings import get_settings
-from storage.migrate import upgrade
-from tests.integration.harness import TINY_NET, Broker, drive, expire_lease, get_events, get_job, get_trials, make_job
+from storage.db import forget_engines
+from tests.integration.harness import (
+    RECIPE,
+    Broker,
+    drive,
+    expire_lease,
+    get_events,
+    get_job,
+    get_trials,
+    make_job,
+    one_shot_spec,
+)
 
 pytestmark = pytest.mark.timeout(300)
 
-RECIPE = {"type": "train", "dataset": "digits", "epochs": 1, "batch_size": 128, "latency_repeats": 1}
-
-
-def one_shot_spec(method: dict[str, Any], *, retrain_top_k: int = 2, max_trials: int | None = None,
-                  space: dict[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "space": space or TINY_NET,
-        "evaluator": RECIPE,
-        "one_shot": {"method": {"epochs": 2, "batch_size": 128, "recalibration_batches": 2, **method},
-                     "retrain_top_k": retrain_top_k},
-        "budget": {"max_parallel": 2, **({"max_trials": max_trials} if max_trials else {})},
-        "seed": 5,
-        **extra,
-    }
-    return body
-
-
 @pytest.fixture
-def env(tmp_path, monkeypatch):
-    monkeypatch.setenv("SCION_HOME", str(tmp_path))
+def env(tmp_path, monkeypatch, sqlite_url):
+    monkeypatch.setenv("SCION_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("SCION_DATABASE_URL", sqlite_url)
     get_settings.cache_clear()
-    upgrade()
     broker = Broker()
     scheduler = Scheduler(get_settings(), send=broker.send, owner="one-shot-tests")
     with TestClient(create_app()) as client:
         yield scheduler, broker, client
     broker.close()
     get_settings.cache_clear()
+    forget_engines(sqlite_url)
 
 
 def phases(job_id: int) -> list[tuple[int, str, str]]:
@@ -118,12 +110,14 @@ def test_enas_job_searches_the_controllers_samples(env):
 
 def test_a_trained_supernet_is_searched_again_under_other_constraints_without_training(env):
     scheduler, broker, client = env
-    source = make_job(one_shot_spec({"type": "spos"}, max_trials=2, retrain_top_k=0, strategy={"type": "random"}))
+    source = make_job(one_shot_spec({"type": "spos"}, max_trials=3, retrain_top_k=0, strategy={"type": "random"}))
     assert drive(scheduler, broker, source, timeout=240).status == "completed"
+    smallest = min((t for t in get_trials(source) if t.phase == "search"), key=lambda t: t.metrics["params"])
+    bound = smallest.metrics["params"]
     answers = {}
-    for bound in (30_000, 3_000):
+    for constraints in ([], [{"metric": "params", "max": bound}]):
         body = one_shot_spec({"type": "spos"}, max_trials=6, retrain_top_k=0, strategy={"type": "random"},
-                             constraints=[{"metric": "params", "max": bound}])
+                             constraints=constraints, warm_start=[smallest.arch])
         body["one_shot"]["supernet_from"] = source
         response = client.post("/v1/jobs", json=body)
         assert response.status_code == 201, response.text
@@ -132,11 +126,11 @@ def test_a_trained_supernet_is_searched_again_under_other_constraints_without_tr
         trials = get_trials(job_id)
         assert job.status == "completed", job.error
         assert {t.phase for t in trials} == {"search"}, "a specialisation trains no supernet"
-        feasible = [t for t in trials if t.status == "completed"]
-        assert all(t.metrics["params"] <= bound for t in feasible)
-        assert all("infeasible" in t.error for t in trials if t.status == "failed")
-        answers[bound] = client.get(f"/v1/jobs/{job_id}/best").json()
-    assert answers[3_000]["metrics"]["params"] <= 3_000
+        infeasible = [t for t in trials if t.status == "failed"]
+        assert all("infeasible, not trained: params" in t.error for t in infeasible)
+        answers[bool(constraints)] = (client.get(f"/v1/jobs/{job_id}/best").json(), len(infeasible))
+    assert answers[False][1] == 0 and answers[True][1] >= 1
+    assert answers[True][0]["metrics"]["params"] <= bound
 
 
 def test_a_replaced_scheduler_continues_the_phase_where_the_last_one_stopped(env):

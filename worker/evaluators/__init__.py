@@ -44,7 +44,7 @@ def job_evaluators(job_id: int, spec: JobSpec) -> dict[str | None, Evaluator]:
         return {None: evaluator}
     source = spec.one_shot.supernet_from if spec.one_shot.supernet_from is not None else job_id
     return {
-        SUPERNET: SupernetEvaluator(spec.one_shot, spec.evaluator),
+        SUPERNET: SupernetEvaluator(spec.one_shot, spec.evaluator, spec.seed),
         SEARCH: InheritedEvaluator(spec.one_shot, spec.evaluator, artifacts.checkpoint_path(source, 0)),
         RETRAIN: evaluator,
     }

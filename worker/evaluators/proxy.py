@@ -22,7 +22,7 @@ from scion.configs.evaluators import ProxyConfig
 from spaces.base import Arch, SearchSpace
 from worker.evaluators.base import EvalContext, Evaluator
 from worker.evaluators.train import arch_seed
-from worker.training.cost import count_flops, count_params, measure_latency_ms
+from worker.training.cost import measure_costs
 from worker.training.datasets import DATASETS, load_dataset
 from worker.training.proxies import compute
 from worker.training.trainer import run_oom_guarded
@@ -44,13 +44,7 @@ class ProxyEvaluator(Evaluator):
         def run() -> dict[str, Any]:
             torch.manual_seed(seed)  # the initial weights the train evaluator would start from
             model = space.build(arch, data.input_shape, data.num_classes).to(ctx.device)
-            shape, reps = data.input_shape, cfg.latency_repeats
-            costs = {
-                "params": count_params(model),
-                "flops": count_flops(model, shape, ctx.device),
-                "latency_ms": measure_latency_ms(model, shape, 1, ctx.device, repeats=reps),
-                "latency_ms_batch": measure_latency_ms(model, shape, cfg.batch_size, ctx.device, repeats=reps),
-            }
+            costs = measure_costs(model, data.input_shape, cfg.batch_size, ctx.device, cfg.latency_repeats)
             ctx.check_costs(costs)
             x, y = proxy_batch(data, cfg.batch_size, ctx.device)
             torch.manual_seed(seed)

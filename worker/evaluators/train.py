@@ -14,7 +14,7 @@ from scion.configs.evaluators import TrainConfig
 from spaces.base import Arch, SearchSpace, training_settings
 from worker.evaluators.base import EvalContext, Evaluator
 from worker.outcomes import TrialFailed
-from worker.training.cost import count_flops, count_params, measure_latency_ms
+from worker.training.cost import measure_costs
 from worker.training.datasets import DATASETS, load_dataset
 from worker.training.trainer import run_oom_guarded, train
 
@@ -47,15 +47,7 @@ class TrainEvaluator(Evaluator):
         def run() -> dict[str, Any]:
             torch.manual_seed(seed)  # same initial weights for the same architecture
             model = space.build(arch, data.input_shape, data.num_classes).to(ctx.device)
-            shape, reps = data.input_shape, cfg.latency_repeats
-            costs = {
-                "params": count_params(model),
-                "flops": count_flops(model, shape, ctx.device),
-                "latency_ms": measure_latency_ms(model, shape, 1, ctx.device, repeats=reps),
-                "latency_ms_batch": measure_latency_ms(
-                    model, shape, cfg.batch_size, ctx.device, repeats=reps
-                ),
-            }
+            costs = measure_costs(model, data.input_shape, cfg.batch_size, ctx.device, cfg.latency_repeats)
             ctx.check_costs(costs)
             result = train(
                 model,

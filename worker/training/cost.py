@@ -81,4 +81,17 @@ def measure_latency_ms(
     return float(statistics.median(times))
 
 
-__all__ = ["count_flops", "count_params", "measure_latency_ms"]
+def measure_costs(
+    model: nn.Module, input_shape: tuple[int, ...], batch_size: int, device: str, repeats: int
+) -> dict[str, float]:
+    """The cost metrics a job's constraints may name (``scion.configs.evaluators.COST_METRICS``),
+    measured the same way by every evaluator that builds a candidate."""
+    return {
+        "params": count_params(model),
+        "flops": count_flops(model, input_shape, device),
+        "latency_ms": measure_latency_ms(model, input_shape, 1, device, repeats=repeats),
+        "latency_ms_batch": measure_latency_ms(model, input_shape, batch_size, device, repeats=repeats),
+    }
+
+
+__all__ = ["count_flops", "count_params", "measure_costs", "measure_latency_ms"]

@@ -52,13 +52,19 @@ def run_oom_guarded(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     raise TrialFailed(f"out of memory: {message}")
 
 
-def _batches(n: int, batch_size: int) -> list[tuple[int, int]]:
+def batch_bounds(n: int, batch_size: int) -> list[tuple[int, int]]:
     """Slice bounds covering ``n``; a trailing batch of one is dropped (BatchNorm cannot train
     on a single example)."""
     bounds = [(i, min(i + batch_size, n)) for i in range(0, n, batch_size)]
     if len(bounds) > 1 and bounds[-1][1] - bounds[-1][0] == 1:
         bounds.pop()
     return bounds
+
+
+def epoch_order(n: int, seed: int, epoch: int, device: torch.device) -> Tensor:
+    """The epoch's shuffled example indices, on ``device``: seeded per epoch, so a run resumed from a
+    checkpoint sees the same batches as an uninterrupted one."""
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 10_007 + epoch)).to(device)
 
 
 def _sync(device: torch.device) -> None:
@@ -142,7 +148,7 @@ def _train(
 
     x_train, y_train, x_val, y_val, x_test, y_test = device_tensors(data, dev)
     n = len(y_train)
-    bounds = _batches(n, batch_size)
+    bounds = batch_bounds(n, batch_size)
 
     optimizer = torch.optim.SGD(
         model.parameters(),
@@ -165,8 +171,7 @@ def _train(
     val_acc = 0.0
     for epoch in range(done + 1, epochs + 1):
         epoch_start = time.perf_counter()
-        # seeded per epoch, so a resumed run sees the same batches as an uninterrupted one
-        order = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 10_007 + epoch)).to(dev)
+        order = epoch_order(n, seed, epoch, dev)
         augment = epoch_generator(dev, seed, epoch) if getattr(data, "augment", False) else None  # images: crop + flip
         seen = 0
         # summed on the device: no host sync per step; a NaN is caught at the end of the epoch
@@ -245,4 +250,7 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     partial.replace(path)
 
 
-__all__ = ["accuracy", "pick_device", "run_oom_guarded", "save_checkpoint", "train"]
+__all__ = [
+    "GRAD_CLIP", "accuracy", "batch_bounds", "device_tensors", "epoch_order", "pick_device", "run_oom_guarded",
+    "save_checkpoint", "train",
+]
