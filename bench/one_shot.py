@@ -99,19 +99,12 @@ def _mean_std(values: Sequence[float]) -> dict[str, float]:
 
 def _supernet(one_shot: Any, train: Any, space: Any, artifacts: Path, seed: int = 0) -> dict[str, Any]:
     """Train one supernet in this process from ``seed`` (initial weights, batches, sampled paths);
-    its checkpoint is the context's artifact of trial 0. Adds the last epoch's report (``last_epoch``).
-
-    The worker trains every supernet from one fixed seed (``SUPERNET_SEED``, so that a resumed or
-    repeated attempt matches); runs that are to differ by seed set it here, in this process only."""
-    from unittest import mock
-
+    its checkpoint is the context's artifact of trial 0. Adds the last epoch's report (``last_epoch``)."""
     from bench.proxies import InProcessContext
-    from worker.evaluators import supernet
+    from worker.evaluators.supernet import SupernetEvaluator
 
     ctx = InProcessContext(artifacts, 0)
-    with mock.patch.object(supernet, "SUPERNET_SEED", seed):
-        result = supernet.SupernetEvaluator(one_shot, train).evaluate(space, None, ctx)
-    return result | {"last_epoch": ctx.last}
+    return SupernetEvaluator(one_shot, train, seed).evaluate(space, None, ctx) | {"last_epoch": ctx.last}
 
 
 # -- ranking -------------------------------------------------------------------------------------
