@@ -312,13 +312,13 @@ class JobSpec(JobRequest):
         if self.kind == "retrain":
             self.strategy = self.strategy or STRATEGIES["random"].config()
             self.budget.max_trials = self.budget.max_parallel = 1
+            if "name" not in self.model_fields_set:
+                self.name = "retrain"
         if self.one_shot is not None:
             method = self.one_shot.method
             # SPOS searched with evolution, as its paper did; darts and enas propose their own candidates
             self.strategy = self.strategy or STRATEGIES["evolution" if method.uses_strategy else "random"].config()
             self.budget.max_trials = method.candidates() or self.budget.max_trials
-            if "name" not in self.model_fields_set:
-                self.name = "retrain"
         metrics = {m.name: m for m in self.evaluator.reported_objectives()}
         self.objectives = self.objectives or [Objective(metric=next(iter(metrics)))]
         for objective in self.objectives:
