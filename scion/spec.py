@@ -234,8 +234,9 @@ class JobRequest(BaseModel):
         weights, which have no epochs to stop early or to vary)."""
         method = self.one_shot.method
         if self.space.type not in method.spaces:
+            later = "; declared spaces have no supernet yet" if self.space.type == "declared" else ""
             raise ValueError(f"one_shot.method: method {method.type!r} has supernets for spaces "
-                             f"{', '.join(method.spaces)}; not {self.space.type!r}")
+                             f"{', '.join(method.spaces)}; not {self.space.type!r}{later}")
         if self.evaluator.type != "train":
             raise ValueError(f"evaluator: a one-shot job trains its supernet and retrains the best with the train "
                              f"evaluator, not {self.evaluator.type!r}")

@@ -60,7 +60,7 @@ def test_a_method_without_a_supernet_for_the_space_is_refused(client: TestClient
     message = refused(client, body("darts", {"type": "chain"}), "one_shot.method")
     assert "method 'darts' has supernets for spaces nb201, darts; not 'chain'" in message
     message = refused(client, body("spos", {"type": "declared", "layers": LAYERS}), "one_shot.method")
-    assert "nb201, darts, chain, conv1d" in message
+    assert "nb201, darts, chain, conv1d; not 'declared'; declared spaces have no supernet yet" in message
 
 
 def test_parts_the_method_has_no_use_for_are_refused(client: TestClient) -> None:
