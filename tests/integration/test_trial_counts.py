@@ -9,7 +9,7 @@ from sqlalchemy import insert
 from storage import repository as repo
 from storage.db import get_engine, session_scope, utcnow
 from storage.migrate import alembic_config, upgrade
-from storage.models import Trial
+from storage.models import Job, Trial
 
 ARCH = ["none"] * 6
 
@@ -24,11 +24,11 @@ def add_trials(session, job_id: int, statuses: list[tuple[str, bool]]) -> list[i
 
 def test_the_upgrade_tallies_the_trials_already_told(db_url):
     command.downgrade(alembic_config(db_url), "0003")  # a database from before the tallies
-    with session_scope(db_url) as session:
-        job = repo.create_job(session, name="old", spec={})
-        add_trials(session, job.id, [("completed", True)] * 3 + [("failed", True), ("completed", False),
-                                                                    ("running", False)])
-        job_id = job.id
+    with session_scope(db_url) as session:  # written naming only columns that schema has
+        job_id = session.scalar(insert(Job).values(name="old", status="pending", spec={}, created_at=utcnow(),
+                                                   trials_created=0).returning(Job.id))
+        add_trials(session, job_id, [("completed", True)] * 3 + [("failed", True), ("completed", False),
+                                                                   ("running", False)])
     get_engine(db_url).dispose()  # the upgrade changes the schema under pooled connections
     upgrade(db_url)
     with session_scope(db_url) as session:

@@ -226,6 +226,21 @@ def ask(settings: Settings) -> tuple[Case, Check]:
     return Case(spec(), settings).load(), check
 
 
+def next_phase(settings: Settings) -> tuple[Case, Check]:
+    one_shot = spec(max_trials=3).model_dump(mode="json", exclude={"spec_version", "early_stopping"})
+    case = Case(JobSpec.model_validate({**one_shot, "one_shot": {"method": {"type": "spos", "epochs": 1}}}),
+                settings).load()
+    case.trial("completed", told=True, phase="supernet", arch=None, arch_key="supernet", finished_at=utcnow())
+
+    def check(case: Case) -> None:
+        assert case.job().phase == "search"
+        assert [(t.number, t.phase, t.status) for t in case.trials()] == [
+            (0, "supernet", "completed"), (1, "search", "queued"), (2, "search", "queued")]
+        assert case.events("phase") == ["supernet phase done; search phase: trials 1-…, the strategy's proposals"]
+
+    return case, check
+
+
 def finish(settings: Settings) -> tuple[Case, Check]:
     case = Case(spec(max_trials=2), settings).load()
     case.trial("completed", told=True, **case.result(90.0))
@@ -254,7 +269,7 @@ CASES: dict[Reason, Callable[[Settings], tuple[Case, Check]]] = {
     Reason.LOAD: load, Reason.START: start, Reason.REAP_SILENT: reap_silent,
     Reason.TRIAL_TIME_LIMIT: trial_time_limit, Reason.CHECK_LOST_MESSAGES: check_lost_messages,
     Reason.JOB_TIME_LIMIT: job_time_limit, Reason.RELAY_REPORTS: relay_reports, Reason.TELL: tell,
-    Reason.ASK: ask, Reason.FINISH: finish, Reason.SEND_PENDING: send_pending,
+    Reason.ASK: ask, Reason.NEXT_PHASE: next_phase, Reason.FINISH: finish, Reason.SEND_PENDING: send_pending,
 }
 
 
