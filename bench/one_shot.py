@@ -16,8 +16,12 @@ Three parts (issue 14, "What must be shown"), on NAS-Bench-201 cells of a small 
   and the issue's target, checked as stated: a one-shot pipeline's mean test accuracy within one
   standard deviation (over seeds) of regularized evolution's mean, or above it, with at most a
   fifth of its mean worker-seconds.
-- ``collapse``: plain DARTS against DARTS with the remedy (DARTS-), over seeds: how many
-  ``skip_connect`` and parameter-free operations the derived cell ends with.
+- ``collapse``: plain DARTS against DARTS with each published remedy, over seeds: DARTS- (the
+  auxiliary skip) and DARTS-ES (early stopping on the dominant eigenvalue of the validation loss'
+  Hessian in the architecture weights, which returns the cell of the epoch its rule points to):
+  how many ``skip_connect`` and parameter-free operations the derived cell ends with, and for
+  DARTS-ES the epoch each run stopped after, the epoch whose cell it returned, and the eigenvalue
+  of every epoch (``--remedies`` runs a subset).
 
 The methods' published defaults are for CIFAR-10 or ImageNet, hundreds of steps an epoch. MNIST-1D's
 training split (2,800 examples) makes 44 steps an epoch at batch 64, 22 for DARTS (weights and
@@ -45,6 +49,7 @@ PARTS = ("ranking", "pipelines", "collapse")
 GROUND_TRUTH = "ground-truth"  # the ranking's standalone trainings alone, e.g. ahead of the rest
 CACHE_NAME = "one-shot-ground-truth.json"
 PARAM_FREE = ("none", "skip_connect", "avg_pool_3x3")
+REMEDIES = ("none", "darts-", "early-stop")  # DARTSMethodConfig.remedy's values, plain DARTS first
 PIPELINES = ("spos", "darts", "enas", "evolution")
 BASELINE = "evolution"
 ONE_SHOT = ("spos", "darts", "enas")
@@ -200,36 +205,51 @@ def _proxy_scores(space: Any, archs: list[Any], dataset: str, batch_size: int) -
 
 
 def collapse(*, seeds: int, dataset: str, epochs: int, channels: int, cells_per_stage: int,
-             darts: dict[str, Any], progress: Progress = _quiet) -> dict[str, Any]:
-    """Per remedy (none, darts-), the derived cell of each seed and its skip / parameter-free counts."""
+             darts: dict[str, Any], remedies: Sequence[str] = REMEDIES, progress: Progress = _quiet) -> dict[str, Any]:
+    """Per remedy (none, darts-, early-stop, or those asked for), the derived cell of each seed and
+    its skip / parameter-free counts; the epochs each run trained, and with early-stop the epoch
+    whose cell it returned and every epoch's dominant Hessian eigenvalue."""
     from scion.configs.one_shot import OneShotConfig
     from spaces import make_space
+    from worker.one_shot.epochs import load_checkpoint
 
     if seeds < 1:
         raise BenchError(f"--collapse-seeds must be at least 1, got {seeds}")
+    unknown = [r for r in remedies if r not in REMEDIES]
+    if unknown or not remedies:
+        raise BenchError(f"unknown remedy(ies) {', '.join(unknown) or '(none given)'}; allowed: {', '.join(REMEDIES)}")
     space = make_space(space_config(channels, cells_per_stage))
     train = train_config(dataset, epochs)
     report: dict[str, Any] = {"config": {"seeds": seeds, "dataset": dataset, "space": space.config.model_dump(
-        mode="json"), "darts": method_config("darts", darts).model_dump(mode="json")}, "remedies": {}}
-    for remedy in ("none", "darts-"):
+        mode="json"), "darts": method_config("darts", darts).model_dump(mode="json"), "remedies": list(remedies)},
+        "remedies": {}}
+    for remedy in remedies:
         method = method_config("darts", darts | {"remedy": remedy})
         runs = []
         for seed in range(seeds):
             started = time.perf_counter()
             with tempfile.TemporaryDirectory() as artifacts:
                 trained = _supernet(OneShotConfig(method=method), train, space, Path(artifacts), seed)
+                state = load_checkpoint(Path(artifacts) / "trial-0" / "checkpoint.pt")["method"]
             derived = space.validate(trained["candidates"][0])
             runs.append({"seed": seed, "arch": space.key(derived), "ops": list(derived),
                          "skip_connect": sum(op == "skip_connect" for op in derived),
                          "param_free": sum(op in PARAM_FREE for op in derived),
                          "val_acc": trained["val_acc"], "seconds": time.perf_counter() - started,
+                         "epochs_trained": trained["epochs_trained"], "chosen_epoch": state.get("stopped_at"),
+                         "hessian_eigenvalues": state.get("eigenvalues") or None,
                          "arch_weights": trained["last_epoch"].get("arch_weights")})
-            progress(f"[collapse {remedy} seed {seed}] {runs[-1]['arch']}  skip {runs[-1]['skip_connect']}  "
-                     f"parameter-free {runs[-1]['param_free']}")
+            r = runs[-1]
+            stop = (f"  stopped after epoch {r['epochs_trained']}, cell of epoch {r['chosen_epoch']}"
+                    if r["chosen_epoch"] is not None else "")
+            progress(f"[collapse {remedy} seed {seed}] {r['arch']}  skip {r['skip_connect']}  "
+                     f"parameter-free {r['param_free']}{stop}  {r['seconds']:.0f} s")
         report["remedies"][remedy] = {
             "distinct_cells": len({r["arch"] for r in runs}),
             "skip_connect": _mean_std([r["skip_connect"] for r in runs]),
             "param_free": _mean_std([r["param_free"] for r in runs]),
+            "stopped_early": sum(r["chosen_epoch"] is not None for r in runs),
+            "seconds": _mean_std([r["seconds"] for r in runs]),
             "runs": runs,
         }
     return report
@@ -384,7 +404,8 @@ def run(parts: Sequence[str], *, progress: Progress = _quiet, threads: int = 1, 
                                         methods=methods, progress=progress, **shared)
     if "collapse" in parts:
         report["collapse"] = collapse(seeds=options["collapse_seeds"], dataset="mnist1d",
-                                      darts=methods.get("darts", {}), progress=progress, **shared)
+                                      darts=methods.get("darts", {}), remedies=options.get("remedies", REMEDIES),
+                                      progress=progress, **shared)
     report["wall_seconds"] = time.perf_counter() - started
     return report
 
@@ -463,21 +484,34 @@ def _pipelines_markdown(p: dict[str, Any]) -> list[str]:
     return lines
 
 
+REMEDY_LABELS = {"none": "none (plain DARTS)", "darts-": "darts- (auxiliary skip)",
+                 "early-stop": "early-stop (DARTS-ES)"}
+
+
 def _collapse_markdown(r: dict[str, Any]) -> list[str]:
     c = r["config"]
     lines = [f"### Collapse: DARTS on NB201 / `{c['dataset']}`, {c['seeds']} seeds, {c['darts']['epochs']} epochs; "
              f"operations of the derived cell (of 6)", "",
              "| remedy | skip_connect (mean ± std) | parameter-free (mean ± std) | per seed (skip / parameter-free) "
-             "| distinct cells |",
-             "| --- | ---: | ---: | --- | ---: |"]
+             "| epochs trained (→ epoch of the cell returned) | distinct cells | seconds per run |",
+             "| --- | ---: | ---: | --- | --- | ---: | ---: |"]
     for remedy, s in r["remedies"].items():
         per_seed = ", ".join(f"{run['skip_connect']}/{run['param_free']}" for run in s["runs"])
-        label = "none (plain DARTS)" if remedy == "none" else remedy
-        lines.append(f"| {label} | {_f(s['skip_connect']['mean'], 2)} ± {_f(s['skip_connect']['std'], 2)} | "
-                     f"{_f(s['param_free']['mean'], 2)} ± {_f(s['param_free']['std'], 2)} | {per_seed} | "
-                     f"{s['distinct_cells']} |")
-    return [*lines, "", f"Parameter-free: {', '.join(PARAM_FREE)}.", ""]
+        epochs = ", ".join(f"{run['epochs_trained']}" if run["chosen_epoch"] is None
+                           else f"{run['epochs_trained']} → {run['chosen_epoch']}" for run in s["runs"])
+        lines.append(f"| {REMEDY_LABELS.get(remedy, remedy)} | {_f(s['skip_connect']['mean'], 2)} ± "
+                     f"{_f(s['skip_connect']['std'], 2)} | {_f(s['param_free']['mean'], 2)} ± "
+                     f"{_f(s['param_free']['std'], 2)} | {per_seed} | {epochs} | {s['distinct_cells']} | "
+                     f"{_f(s['seconds']['mean'], 0)} |")
+    lines += ["", f"Parameter-free: {', '.join(PARAM_FREE)}."]
+    if "early-stop" in r["remedies"]:
+        d = c["darts"]
+        lines.append(f"DARTS-ES: the Hessian's dominant eigenvalue smoothed over k = {d['stop_window']} epochs; a run "
+                     f"stops when the smoothed value k epochs back is below {d['stop_ratio']} of the latest and "
+                     f"returns the cell of that earlier epoch ({d['hessian_steps']} power-iteration steps at most on "
+                     f"{d['hessian_batches']} batch(es) of the architecture half).")
+    return [*lines, ""]
 
 
-__all__ = ["CACHE_NAME", "GROUND_TRUTH", "METHOD_DEFAULTS", "PARTS", "PIPELINES", "BenchError", "collapse",
-           "markdown", "method_config", "pipeline_spec", "pipelines", "ranking", "run", "target_check"]
+__all__ = ["CACHE_NAME", "GROUND_TRUTH", "METHOD_DEFAULTS", "PARTS", "PIPELINES", "REMEDIES", "BenchError",
+           "collapse", "markdown", "method_config", "pipeline_spec", "pipelines", "ranking", "run", "target_check"]

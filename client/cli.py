@@ -774,6 +774,8 @@ def bench_one_shot(
     retrain_top_k: Annotated[int, typer.Option(help="Pipelines: networks each one-shot pipeline retrains.")] = 3,
     workers: Annotated[int, typer.Option(help="Pipelines: worker processes of the embedded stack.")] = 2,
     collapse_seeds: Annotated[int, typer.Option(help="Collapse: DARTS runs per remedy.")] = 5,
+    remedies: Annotated[str, typer.Option(help="Collapse: remedies to run, comma-separated: none (plain DARTS), "
+                                               "darts-, early-stop (DARTS-ES).")] = "none,darts-,early-stop",
     spos: Annotated[str | None, typer.Option(help="SPOS settings as JSON, over the bench's (e.g. '{\"epochs\": 1}').")]
     = None,
     darts: Annotated[str | None, typer.Option(help="DARTS settings as JSON, over the bench's.")] = None,
@@ -798,7 +800,8 @@ def bench_one_shot(
              "--cells-per-stage": cells_per_stage, "--datasets": datasets, "--cells": cells,
              "--sample-seed": sample_seed, "--pipelines": pipelines, "--seeds": seeds, "--candidates": candidates,
              "--search-trials": search_trials, "--retrain-top-k": retrain_top_k, "--workers": workers,
-             "--collapse-seeds": collapse_seeds, "--spos": spos, "--darts": darts, "--enas": enas, "--json": json_out}
+             "--collapse-seeds": collapse_seeds, "--remedies": remedies, "--spos": spos, "--darts": darts,
+             "--enas": enas, "--json": json_out}
     command = ["scion", "bench", "one-shot"] + [x for flag, value in given.items() if value is not None
                                                 for x in (flag, str(value))]
 
@@ -813,6 +816,7 @@ def bench_one_shot(
             proxy_batch_size=proxy_batch_size, pipelines=tuple(p.strip() for p in pipelines.split(",") if p.strip()),
             seeds=seeds, candidates=candidates, search_trials=search_trials, retrain_top_k=retrain_top_k,
             workers=workers, collapse_seeds=collapse_seeds, methods=methods,
+            remedies=tuple(r.strip() for r in remedies.split(",") if r.strip()),
         )
     except bench.BenchError as exc:
         err_console.print(f"[red]error:[/] {escape(str(exc))}")

@@ -65,21 +65,49 @@ class SPOSConfig(MethodConfig):
 class DARTSMethodConfig(MethodConfig):
     """Differentiable architecture search: Liu, Simonyan & Yang, "DARTS: Differentiable
     Architecture Search", ICLR 2019 (first order, or second order with the unrolled step and
-    its finite-difference Hessian-vector product). Against its collapse onto skip connections
-    and parameter-free operations, ``remedy: darts-`` adds DARTS-'s auxiliary skip connection
-    with a coefficient decaying from ``beta`` to 0 (Chu et al., "DARTS-: Robustly Stepping out
-    of Performance Collapse Without Indicators", ICLR 2021). The training set is split in halves,
-    weights trained on one and architecture weights on the other, as in DARTS. The derived
-    architecture (the strongest operations of the architecture weights) is the one candidate of
-    the search phase."""
+    its finite-difference Hessian-vector product). The training set is split in halves, weights
+    trained on one and architecture weights on the other, as in DARTS. The derived architecture
+    (the strongest operations of the architecture weights) is the one candidate of the search
+    phase.
+
+    Against DARTS' collapse onto skip connections and parameter-free operations, two published
+    remedies (``remedy``):
+
+    - ``darts-`` adds DARTS-'s auxiliary skip connection with a coefficient decaying from
+      ``beta`` to 0 (Chu et al., "DARTS-: Robustly Stepping out of Performance Collapse Without
+      Indicators", ICLR 2021);
+    - ``early-stop`` is DARTS-ES (Zela et al., "Understanding and Robustifying Differentiable
+      Architecture Search", ICLR 2020): after every epoch the dominant eigenvalue of the Hessian
+      of the validation loss (the architecture weights' half) with respect to the architecture
+      weights is computed; smoothed over ``stop_window`` = k epochs around each epoch, the search
+      stops at the first epoch where smoothed(i - k) / smoothed(i) < ``stop_ratio``, i being the
+      latest epoch whose window is complete, and the architecture derived at epoch i - k is the
+      candidate. The supernet trial then ends there: its history holds the epochs trained.
+
+    The eigenvalue is computed (power iteration on Hessian-vector products, ``hessian_steps`` at
+    most, on the first ``hessian_batches`` batches of the architecture weights' half) and
+    reported as ``hessian_eigenvalue`` only with ``early-stop``: on small supernets it costs a
+    large share of an epoch."""
 
     model_config = ConfigDict(extra="forbid")
     spaces: ClassVar[tuple[str, ...]] = ("nb201", "darts")
 
     type: Literal["darts"] = "darts"
     order: Literal[1, 2] = Field(1, description="1: first-order approximation; 2: the unrolled second-order gradient.")
-    remedy: Literal["none", "darts-"] = Field("darts-", description="'none' is plain DARTS.")
+    remedy: Literal["none", "darts-", "early-stop"] = Field(
+        "darts-", description="'none' is plain DARTS; 'darts-' the auxiliary skip (DARTS-); 'early-stop' stopping on "
+                              "the Hessian's dominant eigenvalue (DARTS-ES).")
     beta: float = Field(1.0, ge=0, le=10, description="DARTS-: the auxiliary skip's initial coefficient (1).")
+    stop_window: int = Field(5, ge=1, le=1000, description="DARTS-ES: k, the epochs the eigenvalue is smoothed over "
+                                                           "and the look-back of the ratio (5).")
+    stop_ratio: float = Field(0.75, gt=0, le=1, description="DARTS-ES: stop when the smoothed eigenvalue k epochs "
+                                                             "back over the latest is below this (0.75).")
+    hessian_steps: int = Field(20, ge=1, le=1000, description="DARTS-ES: power-iteration steps at most for the "
+                                                              "dominant eigenvalue (the paper takes the whole "
+                                                              "spectrum of the explicit Hessian).")
+    hessian_batches: int = Field(1, ge=1, le=1000, description="DARTS-ES: batches (of batch_size) of the architecture "
+                                                               "weights' half the Hessian is computed on, the same "
+                                                               "every epoch (RobustDARTS' code: one).")
     epochs: int = Field(50, ge=1, le=10_000, description="Search epochs (DARTS: 50).")
     batch_size: int = Field(64, ge=2, le=65_536, description="Examples per step (DARTS: 64).")
     lr: float = Field(0.025, gt=0, le=10, description="Weights' SGD learning rate, cosine-annealed (DARTS: 0.025).")

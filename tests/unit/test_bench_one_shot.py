@@ -58,14 +58,27 @@ def test_ranking_correlates_spos_with_and_without_recalibration_and_the_proxies(
 
 def test_collapse_counts_skip_and_parameter_free_operations_of_the_derived_cells():
     report = bench.collapse(seeds=2, dataset="mnist1d", darts={"epochs": 1}, **TINY)
-    assert list(report["remedies"]) == ["none", "darts-"]
+    assert list(report["remedies"]) == ["none", "darts-", "early-stop"]
     for remedy in report["remedies"].values():
         assert [r["seed"] for r in remedy["runs"]] == [0, 1]
         for run in remedy["runs"]:
             assert len(run["ops"]) == 6 and 0 <= run["skip_connect"] <= run["param_free"] <= 6
+            assert run["epochs_trained"] == 1 and run["chosen_epoch"] is None  # too few epochs to stop early
         assert remedy["skip_connect"]["mean"] == sum(r["skip_connect"] for r in remedy["runs"]) / 2
         first, second = (run["arch_weights"]["cell"] for run in remedy["runs"])
         assert len(first) == 6 and first != second  # each seed its own run
+    assert all(len(run["hessian_eigenvalues"]) == 1 for run in report["remedies"]["early-stop"]["runs"])
+    assert report["remedies"]["none"]["runs"][0]["hessian_eigenvalues"] is None  # measured with DARTS-ES only
+    text = bench.markdown({"collapse": report, "machine": {"processor": "x", "cpus": 1, "torch_threads": 1},
+                           "wall_seconds": 1.0})
+    assert "| early-stop (DARTS-ES) |" in text and "k = 5" in text
+
+
+def test_collapse_runs_the_remedies_asked_for_and_refuses_unknown_ones():
+    report = bench.collapse(seeds=1, dataset="mnist1d", darts={"epochs": 1}, remedies=("early-stop",), **TINY)
+    assert list(report["remedies"]) == ["early-stop"]
+    with pytest.raises(bench.BenchError, match="allowed: none, darts-, early-stop"):
+        bench.collapse(seeds=1, dataset="mnist1d", darts={"epochs": 1}, remedies=("darts+",), **TINY)
 
 
 def test_every_pipeline_is_a_valid_job():
@@ -100,11 +113,12 @@ def test_the_target_needs_accuracy_within_one_std_at_a_fifth_of_the_cost_on_ever
 def test_cli_writes_the_json_and_prints_the_table(tmp_path):
     out = tmp_path / "report.json"
     result = CliRunner().invoke(app, ["bench", "one-shot", "--part", "collapse", "--collapse-seeds", "1",
-                                      "--epochs", "1", "--channels", "4", "--darts", '{"epochs": 1}',
-                                      "--json", str(out)])
+                                      "--remedies", "none,early-stop", "--epochs", "1", "--channels", "4",
+                                      "--darts", '{"epochs": 1}', "--json", str(out)])
     assert result.exit_code == 0, result.output
     report = json.loads(out.read_text())
     assert set(report) >= {"collapse", "machine", "command"} and "ranking" not in report
+    assert list(report["collapse"]["remedies"]) == ["none", "early-stop"]
     assert "| none (plain DARTS) |" in result.output and "--part collapse" in report["command"]
     bad = CliRunner().invoke(app, ["bench", "one-shot", "--part", "everything"])
     assert bad.exit_code != 0 and "ranking" in bad.output

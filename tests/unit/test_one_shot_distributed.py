@@ -35,14 +35,20 @@ def two_cpus(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[subprocess.Popen]
     get_settings.cache_clear()
 
 
-@pytest.mark.parametrize("method", ["spos", "darts", "enas"])
-def test_two_processes_train_one_supernet(method: str, tmp_path: Path, two_cpus: list[subprocess.Popen]) -> None:
+@pytest.mark.parametrize(("method", "settings"), [
+    ("spos", {"fair": True}), ("darts", {}), ("darts", {"remedy": "early-stop"}), ("enas", {}),
+])
+def test_two_processes_train_one_supernet(
+    method: str, settings: dict[str, Any], tmp_path: Path, two_cpus: list[subprocess.Popen]
+) -> None:
     ctx = Ctx(tmp_path)
-    result = train_supernet(one_shot(method, epochs=2, **({"fair": True} if method == "spos" else {})), ctx)
+    result = train_supernet(one_shot(method, epochs=2, **settings), ctx)
     assert len(two_cpus) == 1 and two_cpus[0].returncode == 0  # the second rank ran, and agreed at the end
     assert [epoch for epoch, _ in ctx.reports] == [1, 2]  # reported once, by the trial's own process
     assert load_checkpoint(ctx.artifact_path(0))["epoch"] == 2
     assert all(SPACE.validate(arch) for arch in result["candidates"])
+    if settings.get("remedy") == "early-stop":  # the eigenvalue of the two shards' averaged products
+        assert all(isinstance(metrics["hessian_eigenvalue"], float) for _, metrics in ctx.reports)
 
 
 def test_a_stopped_parallel_trial_ends_its_other_process_and_resumes(

@@ -1,4 +1,4 @@
-"""The one-shot methods on the worker (SPOS / FairNAS, DARTS / DARTS-, ENAS), their per-epoch
+"""The one-shot methods on the worker (SPOS / FairNAS, DARTS / DARTS- / DARTS-ES, ENAS), their per-epoch
 checkpoint and resume, and the search phase's inherited-weight scoring, on a tiny nb201 supernet
 and MNIST-1D (CPU, seconds)."""
 from __future__ import annotations
@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch.func import functional_call
 
 from scion.configs.evaluators import TrainConfig
-from scion.configs.one_shot import OneShotConfig
+from scion.configs.one_shot import DARTSMethodConfig, OneShotConfig
 from spaces import SPACES
 from spaces.nb201 import EDGES, OPS, NB201Config, NB201Space
 from spaces.nb201_supernet import NB201Supernet
@@ -24,6 +24,7 @@ from worker.evaluators.supernet import SupernetEvaluator
 from worker.one_shot.darts import DARTS
 from worker.one_shot.data import Split, supernet_data
 from worker.one_shot.epochs import load_checkpoint
+from worker.one_shot.hessian import dominant_eigenvalue, early_stop_epoch, hvp_function
 from worker.one_shot.method import preserved_buffers
 from worker.outcomes import TrialFailed, TrialStopped
 from worker.training.datasets import load_dataset
@@ -288,6 +289,138 @@ def test_darts_second_order_trains(tmp_path: Path) -> None:
     ctx = Ctx(tmp_path)
     result = train_supernet(one_shot("darts", epochs=1, order=2, batch_size=256), ctx)
     assert np.isfinite(ctx.reports[0][1]["train_loss"]) and len(result["candidates"]) == 1
+
+
+# -- DARTS-ES: the Hessian's dominant eigenvalue and the stopping rule --------------------------
+
+
+def _quadratic(spectrum: list[float]) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]:
+    """Architecture-weight-shaped parameters (two kinds, as the darts space's) and the loss
+    1/2 a^T A a + b^T a over them, A symmetric with eigenvalues ``spectrum``: (params, loss, A)."""
+    generator = torch.Generator().manual_seed(0)
+    shapes = [(2, 3), (1, 4)]
+    n = sum(r * c for r, c in shapes)
+    assert len(spectrum) == n
+    q, _ = torch.linalg.qr(torch.randn(n, n, generator=generator, dtype=torch.float64))
+    matrix = q @ torch.diag(torch.tensor(spectrum, dtype=torch.float64)) @ q.T
+    params = [torch.randn(shape, generator=generator, dtype=torch.float64).requires_grad_() for shape in shapes]
+    flat = torch.cat([p.flatten() for p in params])
+    return params, 0.5 * flat @ matrix @ flat + flat.sum(), matrix
+
+
+@pytest.mark.parametrize("spectrum", [
+    [5.0, 2.0, 1.0, 0.5, 0.0, -1.0, -2.0, 0.1, 0.2, 0.3],  # the largest is the largest in magnitude
+    [-6.0, 3.0, 2.5, 1.0, 0.0, -1.0, -2.0, 0.1, 0.2, 0.3],  # a larger negative one: the largest still
+])
+def test_power_iteration_finds_the_largest_eigenvalue_of_a_known_quadratic(spectrum: list[float]) -> None:
+    params, loss, matrix = _quadratic(spectrum)
+    largest = float(torch.linalg.eigvalsh(matrix).max())
+    assert largest == pytest.approx(max(spectrum))
+    hvp = hvp_function(loss, params)
+    assert dominant_eigenvalue(hvp, params, iterations=500, tolerance=0.0) == pytest.approx(largest, rel=1e-6)
+    ones = [torch.ones_like(p) for p in params]
+    assert torch.allclose(torch.cat([h.flatten() for h in hvp(ones)]), matrix @ torch.ones(len(spectrum),
+                                                                                          dtype=torch.float64))
+
+
+def test_darts_hessian_eigenvalue_is_the_largest_of_the_explicit_hessian_of_its_loss() -> None:
+    """The method's eigenvalue against ``eigvalsh`` of the Hessian formed explicitly: the same loss
+    (the architecture half's first batch, batch statistics) as a function of the flattened weights."""
+    method, _ = _darts(order=1, lr=0.5)
+    method.config = method.config.model_copy(update={"batch_size": 32})  # a small batch: seconds
+    assert method.config.hessian_batches == 1 and method.data.arch is not None
+    alpha = method.alphas["cell"]
+    x, y = method.data.arch.x[:32], method.data.arch.y[:32]
+
+    def loss(flat: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(method.supernet(x, mix={"cell": F.softmax(flat.view(alpha.shape), dim=-1)}), y)
+
+    with preserved_buffers(method.supernet):
+        explicit = torch.autograd.functional.hessian(loss, alpha.detach().flatten())
+    spectrum = torch.linalg.eigvalsh((explicit + explicit.T) / 2)
+    stats = [b.clone() for b in method.supernet.buffers()]
+
+    found = method.hessian_eigenvalue(steps=100, tolerance=0.0)
+    assert found == pytest.approx(float(spectrum.max()), rel=1e-4)
+    assert -float(spectrum.min()) > float(spectrum.max()) > 0  # the shifted second run found it
+    assert all(torch.equal(a, b) for a, b in zip(stats, method.supernet.buffers()))  # not a training step
+
+
+def _first_stop(eigenvalues: list[float], **rule: Any) -> tuple[int, int] | None:
+    """(the epoch DARTS-ES stops after, the epoch whose architecture it returns), or None."""
+    for last in range(1, len(eigenvalues) + 1):
+        chosen = early_stop_epoch(eigenvalues[:last], **rule)
+        if chosen is not None:
+            return last, chosen
+    return None
+
+
+def test_the_stopping_rule_fires_on_a_growing_eigenvalue_and_not_on_a_flat_or_noisy_one() -> None:
+    assert DARTSMethodConfig().remedy == "darts-"  # the default remedy stays DARTS-
+    assert (DARTSMethodConfig().stop_window, DARTSMethodConfig().stop_ratio) == (5, 0.75)  # published
+    assert _first_stop([0.3] * 50) is None
+    noisy = [0.3 * (1 + 0.2 * np.sin(e)) for e in range(50)]  # +-20%, no trend
+    assert _first_stop(noisy) is None
+    # Flat, then three times larger from epoch 13: with k = 5 the window around epoch i = 11 (9..13)
+    # averages 1.4, the one around epoch 6 (4..8) 1.0 < 0.75 * 1.4, so it stops after epoch 13 and
+    # returns epoch 6's architecture (i - k).
+    assert _first_stop([1.0] * 12 + [3.0] * 38) == (13, 6)
+    assert _first_stop([1.0] * 12 + [1.3] * 38) is None  # a rise by less than 1 / 0.75
+    growing = [1.1**e for e in range(1, 51)]  # 1.1^-5 = 0.62 < 0.75 from the first complete windows
+    assert _first_stop(growing) == (10, 3)  # the earliest it can: epoch 2k, i = 8
+    assert _first_stop(growing, ratio=0.5) is None  # a stricter threshold than 1.1^-5
+    assert _first_stop([-1.0] * 20 + [-5.0] * 30) is None  # no positive curvature: nothing to stop
+
+
+SYNTHETIC = [1.0, 1.0, 1.0, 1.0, 4.0, 4.0, 4.0, 4.0]  # with k = 2: stops after epoch 5, returns epoch 3
+
+
+def test_darts_es_stops_returns_the_architecture_k_epochs_back_and_a_resume_keeps_the_decision(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[int] = []
+
+    def synthetic(self: DARTS, beta: float = 0.0, **_: Any) -> float:
+        calls.append(len(self.history))
+        return SYNTHETIC[len(self.history) - 1]  # the epoch just trained, counted by the restored history
+
+    monkeypatch.setattr(DARTS, "hessian_eigenvalue", synthetic)
+    config = one_shot("darts", epochs=6, remedy="early-stop", stop_window=2, arch_lr=0.05)
+    straight = Ctx(tmp_path / "straight")
+    result = train_supernet(config, straight)
+
+    assert [epoch for epoch, _ in straight.reports] == [1, 2, 3, 4, 5]  # stopped after epoch 5 of 6
+    assert [m["hessian_eigenvalue"] for _, m in straight.reports] == SYNTHETIC[:5]
+    assert [m.get("early_stop_epoch") for _, m in straight.reports] == [None, None, None, None, 3]
+    assert result["epochs_trained"] == 5
+    chosen = straight.reports[2][1]["arch_weights"]
+    assert not np.allclose(chosen["cell"], straight.reports[4][1]["arch_weights"]["cell"])  # they moved on
+    assert result["candidates"] == [SPACE.derive(chosen)]
+    assert result["val_acc"] == straight.reports[-1][1]["val_acc"]  # the last epoch trained
+
+    for stop_after, expected in ((3, [4, 5]), (5, [])):  # before the stop, and at the stopping epoch
+        calls.clear()
+        interrupted = Ctx(tmp_path / f"after-{stop_after}", stop_after=stop_after)
+        with pytest.raises(TrialStopped):
+            train_supernet(config, interrupted)
+        resumed = Ctx(tmp_path / f"after-{stop_after}")
+        calls.clear()
+        again = train_supernet(config, resumed)
+        assert [epoch for epoch, _ in resumed.reports] == expected
+        assert calls == expected  # a stopped run computes nothing more
+        assert again["candidates"] == result["candidates"] and again["epochs_trained"] == 5
+        assert load_checkpoint(resumed.artifact_path(0))["method"]["stopped_at"] == 3
+
+
+def test_the_eigenvalue_is_reported_each_epoch_with_early_stop_only(tmp_path: Path) -> None:
+    ctx = Ctx(tmp_path / "es")
+    result = train_supernet(one_shot("darts", epochs=2, remedy="early-stop"), ctx)
+    values = [metrics["hessian_eigenvalue"] for _, metrics in ctx.reports]
+    assert len(values) == 2 and all(isinstance(v, float) and np.isfinite(v) for v in values)
+    assert result["epochs_trained"] == 2 and "early_stop_epoch" not in ctx.reports[-1][1]  # too soon to stop
+    plain = Ctx(tmp_path / "plain")
+    train_supernet(one_shot("darts", epochs=1, remedy="none"), plain)
+    assert "hessian_eigenvalue" not in plain.reports[0][1]  # it costs a large share of a small epoch
 
 
 # -- the search phase: inherited weights -------------------------------------------------------

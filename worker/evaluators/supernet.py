@@ -43,9 +43,10 @@ def train_supernet(
 
 
 class SupernetEvaluator(Evaluator):
-    """``evaluate`` returns val_acc (the last epoch's path), train_seconds, supernet_params and
-    candidates (the architectures the method proposes: DARTS its derived one, ENAS its
-    controller's most likely ones, SPOS none: the job's strategy searches). It trains on
+    """``evaluate`` returns val_acc (the last epoch's path), train_seconds, epochs_trained (fewer
+    than the method's epochs when it stopped early: DARTS-ES), supernet_params and candidates
+    (the architectures the method proposes: DARTS its derived one, ENAS its controller's most
+    likely ones, SPOS none: the job's strategy searches). It trains on
     ``ctx.device``, or on every device of ``SCION_SUPERNET_DEVICES`` together."""
 
     def __init__(self, one_shot: OneShotConfig, train: TrainConfig, seed: int) -> None:

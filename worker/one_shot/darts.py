@@ -1,5 +1,6 @@
 """Differentiable architecture search (Liu et al., ICLR 2019), first or second order, with the
-DARTS- remedy (Chu et al., ICLR 2021): see ``scion.configs.one_shot.DARTSMethodConfig``."""
+DARTS- remedy (Chu et al., ICLR 2021) or DARTS-ES (Zela et al., ICLR 2020; its eigenvalue and
+stopping rule in ``hessian.py``): see ``scion.configs.one_shot.DARTSMethodConfig``."""
 from __future__ import annotations
 
 from typing import Any
@@ -10,6 +11,7 @@ from torch import Tensor
 
 from scion.configs.one_shot import DARTSMethodConfig
 from spaces.base import Arch
+from worker.one_shot.hessian import dominant_eigenvalue, early_stop_epoch, hvp_function
 from worker.one_shot.method import EpochTally, Method, preserved_buffers
 
 HVP_EPSILON = 0.01  # the finite difference's step, over the vector's norm (DARTS' r)
@@ -26,7 +28,11 @@ class DARTS(Method):
     every edge's softmax mixture. Second order differentiates through one look-ahead weight step,
     its Hessian-vector product by finite differences, as DARTS' ``architect.py`` does (in float32:
     bf16 is too coarse for the difference). DARTS- adds each edge's skip connection with a
-    coefficient decaying linearly from ``beta`` to 0 over all steps."""
+    coefficient decaying linearly from ``beta`` to 0 over all steps.
+
+    The state keeps every epoch's architecture weights (``history``) and, with DARTS-ES, every
+    epoch's dominant Hessian eigenvalue and the epoch the stopping rule chose (``stopped_at``), so
+    that an attempt resumed from any epoch's checkpoint decides as the uninterrupted one did."""
 
     halves = True
     config: DARTSMethodConfig
@@ -50,6 +56,9 @@ class DARTS(Method):
         self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
             self.optimizer, T_max=cfg.epochs * self.steps, eta_min=cfg.lr_min
         )
+        self.history: list[dict[str, list[list[float]]]] = []  # the softmaxed weights after each epoch
+        self.eigenvalues: list[float] = []  # DARTS-ES: the dominant eigenvalue after each epoch
+        self.stopped_at: int | None = None  # DARTS-ES: the epoch whose architecture the rule chose
 
     # -- the mixture -----------------------------------------------------------------------------
 
@@ -69,6 +78,43 @@ class DARTS(Method):
     def derived(self) -> Arch:
         return self.space.derive(self.arch_weights())
 
+    # -- DARTS-ES --------------------------------------------------------------------------------
+
+    def hessian_eigenvalue(self, beta: float = 0.0, steps: int | None = None, tolerance: float | None = None) -> float:
+        """The dominant eigenvalue of the Hessian of the architecture weights' loss (in float32, the
+        batch statistics and auxiliary skip ``beta`` of their steps) in the architecture weights, on
+        the first ``hessian_batches`` batches of their half: the same examples every epoch."""
+        cfg = self.config
+        assert self.data.arch is not None
+        alphas = list(self.alphas.values())
+        rank, processes = self.parallel.shard
+        was_training = self.supernet.training
+        self.supernet.train()
+        try:
+            with preserved_buffers(self.supernet):  # not a training step
+                x, y = self.data.arch.x, self.data.arch.y
+                losses = [F.cross_entropy(self.supernet(x[s:s + cfg.batch_size][rank::processes], mix=self.mix(),
+                                                        skip_beta=beta), y[s:s + cfg.batch_size][rank::processes])
+                          for s in range(0, min(len(y), cfg.hessian_batches * cfg.batch_size), cfg.batch_size)]
+                hvp = hvp_function(sum(losses[1:], losses[0]) / len(losses), alphas, self.parallel.average)
+                return dominant_eigenvalue(hvp, alphas, iterations=steps or cfg.hessian_steps, seed=self.seed,
+                                           **({} if tolerance is None else {"tolerance": tolerance}))
+        finally:
+            self.supernet.train(was_training)
+
+    def end_epoch(self, beta: float) -> dict[str, float]:
+        """Keep the epoch's architecture weights; with DARTS-ES, its eigenvalue and the rule's verdict."""
+        self.history.append(self.arch_weights())
+        if self.config.remedy != "early-stop":
+            return {}
+        self.eigenvalues.append(self.hessian_eigenvalue(beta))
+        if self.stopped_at is None:
+            self.stopped_at = early_stop_epoch(self.eigenvalues, self.config.stop_window, self.config.stop_ratio)
+        return {"hessian_eigenvalue": self.eigenvalues[-1]}
+
+    def done(self) -> bool:
+        return self.stopped_at is not None
+
     # -- training --------------------------------------------------------------------------------
 
     def train_epoch(self, epoch: int) -> dict[str, float]:
@@ -84,7 +130,8 @@ class DARTS(Method):
             loss.backward()
             self.weight_step()
             tally.add(loss, logits, y)
-        return {**tally.metrics(), **({"skip_beta": beta} if cfg.remedy == "darts-" else {})}
+        return {**tally.metrics(), **({"skip_beta": beta} if cfg.remedy == "darts-" else {}),
+                **self.end_epoch(beta)}
 
     def arch_step(self, x: Tensor, y: Tensor, x_arch: Tensor, y_arch: Tensor, beta: float) -> None:
         alphas = list(self.alphas.values())
@@ -151,7 +198,8 @@ class DARTS(Method):
 
     def epoch_metrics(self, epoch: int) -> dict[str, Any]:
         """How many of the derived architecture's operations are skip connections and how many have
-        no weights (the collapse DARTS- counters), and the architecture weights themselves."""
+        no weights (the collapse the remedies counter), and the architecture weights themselves;
+        once DARTS-ES has stopped, ``early_stop_epoch``: the epoch whose architecture is the candidate."""
         derived = self.derived()
         chosen = [options[c] for (_, options), c in zip(self.space.decisions(), self.space.to_choices(derived))
                   if c is not None and options[c] in self.op_names]
@@ -159,9 +207,12 @@ class DARTS(Method):
             "skip_connect": float(sum(op == "skip_connect" for op in chosen)),
             "param_free": float(sum(param_free(op) for op in chosen)),
             "arch_weights": self.arch_weights(),
+            **({"early_stop_epoch": self.stopped_at} if self.stopped_at is not None else {}),
         }
 
     def candidates(self) -> list[Arch]:
+        if self.stopped_at is not None:
+            return [self.space.derive(self.history[self.stopped_at - 1])]
         return [self.derived()]
 
     def replicated(self) -> list[Tensor]:
@@ -171,7 +222,8 @@ class DARTS(Method):
 
     def state_dict(self) -> dict[str, Any]:
         return {**super().state_dict(), "alphas": {k: a.detach().clone() for k, a in self.alphas.items()},
-                "arch_optimizer": self.arch_optimizer.state_dict()}
+                "arch_optimizer": self.arch_optimizer.state_dict(), "history": self.history,
+                "eigenvalues": self.eigenvalues, "stopped_at": self.stopped_at}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
@@ -179,6 +231,10 @@ class DARTS(Method):
             for kind, alpha in self.alphas.items():
                 alpha.copy_(state["alphas"][kind])
         self.arch_optimizer.load_state_dict(state["arch_optimizer"])
+        # a checkpoint from before DARTS-ES has none of these; only its own remedy's runs decide on them
+        self.history = list(state.get("history", []))
+        self.eigenvalues = list(state.get("eigenvalues", []))
+        self.stopped_at = state.get("stopped_at")
 
 
 __all__ = ["DARTS", "param_free"]

@@ -6,6 +6,8 @@ or controller, path-sampling generator), torch's generators, the epoch and the t
 written atomically to the trial's checkpoint, before the epoch is reported. A later attempt
 finds it and continues from the next epoch, so the epochs trained in total exceed the planned
 ones by at most the one interrupted; on CPU the result is the uninterrupted run's, bit for bit.
+A method may end training before its planned epochs (``Method.done``, DARTS-ES): the trial's
+history then ends at the epoch it stopped after, and so does any later attempt's.
 """
 from __future__ import annotations
 
@@ -50,7 +52,9 @@ def supernet_weights(path: Path, device: torch.device | str = "cpu") -> dict[str
 
 def run_epochs(method: Method, ctx: EvalContext | None, checkpoint: Path, epochs: int) -> dict[str, Any]:
     """Train ``method`` for ``epochs``, resuming from ``checkpoint`` when an earlier attempt left
-    one; return val_acc (the last epoch's), train_seconds (all attempts) and candidates.
+    one, or earlier once ``method.done()``; return val_acc (the last epoch's), train_seconds (all
+    attempts), epochs_trained (the last epoch trained, fewer than ``epochs`` when the method
+    stopped early) and candidates.
 
     ``ctx.report`` is called after every epoch with train_loss, train_acc, val_acc, epoch_seconds
     and the method's own metrics; a non-finite loss raises TrialFailed before anything is saved.
@@ -58,20 +62,22 @@ def run_epochs(method: Method, ctx: EvalContext | None, checkpoint: Path, epochs
     neither save nor report.
     """
     started = time.perf_counter()
-    done, earlier, metrics = 0, 0.0, {}
+    trained, earlier, metrics = 0, 0.0, {}
     if checkpoint.exists():
         state = load_checkpoint(checkpoint, method.device)
         method.supernet.load_state_dict(state["supernet"])
         method.load_state_dict(state["method"])
         _set_rng_state(state["rng"])
-        done, earlier, metrics = int(state["epoch"]), float(state["seconds"]), dict(state["metrics"])
+        trained, earlier, metrics = int(state["epoch"]), float(state["seconds"]), dict(state["metrics"])
     method.model.train()
-    for epoch in range(done + 1, epochs + 1):
+    for epoch in range(trained + 1, epochs + 1):
+        if method.done():
+            break
         epoch_started = time.perf_counter()
-        trained = method.train_epoch(epoch)
-        if not math.isfinite(trained["train_loss"]):
+        epoch_metrics = method.train_epoch(epoch)
+        if not math.isfinite(epoch_metrics["train_loss"]):
             raise TrialFailed(f"supernet loss became NaN at epoch {epoch}")
-        metrics = {**trained, "val_acc": method.val_acc(method.epoch_arch(epoch)), **method.epoch_metrics(epoch)}
+        metrics = {**epoch_metrics, "val_acc": method.val_acc(method.epoch_arch(epoch)), **method.epoch_metrics(epoch)}
         metrics["epoch_seconds"] = time.perf_counter() - epoch_started
         if ctx is not None:
             save_checkpoint(checkpoint, {
@@ -79,10 +85,12 @@ def run_epochs(method: Method, ctx: EvalContext | None, checkpoint: Path, epochs
                 "epoch": epoch, "seconds": earlier + time.perf_counter() - started, "metrics": metrics,
             })
             ctx.report(epoch, metrics)
+        trained = epoch
     method.parallel.check_agree(method.replicated())
     return {
         "val_acc": float(metrics.get("val_acc", 0.0)),
         "train_seconds": earlier + time.perf_counter() - started,
+        "epochs_trained": trained,
         "candidates": method.candidates(),
     }
 

@@ -108,6 +108,14 @@ class Method(ABC):
         """The architectures the trained method proposes for the search phase."""
         return []
 
+    def done(self) -> bool:
+        """Whether the method has decided, after the last epoch it trained, to train no more
+        (DARTS-ES' stopping rule): ``run_epochs`` then ends there, that epoch saved and reported,
+        and a resumed attempt whose checkpoint says so trains nothing. Part of the state a
+        checkpoint keeps; it must come out alike on every process training the supernet together.
+        By default a method trains every planned epoch."""
+        return False
+
     # -- shared steps ----------------------------------------------------------------------------
 
     def batches(self, split: Split, epoch: int, offset: int = 0) -> Iterator[tuple[Tensor, Tensor]]:
