@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from scion.components import EVALUATORS, SPACES, STRATEGIES
 from scion.configs.datasets import stored_dataset
 from scion.configs.early_stopping import CurveStoppingConfig
-from scion.configs.one_shot import RETRAIN, SEARCH, OneShotConfig
+from scion.configs.one_shot import RETRAIN, SEARCH, SUPERNET, OneShotConfig
 from scion.space import InvalidArchitecture, InvalidSpace, SearchSpace, check_input, searched_settings
 
 SPEC_VERSION = 2  # 1: stored before specs carried a version (the same fields)
@@ -398,9 +398,18 @@ def planned_trials(stored: dict[str, Any]) -> int:
     return stored["budget"]["max_trials"] + extra
 
 
-def weightless(stored: dict[str, Any], job_id: int, number: int) -> str | None:
-    """Why a trial of this stored spec can have no weights to export (its evaluator keeps none),
-    or None when it can."""
+def weightless(stored: dict[str, Any], job_id: int, number: int, phase: str | None = None) -> str | None:
+    """Why a trial (of a one-shot job: of ``phase``) of this stored spec can have no weights to
+    export (its evaluator keeps none; a supernet or a sub-network scored with its weights), or None
+    when it can."""
+    retrained = f"export one of its retrained trials (phase {RETRAIN})"
+    if phase == SUPERNET:
+        return (f"trial {number} of job {job_id} is the job's supernet, whose weights every network of the space "
+                f"shares; {retrained}, or search it again with one_shot.supernet_from {job_id}")
+    if phase == SEARCH:
+        return (f"trial {number} of job {job_id} was scored with weights inherited from the supernet, not trained on "
+                f"its own; {retrained}, or submit a retrain job with retrain.from_job {job_id} and retrain.trial "
+                f"{number}")
     evaluator = stored["evaluator"]["type"]
     if EVALUATORS[evaluator].config.keeps_weights:
         return None

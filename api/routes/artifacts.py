@@ -86,9 +86,9 @@ def download_model(
     format: Annotated[Format, Query(description=FORMAT_HELP)] = "onnx",
 ) -> Any:
     trial = _trial_or_404(session, job, number)
-    job_id, status, spec = job.id, trial.status, job.spec
+    job_id, status, spec, phase = job.id, trial.status, job.spec, trial.phase
     session.commit()  # nothing to write: end the read transaction before waiting for a worker
-    if (reason := weightless(spec, job_id, number)) is not None:
+    if (reason := weightless(spec, job_id, number, phase)) is not None:
         raise Conflict(reason)
     if status != "completed":
         raise Conflict(f"trial {number} of job {job_id} is {status}; only a completed trial has trained weights to "

@@ -75,6 +75,10 @@ def test_spos_job_trains_a_supernet_searches_it_and_retrains_the_best(env):
     assert [t["phase"] for t in listed] == ["supernet"] + ["search"] * 4 + ["retrain"] * 2
     history = client.get(f"/v1/jobs/{job_id}/trials/0").json()["history"]
     assert [h["step"] for h in history] == [1, 2]
+    for number, why in ((0, "is the job's supernet"), (1, "scored with weights inherited from the supernet")):
+        refused = client.get(f"/v1/jobs/{job_id}/trials/{number}/model", params={"format": "onnx"})
+        assert refused.status_code == 409 and why in refused.json()["detail"], refused.text
+        assert "export one of its retrained trials (phase retrain)" in refused.json()["detail"]
 
 
 def test_darts_job_stores_its_architecture_weights_every_epoch_and_retrains_the_derived_cell(env):
