@@ -89,7 +89,12 @@ class DataParallel(Parallel):
         if not all(torch.equal(g, gathered[0]) for g in gathered):
             raise RuntimeError("the supernet's replicas diverged across its devices")
 
-    def close(self) -> None:
+    def close(self, finished: bool) -> None:
+        """Leave the group: after a finished training only once every rank has (a rank tearing its
+        connections down while another still uses them aborts that one), after a failure at once
+        (the other ranks are killed, or time out)."""
+        if finished:
+            dist.barrier()
         dist.destroy_process_group()
 
 
@@ -117,11 +122,12 @@ def run_parallel(devices: list[str], train: Train[T], ctx: Any, *args: Any) -> T
             job.write_bytes(pickle.dumps((train, rank, devices, rendezvous, torch.get_num_threads(), args)))
             env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
             helpers.append(subprocess.Popen([sys.executable, "-m", __name__, str(job)], env=env))
-        parallel = DataParallel(0, devices, rendezvous)
+        parallel, finished = DataParallel(0, devices, rendezvous), False
         try:
             result = train(devices[0], parallel, ctx, *args)
+            finished = True
         finally:
-            parallel.close()
+            parallel.close(finished)
         for helper in helpers:
             if helper.wait(HELPERS_EXIT_SECONDS) != 0:
                 raise RuntimeError(f"a supernet training process exited with {helper.returncode}")
@@ -137,11 +143,12 @@ def run_parallel(devices: list[str], train: Train[T], ctx: Any, *args: Any) -> T
 def _rank_main(job: Path) -> None:
     train, rank, devices, rendezvous, threads, args = pickle.loads(job.read_bytes())
     torch.set_num_threads(threads)
-    parallel = DataParallel(rank, devices, rendezvous)
+    parallel, finished = DataParallel(rank, devices, rendezvous), False
     try:
         train(devices[rank], parallel, None, *args)
+        finished = True
     finally:
-        parallel.close()
+        parallel.close(finished)
 
 
 __all__ = ["DataParallel", "Parallel", "run_parallel", "supernet_devices"]
