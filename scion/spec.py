@@ -23,7 +23,7 @@ from scion.configs.early_stopping import CurveStoppingConfig
 from scion.configs.one_shot import RETRAIN, SEARCH, SUPERNET, OneShotConfig
 from scion.space import InvalidArchitecture, InvalidSpace, SearchSpace, check_input, searched_settings
 
-SPEC_VERSION = 2  # 1: stored before specs carried a version (the same fields)
+SPEC_VERSION = 3  # 1: stored before specs carried a version; 2: before one_shot (both: the same fields otherwise)
 TRUSTED = {"trusted": True}  # validation context of a stored spec: checked at submission, files included
 
 
@@ -304,7 +304,7 @@ class JobSpec(JobRequest):
     (the objectives and their modes, a retrain job's single trial, architectures in their
     canonical form), with its version. Read it with ``load_spec``."""
 
-    spec_version: Literal[2] = Field(SPEC_VERSION, description="The stored format's version.")
+    spec_version: Literal[3] = Field(SPEC_VERSION, description="The stored format's version.")
 
     @model_validator(mode="after")
     def _normalised(self) -> JobSpec:
@@ -374,7 +374,7 @@ class JobSpec(JobRequest):
 def load_spec(stored: dict[str, Any]) -> JobSpec:
     """A stored spec of any version, as the current ``JobSpec``, without reading files again."""
     version = stored.get("spec_version", 1)
-    if version == 1:
+    if version in (1, 2):  # an older Scion's: no field has changed meaning since, one_shot is new
         stored = {**stored, "spec_version": SPEC_VERSION}
     elif version != SPEC_VERSION:
         raise ValueError(f"spec_version {version!r} is newer than this Scion reads ({SPEC_VERSION}); upgrade it")

@@ -4,7 +4,7 @@ trial and inert strategy, architectures in their canonical form, max_parallel wi
 from __future__ import annotations
 
 import spaces  # noqa: F401  (the space implementations the spec validates architectures with)
-from scion.spec import SPEC_VERSION, JobRequest, JobSpec
+from scion.spec import SPEC_VERSION, JobRequest, JobSpec, load_spec
 
 SEARCH = {
     "space": {"type": "nb201"}, "strategy": {"type": "random"},
@@ -40,3 +40,20 @@ def test_a_retrain_request_becomes_one_trial_of_its_architecture() -> None:
     assert (spec.budget.max_trials, spec.budget.max_parallel) == (1, 1)
     assert spec.warm_start == [arch] and spec.retrain.arch == arch
     assert JobSpec.model_validate(spec.model_dump(mode="json")) == spec  # stored and read back: the same
+
+
+def test_a_one_shot_request_is_stored_with_what_each_phase_needs_and_reads_back() -> None:
+    enas = {"space": {"type": "nb201"}, "evaluator": {"type": "train", "dataset": "digits"},
+            "one_shot": {"method": {"type": "enas", "samples": 4}, "retrain_top_k": 2}}
+    spec = JobSpec.of(JobRequest.model_validate(enas))
+    assert spec.strategy.type == "random"  # inert: the controller proposes the search's candidates
+    assert (spec.budget.max_trials, spec.budget.max_parallel) == (4, 2)
+    assert load_spec(spec.model_dump(mode="json")) == spec
+    spos = JobSpec.of(JobRequest.model_validate({**enas, "one_shot": {"method": {"type": "spos"}}}))
+    assert spos.strategy.type == "evolution" and spos.budget.max_trials == 20  # SPOS searched by evolution
+
+
+def test_a_spec_stored_as_version_2_reads_as_the_current_version() -> None:
+    stored = {**JobSpec.of(JobRequest.model_validate(SEARCH)).model_dump(mode="json"), "spec_version": 2}
+    del stored["one_shot"]  # version 2 had no one_shot
+    assert load_spec(stored).spec_version == SPEC_VERSION == 3
