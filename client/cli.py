@@ -165,6 +165,7 @@ def trials(
     as_json: JsonOption = False,
     sort: Annotated[str, typer.Option(help="'number' or 'objective' (best first).")] = "number",
     status_filter: Annotated[str | None, typer.Option("--status", help="Only trials in this status.")] = None,
+    phase: Annotated[str | None, typer.Option(help="A one-shot job's phase: supernet, search or retrain.")] = None,
     limit: int = 50,
     offset: int = 0,
 ) -> None:
@@ -172,7 +173,7 @@ def trials(
     with _client(api) as client:
         try:
             job = client.job(job_id)
-            page = client.trials(job_id, sort=sort, status=status_filter, limit=limit, offset=offset)
+            page = client.trials(job_id, sort=sort, status=status_filter, limit=limit, offset=offset, phase=phase)
         except ScionError as exc:
             _fail(exc)
     if as_json:

@@ -73,10 +73,10 @@ class ScionClient:
 
     def trials(
         self, job_id: int, *, status: str | None = None, sort: str = "number", order: str | None = None,
-        limit: int = 50, offset: int = 0,
+        limit: int = 50, offset: int = 0, phase: str | None = None,
     ) -> dict[str, Any]:
         params: dict[str, Any] = {"sort": sort, "limit": limit, "offset": offset}
-        params |= {k: v for k, v in (("status", status), ("order", order)) if v}
+        params |= {k: v for k, v in (("status", status), ("order", order), ("phase", phase)) if v}
         return self._call("GET", f"/v1/jobs/{job_id}/trials", params=params)
 
     def trial(self, job_id: int, number: int) -> dict[str, Any]:

@@ -195,25 +195,33 @@ def list_events(session: Session, *, job_id: int, limit: int, offset: int) -> li
 
 
 @functools.cache
-def _trials_page(sort: str, descending: bool, by_status: bool) -> Select:
+def _trials_page(sort: str, descending: bool, by_status: bool, by_phase: bool = False) -> Select:
     """The statement for one kind of page, built once (see TRIAL_COUNTS)."""
     query = select(Trial).where(Trial.job_id == JOB_ID)
     if by_status:
         query = query.where(Trial.status == bindparam("status"))
+    if by_phase:
+        query = query.where(Trial.phase == bindparam("phase"))
     column = Trial.score if sort == "objective" else Trial.number
     order = column.desc().nulls_last() if descending else column.asc().nulls_last()
     return query.order_by(order, Trial.number).limit(bindparam("limit")).offset(bindparam("offset"))
 
 
 def list_trials(
-    session: Session, *, job_id: int, status: str | None, sort: str, descending: bool, limit: int, offset: int
+    session: Session, *, job_id: int, status: str | None, sort: str, descending: bool, limit: int, offset: int,
+    phase: str | None = None,
 ) -> tuple[list[Trial], int]:
-    """A page of the job's trials and how many there are in all. Best first by objective is read
-    off ix_trials_job_best (number order off the unique key), the total off ``trial_counts``."""
-    page = _trials_page(sort, descending, status is not None)
-    trials = session.scalars(page, {"job_id": job_id, "status": status, "limit": limit, "offset": offset}).all()
+    """A page of the job's trials (of one one-shot phase, when given) and how many there are in all.
+    Best first by objective is read off ix_trials_job_best (number order off the unique key), the
+    total off ``trial_counts``; a phase's (a one-shot job has a few hundred trials) by counting them."""
+    page = _trials_page(sort, descending, status is not None, phase is not None)
+    values = {"job_id": job_id, "status": status, "phase": phase, "limit": limit, "offset": offset}
+    trials = list(session.scalars(page, values).all())
+    if phase is not None:
+        counted = select(func.count()).select_from(Trial).where(Trial.job_id == job_id, Trial.phase == phase)
+        return trials, session.scalar(counted.where(Trial.status == status) if status else counted)
     counts = trial_counts(session, job_id=job_id)
-    return list(trials), counts.get(status, 0) if status else sum(counts.values())
+    return trials, counts.get(status, 0) if status else sum(counts.values())
 
 
 def get_trial(session: Session, *, job_id: int, number: int) -> Trial | None:

@@ -23,7 +23,7 @@ from api.schemas import (
     TrialSummary,
 )
 from broker.nudge import JOB, nudger
-from scion.configs.one_shot import SUPERNET
+from scion.configs.one_shot import PHASES, SUPERNET
 from scion.errors import NotFound
 from scion.pareto import orient, pareto_mask
 from scion.settings import get_settings
@@ -36,6 +36,7 @@ router.include_router(artifact_routes.router)  # .../trials/{n}/model and .../ar
 
 JobStatus = Literal[JOB_STATUSES]  # type: ignore[valid-type]
 TrialStatus = Literal[TRIAL_STATUSES]  # type: ignore[valid-type]
+Phase = Literal[PHASES]  # type: ignore[valid-type]
 Offset = Query(0, ge=0, le=10_000_000)
 
 
@@ -98,6 +99,7 @@ async def list_trials(
     principal: PrincipalDep,
     limit: PageLimit,
     status: TrialStatus | None = None,
+    phase: Annotated[Phase | None, Query(description="A one-shot job's trials of this phase only.")] = None,
     sort: Literal["number", "objective"] = Query("number", description="'objective' sorts best first."),
     order: Literal["asc", "desc"] | None = Query(None, description="Default: ascending numbers, best objective first."),
     offset: int = Offset,
@@ -106,7 +108,8 @@ async def list_trials(
 
     def page(session: Session, job: Job) -> TrialsPublic:
         trials, total = repo.list_trials(
-            session, job_id=job.id, status=status, sort=sort, descending=descending, limit=limit, offset=offset
+            session, job_id=job.id, status=status, sort=sort, descending=descending, limit=limit, offset=offset,
+            phase=phase,
         )
         return TrialsPublic(items=[TrialSummary.of(t) for t in trials], total=total, limit=limit, offset=offset)
 

@@ -73,6 +73,11 @@ def test_spos_job_trains_a_supernet_searches_it_and_retrains_the_best(env):
     assert shown["best"]["phase"] == "retrain" and "test_acc" in shown["best"]["metrics"]
     listed = client.get(f"/v1/jobs/{job_id}/trials", params={"limit": 10}).json()["items"]
     assert [t["phase"] for t in listed] == ["supernet"] + ["search"] * 4 + ["retrain"] * 2
+    page = client.get(f"/v1/jobs/{job_id}/trials", params={"phase": "retrain", "sort": "objective"}).json()
+    assert page["total"] == 2 and [t["number"] for t in page["items"]] == sorted(
+        (5, 6), key=lambda n: -next(t["objective"] for t in listed if t["number"] == n))
+    refused = client.get(f"/v1/jobs/{job_id}/trials", params={"phase": "training"})
+    assert refused.status_code == 422 and "supernet" in refused.text
     history = client.get(f"/v1/jobs/{job_id}/trials/0").json()["history"]
     assert [h["step"] for h in history] == [1, 2]
     for number, why in ((0, "is the job's supernet"), (1, "scored with weights inherited from the supernet")):
