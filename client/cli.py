@@ -12,12 +12,12 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-import yaml
 from rich.console import Console
 from rich.markup import escape
 
 from client import render
 from client.sdk import ScionClient, ScionError
+from client.spec_file import SpecFileError, read_spec
 from scion.settings import get_settings, is_loopback, mask_url
 
 app = typer.Typer(help="Scion: distributed neural architecture search.", no_args_is_help=True,
@@ -50,14 +50,17 @@ def _logging() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
-def _load_spec(path: Path) -> dict[str, Any]:
-    if not path.exists():
-        raise typer.BadParameter(f"{path} does not exist", param_hint="SPEC")
-    text = path.read_text()
-    spec = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    if not isinstance(spec, dict):
-        raise typer.BadParameter(f"{path} must hold one mapping (the job spec)", param_hint="SPEC")
-    return spec
+def _load_spec(path: Path, as_json: bool) -> dict[str, Any]:
+    """The spec in ``path``; a file that cannot be read ends the command with one line saying where
+    (``file:line:column: ...``), as JSON with ``--json``."""
+    try:
+        return read_spec(path)
+    except SpecFileError as exc:
+        if as_json:
+            render.print_json({"error": str(exc)})
+        else:
+            err_console.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)  # one line, for editors
+        raise typer.Exit(2) from None
 
 
 def _client(api: str | None) -> ScionClient:
@@ -102,7 +105,7 @@ def run(
     workers: Annotated[int, typer.Option(help="Worker processes of the embedded stack.")] = 2,
 ) -> None:
     """Run a search to its end: on the server named by --api, else on an embedded stack."""
-    body = _load_spec(spec)
+    body = _load_spec(spec, as_json)
     url = api or get_settings().api_url
     stack = None
     if not url:
@@ -133,7 +136,7 @@ def submit(spec: Annotated[Path, typer.Argument(help="Job spec (YAML or JSON).")
     """Submit a job and print its id."""
     with _client(api) as client:
         try:
-            job = client.submit(_load_spec(spec))
+            job = client.submit(_load_spec(spec, as_json))
         except ScionError as exc:
             _fail(exc)
     render.print_json(job) if as_json else console.print(f"submitted job {job['id']} ({job['name']})")

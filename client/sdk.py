@@ -11,6 +11,8 @@ from typing import Any
 
 import httpx
 
+from client.spec_file import read_spec
+
 TERMINAL = ("completed", "failed", "cancelled")
 
 
@@ -31,11 +33,15 @@ def _error(response: httpx.Response) -> ScionError:
 
 
 class ScionClient:
-    def __init__(self, base_url: str, *, token: str | None = None, timeout: float = 30.0) -> None:
-        """``token``: the API token to send (Bearer); by default SCION_TOKEN (or SCION_TOKEN_FILE)."""
-        if token is None:
-            from scion.settings import get_settings
+    def __init__(self, base_url: str | None = None, *, token: str | None = None, timeout: float = 30.0) -> None:
+        """``base_url``: the API, by default SCION_API_URL as the CLI reads it; ``token``: the API
+        token to send (Bearer), by default SCION_TOKEN (or SCION_TOKEN_FILE)."""
+        from scion.settings import get_settings
 
+        base_url = base_url or get_settings().api_url
+        if not base_url:
+            raise ValueError("no Scion API to talk to: pass its URL or set SCION_API_URL")
+        if token is None:
             token = get_settings().token
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._http = httpx.Client(base_url=base_url.rstrip("/"), headers=headers, timeout=timeout)
@@ -58,8 +64,10 @@ class ScionClient:
             raise _error(response)
         return response.json()
 
-    def submit(self, spec: dict[str, Any]) -> dict[str, Any]:
-        return self._call("POST", "/v1/jobs", json=spec)
+    def submit(self, spec: dict[str, Any] | str | Path) -> dict[str, Any]:
+        """Submit a job: its spec as a dict, or the path of a YAML or JSON file holding it
+        (``client.spec_file.SpecFileError`` names the place of a syntax error)."""
+        return self._call("POST", "/v1/jobs", json=spec if isinstance(spec, dict) else read_spec(spec))
 
     def jobs(self, *, status: str | None = None, limit: int = 50, offset: int = 0) -> dict[str, Any]:
         params = {"limit": limit, "offset": offset} | ({"status": status} if status else {})
