@@ -5,18 +5,18 @@
 #   docker run IMAGE db upgrade
 # docker-compose.yml runs the whole set.
 #
-# PyTorch comes from TORCH_INDEX, pinned to TORCH_VERSION (which must satisfy pyproject.toml's
-# torch bound). The default, PyPI, serves the CUDA build of torch for Linux x86_64 (its CUDA
-# runtime comes as nvidia-* wheels; the host needs only the NVIDIA driver and the NVIDIA
-# Container Toolkit, and a driver recent enough for that CUDA release). Alternatives:
-#   --build-arg TORCH_INDEX=https://download.pytorch.org/whl/cu128   another CUDA build, where the
-#        PyTorch index publishes TORCH_VERSION for it (older drivers)
-#   --build-arg TORCH_INDEX=https://download.pytorch.org/whl/cpu     CPU only: a much smaller image,
-#        enough for api, scheduler and CPU workers
+# PyTorch is pinned to TORCH_VERSION (which must satisfy pyproject.toml's torch bound) and comes,
+# like every other package, from pip's own configuration: the default index serves the CUDA build
+# of torch for Linux x86_64 (its CUDA runtime comes as nvidia-* wheels; the host needs only the
+# NVIDIA driver and the NVIDIA Container Toolkit, and a driver recent enough for that CUDA
+# release). To build from another index (a mirror, PyTorch's CPU-only or other CUDA builds), pass
+# it as pip reads it: --build-arg PIP_INDEX_URL=... (and PIP_EXTRA_INDEX_URL=...).
 FROM python:3.11-slim
 
 ARG TORCH_VERSION=2.13.0
-ARG TORCH_INDEX=https://pypi.org/simple
+# no defaults: unset, pip uses its own configuration
+ARG PIP_INDEX_URL
+ARG PIP_EXTRA_INDEX_URL
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -27,7 +27,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 # torch first, alone and pinned: the largest layer, rebuilt only when TORCH_* change. The
 # constraint keeps every later install from swapping it for another build.
-RUN pip install --index-url "${TORCH_INDEX}" "torch==${TORCH_VERSION}" \
+RUN pip install "torch==${TORCH_VERSION}" \
  && echo "torch==${TORCH_VERSION}" > /etc/scion-constraints.txt
 
 # Then the other dependencies, read from pyproject.toml: rebuilt only when it changes.
