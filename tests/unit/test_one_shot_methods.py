@@ -22,12 +22,13 @@ from worker.evaluators import inherited
 from worker.evaluators.inherited import InheritedEvaluator, recalibrate_batchnorm
 from worker.evaluators.supernet import SupernetEvaluator
 from worker.one_shot.darts import DARTS
-from worker.one_shot.data import Split, supernet_data
+from worker.one_shot.data import supernet_data
 from worker.one_shot.epochs import load_checkpoint
 from worker.one_shot.hessian import dominant_eigenvalue, early_stop_epoch, hvp_function
 from worker.one_shot.method import preserved_buffers
 from worker.outcomes import TrialFailed, TrialStopped
 from worker.training.datasets import load_dataset
+from worker.training.trainer import Split
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -18,12 +18,11 @@ from scion.configs.one_shot import OneShotConfig
 from spaces.base import Arch, SearchSpace
 from worker.evaluators.base import EvalContext, Evaluator
 from worker.evaluators.train import arch_seed
-from worker.one_shot.data import Split
 from worker.one_shot.epochs import supernet_weights
 from worker.outcomes import TrialFailed
 from worker.training.cost import measure_costs
 from worker.training.datasets import load_dataset
-from worker.training.trainer import accuracy, device_tensors, run_oom_guarded
+from worker.training.trainer import Split, accuracy, device_tensors, run_oom_guarded
 
 BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 RECALIBRATION_SEED = 0  # which training batches re-estimate BatchNorm statistics: the same for every candidate

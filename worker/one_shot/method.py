@@ -15,9 +15,9 @@ from torch import Tensor, nn
 
 from scion.configs.one_shot import MethodConfig
 from spaces.base import Arch, SearchSpace
-from worker.one_shot.data import Split, SupernetData
+from worker.one_shot.data import SupernetData
 from worker.one_shot.distributed import Parallel
-from worker.training.trainer import GRAD_CLIP, accuracy
+from worker.training.trainer import GRAD_CLIP, Split, accuracy
 
 
 class Bound(nn.Module):

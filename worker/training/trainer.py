@@ -10,7 +10,8 @@ from __future__ import annotations
 import gc
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +53,7 @@ def run_oom_guarded(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     raise TrialFailed(f"out of memory: {message}")
 
 
-def batch_bounds(n: int, batch_size: int) -> list[tuple[int, int]]:
+def _batch_bounds(n: int, batch_size: int) -> list[tuple[int, int]]:
     """Slice bounds covering ``n``; a trailing batch of one is dropped (BatchNorm cannot train
     on a single example)."""
     bounds = [(i, min(i + batch_size, n)) for i in range(0, n, batch_size)]
@@ -61,10 +62,40 @@ def batch_bounds(n: int, batch_size: int) -> list[tuple[int, int]]:
     return bounds
 
 
-def epoch_order(n: int, seed: int, epoch: int, device: torch.device) -> Tensor:
+def _epoch_order(n: int, seed: int, epoch: int, device: torch.device) -> Tensor:
     """The epoch's shuffled example indices, on ``device``: seeded per epoch, so a run resumed from a
     checkpoint sees the same batches as an uninterrupted one."""
     return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 10_007 + epoch)).to(device)
+
+
+@dataclass(frozen=True)
+class Split:
+    """Examples and labels on one device, batched per epoch the one way every training loop here
+    batches them (the trainer's, the one-shot methods', BatchNorm recalibration's)."""
+
+    x: Tensor
+    y: Tensor
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def steps(self, batch_size: int) -> int:
+        """Batches per epoch (a trailing batch of one is dropped: BatchNorm cannot train on it)."""
+        return len(_batch_bounds(len(self), batch_size))
+
+    def batches(
+        self, batch_size: int, seed: int, epoch: int, augment: bool = False, shard: tuple[int, int] = (0, 1)
+    ) -> Iterator[tuple[Tensor, Tensor]]:
+        """The epoch's shuffled batches; images randomly cropped and flipped when ``augment``.
+        ``shard`` (rank, processes): the part of every batch one of several processes takes."""
+        order = _epoch_order(len(self), seed, epoch, self.y.device)
+        generator = epoch_generator(self.y.device, seed, epoch) if augment else None
+        rank, processes = shard
+        for start, stop in _batch_bounds(len(self), batch_size):
+            index = order[start:stop]
+            x = self.x[index]
+            x = augment_batch(x, generator) if generator is not None else x
+            yield x[rank::processes], self.y[index][rank::processes]
 
 
 def _sync(device: torch.device) -> None:
@@ -147,8 +178,7 @@ def _train(
     autocast = amp and dev.type == "cuda"
 
     x_train, y_train, x_val, y_val, x_test, y_test = device_tensors(data, dev)
-    n = len(y_train)
-    bounds = batch_bounds(n, batch_size)
+    train_split = Split(x_train, y_train)
 
     optimizer = torch.optim.SGD(
         model.parameters(),
@@ -157,7 +187,8 @@ def _train(
         weight_decay=weight_decay,
         nesterov=nesterov and momentum > 0,
     )
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=schedule_epochs * len(bounds))
+    steps = schedule_epochs * train_split.steps(batch_size)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
     criterion = nn.CrossEntropyLoss()
     done = 0
     if resume is not None:
@@ -171,17 +202,12 @@ def _train(
     val_acc = 0.0
     for epoch in range(done + 1, epochs + 1):
         epoch_start = time.perf_counter()
-        order = epoch_order(n, seed, epoch, dev)
-        augment = epoch_generator(dev, seed, epoch) if getattr(data, "augment", False) else None  # images: crop + flip
         seen = 0
         # summed on the device: no host sync per step; a NaN is caught at the end of the epoch
         loss_sum = torch.zeros((), dtype=torch.float32, device=dev)
         correct = torch.zeros((), dtype=torch.long, device=dev)
-        for start, stop in bounds:
-            index = order[start:stop]
-            xb, yb = x_train[index], y_train[index]
-            if augment is not None:
-                xb = augment_batch(xb, augment)
+        # images are cropped and flipped at random per batch (worker.training.augment)
+        for xb, yb in train_split.batches(batch_size, seed, epoch, getattr(data, "augment", False)):
             with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=autocast):
                 logits = model(xb)
                 loss = criterion(logits.float(), yb)
@@ -190,9 +216,9 @@ def _train(
             nn.utils.clip_grad_norm_(model.parameters(), GRAD_CLIP)
             optimizer.step()
             scheduler.step()
-            loss_sum += loss.detach() * (stop - start)
+            loss_sum += loss.detach() * len(yb)
             correct += (logits.detach().argmax(1) == yb).sum()
-            seen += stop - start
+            seen += len(yb)
         train_loss = float(loss_sum) / seen
         if not math.isfinite(train_loss):
             raise TrialFailed(f"loss became NaN at epoch {epoch}")
@@ -251,6 +277,5 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
 
 
 __all__ = [
-    "GRAD_CLIP", "accuracy", "batch_bounds", "device_tensors", "epoch_order", "pick_device", "run_oom_guarded",
-    "save_checkpoint", "train",
+    "GRAD_CLIP", "Split", "accuracy", "device_tensors", "pick_device", "run_oom_guarded", "save_checkpoint", "train",
 ]
