@@ -17,7 +17,13 @@ from scion.space import (
 )
 
 __all__ = ["Arch", "InvalidArchitecture", "InvalidSpace", "SearchSpace", "check_fields", "check_input",
-           "searched_settings", "training_settings"]
+           "conv_bn_params", "searched_settings", "training_settings"]
+
+
+def conv_bn_params(c_in: int, c_out: int, kernel_area: int) -> int:
+    """Parameters of a bias-free convolution (``kernel_area`` taps per input channel) followed by
+    BatchNorm (its scale and shift): what the spaces' supernet parameter counts add up, without torch."""
+    return c_in * c_out * kernel_area + 2 * c_out
 
 
 def check_fields(item: Any, fields: tuple[str, ...], where: str, kind: str, example: Any) -> None:

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from scion.configs.spaces import ChainConfig, scaled_channels
-from spaces.base import InvalidArchitecture, check_fields
+from spaces.base import InvalidArchitecture, check_fields, conv_bn_params
 from spaces.categorical import CategoricalSpace
 
 FIELDS: tuple[str, ...] = ("depth", "kernel", "expand", "width", "se")
@@ -207,21 +207,21 @@ class ChainSpace(CategoricalSpace):
         kernel, stem = (k, 3) if sequence else (k * k, 9)
         expand = max(self.options["expand"])
         se = True in self.options["se"]
-        total = input_shape[0] * c.stem_channels * stem + 2 * c.stem_channels
+        total = conv_bn_params(input_shape[0], c.stem_channels, stem)
         c_in = c.stem_channels
         for c_out in self.widest_channels():
             for _ in range(max(self.options["depth"])):
                 hidden = c_in * expand
                 if expand != 1:
-                    total += c_in * hidden + 2 * hidden
-                total += hidden * kernel + 2 * hidden
+                    total += conv_bn_params(c_in, hidden, 1)
+                total += conv_bn_params(1, hidden, kernel)  # depthwise: one input channel per group
                 if se:
                     squeezed = max(1, c_in // 4)
                     total += 2 * hidden * squeezed + squeezed + hidden
-                total += hidden * c_out + 2 * c_out
+                total += conv_bn_params(hidden, c_out, 1)
                 c_in = c_out
         if c.head_channels:
-            total += c_in * c.head_channels + 2 * c.head_channels
+            total += conv_bn_params(c_in, c.head_channels, 1)
             c_in = c.head_channels
         return total + c_in * num_classes + num_classes
 

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from scion.configs.spaces import Conv1DConfig
-from spaces.base import InvalidArchitecture, check_fields
+from spaces.base import InvalidArchitecture, check_fields, conv_bn_params
 from spaces.categorical import CategoricalSpace
 
 FIELDS: tuple[str, ...] = ("kernel", "channels", "dilation", "pool", "skip")
@@ -212,8 +212,8 @@ class Conv1DSpace(CategoricalSpace):
         """The supernet's parameter count, computed without torch (the API checks memory with it)."""
         kernel, total, c_out = max(self.options["kernel"]), 0, 0
         for c_in, c_out, shortcut in self.supernet_layers(input_shape[0]):
-            total += c_in * c_out * kernel + 2 * c_out  # convolution (no bias), BatchNorm
-            total += (c_in * c_out + 2 * c_out) if shortcut else 0
+            total += conv_bn_params(c_in, c_out, kernel)
+            total += conv_bn_params(c_in, c_out, 1) if shortcut else 0
         return total + c_out * num_classes + num_classes
 
 

@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from scion.configs.spaces import DARTSConfig
-from spaces.base import InvalidArchitecture
+from spaces.base import InvalidArchitecture, conv_bn_params
 from spaces.categorical import CategoricalSpace
 
 # The DARTS PRIMITIVES, in the order of the DARTS code.
@@ -131,19 +131,14 @@ def cell_plan(channels: int, layers: int, stem_multiplier: int) -> list[CellPlan
     return plan
 
 
-def _conv_bn_params(c_in: int, c_out: int, kernel_area: int) -> int:
-    """A bias-free convolution followed by BatchNorm (weight and bias)."""
-    return c_in * c_out * kernel_area + 2 * c_out
-
-
 def _op_params(op: str, c: int, strided: bool, kernel_area: Callable[[int], int]) -> int:
     """The parameters of one edge's module as ``darts_net.make_op`` builds it."""
     if op in ("sep_conv_3x3", "sep_conv_5x5"):
-        return 2 * (c * kernel_area(int(op[-1])) + _conv_bn_params(c, c, 1))
+        return 2 * (c * kernel_area(int(op[-1])) + conv_bn_params(c, c, 1))
     if op in ("dil_conv_3x3", "dil_conv_5x5"):
-        return c * kernel_area(int(op[-1])) + _conv_bn_params(c, c, 1)
+        return c * kernel_area(int(op[-1])) + conv_bn_params(c, c, 1)
     if op == "skip_connect" and strided:
-        return _conv_bn_params(c, c, 1)  # FactorizedReduce: two 1x1 halves and a BatchNorm
+        return conv_bn_params(c, c, 1)  # FactorizedReduce: two 1x1 halves and a BatchNorm
     return 0
 
 
@@ -400,10 +395,10 @@ class DARTSSpace(CategoricalSpace):
             return k if sequence else k * k
 
         plan = cell_plan(self.config.channels, self.config.layers, self.config.stem_multiplier)
-        total = _conv_bn_params(input_shape[0], plan[0].c_prev, kernel_area(3))  # the stem
+        total = conv_bn_params(input_shape[0], plan[0].c_prev, kernel_area(3))  # the stem
         for cell in plan:
             # preprocess0 is a FactorizedReduce after a reduction cell: the same count as a 1x1 conv.
-            total += _conv_bn_params(cell.c_prev_prev, cell.c, 1) + _conv_bn_params(cell.c_prev, cell.c, 1)
+            total += conv_bn_params(cell.c_prev_prev, cell.c, 1) + conv_bn_params(cell.c_prev, cell.c, 1)
             for node in range(NUM_NODES):
                 for src in range(inputs_of(node)):
                     strided = cell.reduction and src < 2

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from scion.configs.spaces import NB201Config
-from spaces.base import InvalidArchitecture
+from spaces.base import InvalidArchitecture, conv_bn_params
 from spaces.categorical import CategoricalSpace
 
 OPS: tuple[str, ...] = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
@@ -164,12 +164,12 @@ class NB201Space(CategoricalSpace):
         """The supernet's parameter count, computed without torch (the API checks memory with it):
         the network's skeleton, and on every edge of every cell both convolutions."""
         c, cells = self.config.channels, self.config.cells_per_stage
-        total = _conv_bn(input_shape[0], c, 3)
+        total = conv_bn_params(input_shape[0], c, 9)
         for stage in range(3):
             if stage > 0:  # the residual reduction: two 3x3 ReLUConvBNs and a 1x1 shortcut
-                total += _conv_bn(c, 2 * c, 3) + _conv_bn(2 * c, 2 * c, 3) + c * 2 * c
+                total += conv_bn_params(c, 2 * c, 9) + conv_bn_params(2 * c, 2 * c, 9) + c * 2 * c
                 c *= 2
-            total += cells * len(EDGES) * (_conv_bn(c, c, 1) + _conv_bn(c, c, 3))
+            total += cells * len(EDGES) * (conv_bn_params(c, c, 1) + conv_bn_params(c, c, 9))
         return total + 2 * c + c * num_classes + num_classes  # last BatchNorm, classifier
 
     def mixed_edges(self) -> dict[str, tuple[int, tuple[str, ...]]]:
@@ -189,7 +189,3 @@ class NB201Space(CategoricalSpace):
             )
         return [OPS[int(i)] for i in matrix.argmax(axis=1)]
 
-
-def _conv_bn(c_in: int, c_out: int, kernel: int) -> int:
-    """Parameters of a bias-free square convolution followed by BatchNorm (its scale and shift)."""
-    return c_in * c_out * kernel * kernel + 2 * c_out
