@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from scion.configs.spaces import scaled_channels
+from spaces.sliced_net import bn_state, sliced_batch_norm
 
 if TYPE_CHECKING:
     from spaces.chain import ChainSpace
@@ -64,25 +65,10 @@ class ElasticBatchNorm(nn.BatchNorm2d):
     ``BatchNorm2d`` of that size updates its own."""
 
     def sliced(self, channels: int) -> State:
-        return {
-            "weight": self.weight[:channels],
-            "bias": self.bias[:channels],
-            "running_mean": self.running_mean[:channels],
-            "running_var": self.running_var[:channels],
-            "num_batches_tracked": self.num_batches_tracked,
-        }
+        return bn_state(self, channels)
 
     def forward(self, x: Tensor) -> Tensor:
-        n = x.shape[1]
-        factor = 0.0 if self.momentum is None else self.momentum
-        if self.training:
-            self.num_batches_tracked.add_(1)
-            if self.momentum is None:  # cumulative moving average, as nn.BatchNorm2d does
-                factor = 1.0 / float(self.num_batches_tracked)
-        return F.batch_norm(
-            x, self.running_mean[:n], self.running_var[:n], self.weight[:n], self.bias[:n],
-            self.training, factor, self.eps,
-        )
+        return sliced_batch_norm(self, x)
 
 
 class ElasticSqueezeExcite(nn.Module):

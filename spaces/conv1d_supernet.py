@@ -23,32 +23,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from spaces.conv1d_net import check_io, make_pool
+from spaces.sliced_net import bn_state, sliced_batch_norm
 
 if TYPE_CHECKING:
     from spaces.conv1d import Conv1DSpace
 
-_BN_SLICED = ("weight", "bias", "running_mean", "running_var")
-
-
-def sliced_batch_norm(bn: nn.BatchNorm1d, x: Tensor) -> Tensor:
-    """``bn`` on the first ``x.shape[1]`` channels, computed as ``nn.BatchNorm1d`` of that width
-    computes it (momentum None being the cumulative average)."""
-    c, momentum = x.shape[1], bn.momentum
-    if bn.training:
-        bn.num_batches_tracked.add_(1)
-        if momentum is None:
-            momentum = 1.0 / float(bn.num_batches_tracked)
-    return F.batch_norm(
-        x, bn.running_mean[:c], bn.running_var[:c], bn.weight[:c], bn.bias[:c], bn.training,
-        momentum or 0.0, bn.eps,
-    )
-
-
-def bn_state(prefix: str, bn: nn.BatchNorm1d, c: int) -> dict[str, Tensor]:
+def prefixed_bn_state(prefix: str, bn: nn.BatchNorm1d, c: int) -> dict[str, Tensor]:
     """The state of ``nn.BatchNorm1d(c)`` cut from ``bn``, its keys under ``prefix``."""
-    state = {f"{prefix}.{name}": getattr(bn, name)[:c] for name in _BN_SLICED}
-    state[f"{prefix}.num_batches_tracked"] = bn.num_batches_tracked
-    return state
+    return {f"{prefix}.{name}": value for name, value in bn_state(bn, c).items()}
 
 
 class ElasticLayer(nn.Module):
@@ -91,10 +73,11 @@ class ElasticLayer(nn.Module):
     def state(self, prefix: str, c_in: int, layer: dict[str, Any]) -> dict[str, Tensor]:
         """``ConvLayer``'s state for ``layer`` (views), its keys under ``prefix``."""
         c = layer["channels"]
-        state = {f"{prefix}.conv.weight": self.conv_weight(c_in, layer), **bn_state(f"{prefix}.bn", self.bn, c)}
+        state = {f"{prefix}.conv.weight": self.conv_weight(c_in, layer),
+                 **prefixed_bn_state(f"{prefix}.bn", self.bn, c)}
         if self.projects(c_in, layer):
             state[f"{prefix}.shortcut.0.weight"] = self.shortcut_weight(c_in, layer)
-            state.update(bn_state(f"{prefix}.shortcut.1", self.shortcut[1], c))
+            state.update(prefixed_bn_state(f"{prefix}.shortcut.1", self.shortcut[1], c))
         return state
 
 
@@ -135,4 +118,4 @@ class Conv1DSupernet(nn.Module):
         return {key: value.detach().clone() for key, value in state.items()}
 
 
-__all__ = ["Conv1DSupernet", "ElasticLayer", "sliced_batch_norm"]
+__all__ = ["Conv1DSupernet", "ElasticLayer"]
