@@ -29,6 +29,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session, defer
 
+from scion.configs.one_shot import SUPERNET
 from scion.errors import Conflict, NotFound
 from storage.db import utcnow
 from storage.models import (
@@ -132,7 +133,7 @@ def trained_supernets(session: Session, *, limit: int = 200) -> list[Job]:
     """The newest jobs whose supernet trial (a one-shot job's trial 0) completed."""
     return list(session.scalars(
         select(Job).join(Trial, (Trial.job_id == Job.id) & (Trial.number == 0))
-        .where(Trial.phase == "supernet", Trial.status == "completed").order_by(Job.id.desc()).limit(limit)))
+        .where(Trial.phase == SUPERNET, Trial.status == "completed").order_by(Job.id.desc()).limit(limit)))
 
 
 def phase_trials(session: Session, *, job_id: int) -> list[Row]:
