@@ -48,7 +48,6 @@ from typing import Any
 PARTS = ("ranking", "pipelines", "collapse")
 GROUND_TRUTH = "ground-truth"  # the ranking's standalone trainings alone, e.g. ahead of the rest
 CACHE_NAME = "one-shot-ground-truth.json"
-PARAM_FREE = ("none", "skip_connect", "avg_pool_3x3")
 REMEDIES = ("none", "darts-", "early-stop")  # DARTSMethodConfig.remedy's values, plain DARTS first
 PIPELINES = ("spos", "darts", "enas", "evolution")
 BASELINE = "evolution"
@@ -211,6 +210,7 @@ def collapse(*, seeds: int, dataset: str, epochs: int, channels: int, cells_per_
     whose cell it returned and every epoch's dominant Hessian eigenvalue."""
     from scion.configs.one_shot import OneShotConfig
     from spaces import make_space
+    from worker.one_shot.darts import param_free
     from worker.one_shot.epochs import load_checkpoint
 
     if seeds < 1:
@@ -234,7 +234,7 @@ def collapse(*, seeds: int, dataset: str, epochs: int, channels: int, cells_per_
             derived = space.validate(trained["candidates"][0])
             runs.append({"seed": seed, "arch": space.key(derived), "ops": list(derived),
                          "skip_connect": sum(op == "skip_connect" for op in derived),
-                         "param_free": sum(op in PARAM_FREE for op in derived),
+                         "param_free": sum(param_free(op) for op in derived),
                          "val_acc": trained["val_acc"], "seconds": time.perf_counter() - started,
                          "epochs_trained": trained["epochs_trained"], "chosen_epoch": state.get("stopped_at"),
                          "hessian_eigenvalues": state.get("eigenvalues") or None,
@@ -503,7 +503,7 @@ def _collapse_markdown(r: dict[str, Any]) -> list[str]:
                      f"{_f(s['skip_connect']['std'], 2)} | {_f(s['param_free']['mean'], 2)} ± "
                      f"{_f(s['param_free']['std'], 2)} | {per_seed} | {epochs} | {s['distinct_cells']} | "
                      f"{_f(s['seconds']['mean'], 0)} |")
-    lines += ["", f"Parameter-free: {', '.join(PARAM_FREE)}."]
+    lines += ["", "Parameter-free: none, skip_connect and pooling."]
     if "early-stop" in r["remedies"]:
         d = c["darts"]
         lines.append(f"DARTS-ES: the Hessian's dominant eigenvalue smoothed over k = {d['stop_window']} epochs; a run "

@@ -231,10 +231,9 @@ class DARTS(Method):
             for kind, alpha in self.alphas.items():
                 alpha.copy_(state["alphas"][kind])
         self.arch_optimizer.load_state_dict(state["arch_optimizer"])
-        # a checkpoint from before DARTS-ES has none of these; only its own remedy's runs decide on them
-        self.history = list(state.get("history", []))
-        self.eigenvalues = list(state.get("eigenvalues", []))
-        self.stopped_at = state.get("stopped_at")
+        self.history = list(state["history"])
+        self.eigenvalues = list(state["eigenvalues"])
+        self.stopped_at = state["stopped_at"]
 
 
 __all__ = ["DARTS", "param_free"]
