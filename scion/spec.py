@@ -15,13 +15,20 @@ from __future__ import annotations
 import math
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, model_validator
 
 from scion.components import EVALUATORS, SPACES, STRATEGIES
-from scion.configs.datasets import stored_dataset
+from scion.configs.datasets import stored_dataset, trusted
 from scion.configs.early_stopping import CurveStoppingConfig
 from scion.configs.one_shot import RETRAIN, SEARCH, SUPERNET, OneShotConfig
-from scion.space import InvalidArchitecture, InvalidSpace, SearchSpace, check_input, searched_settings
+from scion.space import (
+    InvalidArchitecture,
+    InvalidSpace,
+    SearchSpace,
+    check_input,
+    searched_settings,
+    training_settings,
+)
 
 SPEC_VERSION = 3  # 1: stored before specs carried a version; 2: before one_shot (both: the same fields otherwise)
 TRUSTED = {"trusted": True}  # validation context of a stored spec: checked at submission, files included
@@ -163,7 +170,7 @@ class JobRequest(BaseModel):
         return data
 
     @model_validator(mode="after")
-    def _parts_fit_together(self) -> JobRequest:
+    def _parts_fit_together(self, info: ValidationInfo) -> JobRequest:
         if not self._kind_rules():  # a retrain job whose space comes from its source job: checked once resolved
             return self
         evaluator = self.evaluator
@@ -188,17 +195,19 @@ class JobRequest(BaseModel):
         if self.early_stopping and not hasattr(self.evaluator, "epochs"):
             raise ValueError(f"early_stopping: evaluator {self.evaluator.type!r} reports no learning curve; "
                              "use an evaluator that trains for epochs (train)")
+        if self.kind == "search" and not trusted(info):  # a stored spec was settled at submission
+            self._written_settings_kept()
         space = make_space(self.space)
-        self._space_fits(space)
+        self._space_fits(space, info)
         if self.one_shot is not None:
             self._one_shot_fits()
         if self.kind == "retrain":
-            self._retrain_arch(space)
+            self._retrain_arch(space, check_written=not trusted(info))
         for i, arch in enumerate(self.warm_start):
             _in_space(space, arch, f"warm_start[{i}]")
         return self
 
-    def _space_fits(self, space: SearchSpace) -> None:
+    def _space_fits(self, space: SearchSpace, info: ValidationInfo) -> None:
         """What a space asks of the rest of the job: its networks must take the dataset's inputs
         (whose shape a built-in dataset declares; a file dataset's is known from its files only,
         so a worker's build checks it), and the training settings it searches (a declared space's
@@ -220,12 +229,29 @@ class JobRequest(BaseModel):
             if name in strategy.fidelity_settings:
                 raise ValueError(f"{where}: strategy {self.strategy.type!r} sets each trial's {name} itself; "
                                  f"leave {name} out of the searched hyperparameters")
+            if name in evaluator.model_fields_set and self.kind == "search" and not trusted(info):
+                raise ValueError(f"{where}: searches {name} per trial, but evaluator.{name} sets it to "
+                                 f"{getattr(evaluator, name)!r}; keep one (leave {name} out of the hyperparameters "
+                                 f"to train every trial with the evaluator's, or out of the evaluator to search it)")
             for value in options:
                 try:
                     type(self.evaluator).__pydantic_validator__.validate_assignment(
                         self.evaluator.model_copy(), name, value)
                 except ValidationError as exc:
                     raise ValueError(f"{where}: {value!r} is not allowed: {exc.errors()[0]['msg']}") from None
+
+    def _written_settings_kept(self) -> None:
+        """A training setting written on the evaluator is one the user meant: a declared space
+        searches lr and batch size by default, and a setting the evaluator names leaves that
+        default search (hyperparameters written to search it too are refused by ``_space_fits``)."""
+        hyperparameters = getattr(self.space, "hyperparameters", None)
+        if hyperparameters is None or "hyperparameters" in self.space.model_fields_set:
+            return
+        searched = hyperparameters.options()
+        kept = {name: list(options) for name, options in searched.items()
+                if name not in self.evaluator.model_fields_set}
+        if len(kept) < len(searched):
+            self.space.hyperparameters = type(hyperparameters)(**kept)
 
     def _one_shot_fits(self) -> None:
         """What a one-shot method asks of the rest of the job: a supernet of this space, the train
@@ -289,12 +315,18 @@ class JobRequest(BaseModel):
             raise ValueError("space: field required (a retrain job takes its space from retrain.from_job only)")
         return self.space is not None
 
-    def _retrain_arch(self, space: SearchSpace) -> None:
+    def _retrain_arch(self, space: SearchSpace, *, check_written: bool) -> None:
         if self.retrain.arch is None:
             if self.warm_start:
                 raise ValueError("warm_start: a retrain job trains retrain's architecture alone; leave warm_start out")
             return  # from_job, not resolved yet: check_runnable refuses to run it
         arch = _in_space(space, self.retrain.arch, "retrain.arch")
+        carried = training_settings(space, arch) if check_written else {}
+        for name in carried:
+            if name != "epochs" and name in self.evaluator.model_fields_set:
+                raise ValueError(f"evaluator.{name}: the architecture carries its searched {name} ({carried[name]!r}), "
+                                 f"which a retrain job trains with; leave evaluator.{name} out (only epochs is the "
+                                 f"evaluator's)")
         if self.warm_start and self.warm_start not in ([self.retrain.arch], [arch]):
             raise ValueError("warm_start: a retrain job trains retrain's architecture alone; leave warm_start out")
 

@@ -112,3 +112,34 @@ def test_an_accepted_space_is_stored_with_its_names_and_canonical_architectures(
                    "hidden": "linear(units=16)"},
         "hyperparameters": {"lr": 0.1, "batch_size": 64},
     }]
+
+
+def test_a_setting_written_on_the_evaluator_is_trained_with_not_searched(client: TestClient) -> None:  # noqa: F811
+    spec = declared_spec(evaluator={"lr": 0.3})
+    del spec["space"]["hyperparameters"]  # the default searches lr and batch size
+    job = submit(client, spec)
+    searched = {name: options for name, options in job["spec"]["space"]["hyperparameters"].items() if options}
+    assert searched == {"batch_size": [32, 64]}
+    assert job["spec"]["evaluator"]["lr"] == 0.3
+    r = client.post("/v1/jobs", json={**spec, "warm_start": [{"layers": {"conv": "identity", "flat": "flatten",
+                                                                         "hidden": "identity"},
+                                                              "hyperparameters": {"lr": 0.05, "batch_size": 32}}]})
+    assert r.status_code == 422 and "hyperparameters" in r.text and "batch_size" in r.text, r.text
+
+
+def test_a_setting_both_searched_and_written_is_refused_naming_both(client: TestClient) -> None:  # noqa: F811
+    r = client.post("/v1/jobs", json=declared_spec(evaluator={"batch_size": 16}))
+    assert r.status_code == 422, r.text
+    no_traceback(r)
+    assert "space.hyperparameters.batch_size" in r.text and "evaluator.batch_size sets it to 16" in r.text, r.text
+
+
+def test_a_retrain_job_refuses_a_setting_its_architecture_already_carries(client: TestClient) -> None:  # noqa: F811
+    arch = {"layers": {"conv": "identity", "flat": "flatten", "hidden": "identity"},
+            "hyperparameters": {"lr": 0.05, "batch_size": 32}}
+    retrain = {"kind": "retrain", "space": declared_spec()["space"], "retrain": {"arch": arch}}
+    r = client.post("/v1/jobs", json={**retrain, "evaluator": {"type": "train", "dataset": "digits", "lr": 0.2}})
+    assert r.status_code == 422, r.text
+    assert "evaluator.lr" in r.text and "carries its searched lr (0.05)" in r.text, r.text
+    job = submit(client, {**retrain, "evaluator": {"type": "train", "dataset": "digits", "epochs": 3}})
+    assert job["spec"]["evaluator"]["epochs"] == 3  # epochs stays the evaluator's to set

@@ -22,7 +22,7 @@ SPACE = {
     ],
     "hyperparameters": {"lr": [0.02, 0.1], "batch_size": [64, 128], "epochs": [1, 2]},
 }
-EVALUATOR = {"type": "train", "dataset": "digits", "epochs": 3, "batch_size": 32, "lr": 0.05, "latency_repeats": 1}
+EVALUATOR = {"type": "train", "dataset": "digits", "latency_repeats": 1}  # what the space searches is left to it
 
 
 @pytest.fixture
@@ -46,11 +46,21 @@ def test_each_trial_trains_with_the_hyperparameters_its_architecture_carries(set
     trials = run(settings_env, make_broker, {"space": SPACE, "strategy": {"type": "random"}, "evaluator": EVALUATOR,
                                              "budget": {"max_trials": 4, "max_parallel": 2}, "seed": 1})
     settings = [t.arch["hyperparameters"] for t in trials]
-    assert {s["epochs"] for s in settings} == {1, 2}, settings  # both options met, never the evaluator's 3
+    assert {s["epochs"] for s in settings} == {1, 2}, settings  # both options met
     for trial, chosen in zip(trials, settings):
         assert trial.status == "completed"
         assert len(epochs_recorded(trial.id)) == chosen["epochs"]
         assert initial_lr(settings_env, trial) == chosen["lr"]
+
+
+def test_a_setting_written_on_the_evaluator_is_the_one_every_trial_trains_with(settings_env, make_broker) -> None:
+    space = {key: value for key, value in SPACE.items() if key != "hyperparameters"}  # default: lr and batch size
+    trials = run(settings_env, make_broker, {"space": space, "strategy": {"type": "random"},
+                                             "evaluator": {**EVALUATOR, "epochs": 1, "lr": 0.3},
+                                             "budget": {"max_trials": 3, "max_parallel": 2}, "seed": 1})
+    assert {trial.status for trial in trials} == {"completed"}
+    assert all(set(trial.arch["hyperparameters"]) == {"batch_size"} for trial in trials), [t.arch for t in trials]
+    assert [initial_lr(settings_env, trial) for trial in trials] == [0.3] * 3
 
 
 def test_a_retrain_keeps_the_searched_settings_but_trains_for_its_own_schedule(settings_env, make_broker) -> None:
