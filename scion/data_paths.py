@@ -62,8 +62,26 @@ def resolve_data_path(path: str | Path, *, what: str = "path", roots: Sequence[P
     )
 
 
+def confined(paths: Sequence[Path], *, what: str, roots: Sequence[Path] | None = None) -> list[Path]:
+    """``paths`` found inside a resolved data path (a class folder's images, a CIFAR folder's
+    batch files), each resolved: a symlink in the data that leads outside every root is refused,
+    so what is opened is what was checked. Raises DataPathError naming ``what`` and the entry."""
+    roots = list(roots) if roots is not None else data_roots()
+    resolved = []
+    for path in paths:
+        try:
+            real = path.resolve(strict=True)
+        except (OSError, RuntimeError) as exc:
+            raise DataPathError(f"{what}: {path.name!r} cannot be resolved: {exc}") from None
+        if not _within(real, roots):
+            raise DataPathError(f"{what}: {path.name!r} is a link to outside the data roots; copy its data under "
+                                "one of them instead")
+        resolved.append(real)
+    return resolved
+
+
 def _list(roots: Sequence[Path]) -> str:
     return ", ".join(map(str, roots)) or "none configured"
 
 
-__all__ = ["DataPathError", "data_roots", "resolve_data_path"]
+__all__ = ["DataPathError", "confined", "data_roots", "resolve_data_path"]

@@ -15,7 +15,7 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-from scion.data_paths import DataPathError, resolve_data_path
+from scion.data_paths import DataPathError, confined, resolve_data_path
 from scion.registry import Registry
 
 
@@ -284,7 +284,9 @@ def image_plan(config: ImageFolderConfig) -> tuple[Path, list[tuple[str, list[Pa
         raise DataPathError(f"image_folder path {shown!r} is not a directory")
     try:
         folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-        classes = [(f.name, sorted(p for p in f.iterdir() if _is_image(p))) for f in folders]
+        classes = [(f.name, confined(sorted(p for p in f.iterdir() if _is_image(p)),
+                                     what=f"image_folder path {shown!r}, class folder {f.name!r}"))
+                   for f in folders]
     except OSError as exc:
         raise DataPathError(f"image_folder path {shown!r} cannot be listed: {exc}") from None
     if len(classes) < 2:
@@ -373,6 +375,7 @@ def cifar_files(config: _CIFARConfig) -> tuple[list[Path], Path]:
             f"{kind} path {shown!r} ({folder}) lacks {', '.join(missing)}; expected the python-version layout "
             f"({', '.join(p.name for p in paths)})"
         )
+    paths = confined(paths, what=f"{kind} path {shown!r}")
     for p in paths:
         with p.open("rb") as f:
             if f.read(1) != b"\x80":

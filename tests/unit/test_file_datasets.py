@@ -267,6 +267,34 @@ def test_paths_outside_the_data_roots_are_refused(root: Path, tmp_path: Path) ->
     assert TabularConfig(table=root / "nb201.csv").table == root / "nb201.csv"
 
 
+def test_links_inside_a_data_root_that_lead_outside_are_refused(root: Path, tmp_path: Path) -> None:
+    for cls in ("cat", "dog"):
+        for i in range(6):
+            write_png(root / "pets" / cls / f"{i}.png", (4, 4), 10 * i)
+            write_png(tmp_path / "private" / cls / f"{i}.png", (4, 4), 10 * i)
+    accepted = ImageFolderConfig(path="pets")  # checked at submission, as the worker reads it later
+    (root / "pets" / "owl").symlink_to(tmp_path / "private" / "cat", target_is_directory=True)
+    with pytest.raises(ValidationError, match="class folder 'owl': '0.png' is a link to outside the data roots"):
+        ImageFolderConfig(path="pets")
+    with pytest.raises(TrialFailed, match="link to outside the data roots"):  # planted after the job was accepted
+        ds.load_dataset(accepted)
+    (root / "pets" / "owl").unlink()
+    (root / "pets" / "dog" / "0.png").unlink()
+    (root / "pets" / "dog" / "0.png").symlink_to(tmp_path / "private" / "dog" / "0.png")
+    with pytest.raises(ValidationError, match="class folder 'dog': '0.png' is a link to outside"):
+        ImageFolderConfig(path="pets")
+
+    write_cifar(root / "c10", per_batch=4, n_test=4)
+    write_cifar(tmp_path / "secret", per_batch=4, n_test=4)
+    (root / "c10" / "data_batch_3").unlink()
+    (root / "c10" / "data_batch_3").symlink_to(tmp_path / "secret" / "data_batch_3")
+    with pytest.raises(ValidationError, match="'data_batch_3' is a link to outside the data roots"):
+        CIFAR10Config(path="c10")
+    (root / "c10" / "data_batch_3").unlink()
+    (root / "c10" / "data_batch_3").symlink_to(root / "c10" / "data_batch_2")  # a link within the roots is data
+    assert len(ds.load_dataset(CIFAR10Config(path="c10")).y_test) == 4
+
+
 def test_data_roots_setting(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("SCION_DATA_ROOTS", raising=False)
     settings = Settings(home=tmp_path / "home")
