@@ -158,23 +158,44 @@ def _read_npy_header(f: Any) -> tuple[tuple[int, ...], np.dtype]:
     return tuple(shape), np.dtype(dtype)
 
 
-def _npz_headers(path: Path, shown: str) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
-    """Array name → (shape, dtype), from the headers only."""
+NPZ_MAX_ARRAYS = 1024  # an archive with more costs a submission the time to list them, for arrays no job reads
+_ZIP_END = b"PK\x05\x06"  # the end-of-central-directory record, within the last 64 KiB + 22 bytes
+
+
+def _zip_entries(path: Path, shown: str) -> int:
+    """How many entries a zip archive holds, from its end record alone (its last bytes), so an
+    archive of a million members is refused before its directory is parsed; 0xFFFF stands for
+    that many or more (a zip64 archive)."""
+    with path.open("rb") as f:
+        size = f.seek(0, 2)
+        f.seek(max(0, size - 22 - 0xFFFF))
+        tail = f.read()
+    at = tail.rfind(_ZIP_END)
+    if at < 0 or len(tail) - at < 22:
+        raise DataPathError(f"npz path {shown!r} is not a .npz archive (not a zip file)")
+    return int.from_bytes(tail[at + 10:at + 12], "little")
+
+
+def _npz_headers(path: Path, shown: str, wanted: set[str]) -> tuple[dict[str, tuple[tuple[int, ...], np.dtype]],
+                                                                 list[str]]:
+    """(array name → (shape, dtype) for the ``wanted`` arrays present, from their headers only;
+    every array's name). The work is bounded by NPZ_MAX_ARRAYS whatever the file holds."""
     if not path.is_file():
         raise DataPathError(f"npz path {shown!r} is not a file")
-    if not zipfile.is_zipfile(path):
-        raise DataPathError(f"npz path {shown!r} is not a .npz archive (not a zip file)")
+    if (entries := _zip_entries(path, shown)) > NPZ_MAX_ARRAYS:
+        many = "65,535 or more" if entries == 0xFFFF else f"{entries:,}"
+        raise DataPathError(f"npz path {shown!r} holds {many} members; an npz for Scion holds at most "
+                            f"{NPZ_MAX_ARRAYS:,} (save only the arrays the job reads: x, y or x_train, y_train, ...)")
     headers: dict[str, tuple[tuple[int, ...], np.dtype]] = {}
     try:
         with zipfile.ZipFile(path) as zf:
-            for member in zf.namelist():
-                if not member.endswith(".npy"):
-                    continue
-                with zf.open(member) as f:
-                    headers[member[: -len(".npy")]] = _read_npy_header(f)
+            names = [member[: -len(".npy")] for member in zf.namelist() if member.endswith(".npy")]
+            for name in wanted.intersection(names):
+                with zf.open(f"{name}.npy") as f:
+                    headers[name] = _read_npy_header(f)
     except (OSError, ValueError, zipfile.BadZipFile) as exc:
         raise DataPathError(f"npz path {shown!r} cannot be read: {exc}") from None
-    return headers
+    return headers, names
 
 
 def npz_plan(config: NPZConfig) -> tuple[Path, dict[str, str], tuple[int, ...]]:
@@ -182,10 +203,10 @@ def npz_plan(config: NPZConfig) -> tuple[Path, dict[str, str], tuple[int, ...]]:
     raises DataPathError saying what is wrong with the file."""
     shown = config.path
     path = resolve_data_path(config.path, what="npz path")
-    headers = _npz_headers(path, shown)
     name = {role: config.keys.get(role, role) for role in NPZ_ROLES}
+    headers, arrays = _npz_headers(path, shown, set(name.values()))
     present = {role for role in NPZ_ROLES if name[role] in headers}
-    have = ", ".join(sorted(headers)) or "none"
+    have = ", ".join(sorted(arrays)[:20]) + (f", ... ({len(arrays)} in all)" if len(arrays) > 20 else "") or "none"
     if {"x_train", "y_train"} <= present:
         pairs = [("x_train", "y_train")]
         for split in ("val", "test"):

@@ -2,10 +2,12 @@
 lie under, and image augmentation; every file is small and written by the test itself."""
 from __future__ import annotations
 
+import io
 import json
 import os
 import pickle
 import time
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -145,6 +147,24 @@ def test_npz_refused_at_validation_with_the_path_named(root: Path) -> None:
         with pytest.raises(ValidationError) as info:
             NPZConfig(path=name, augment=name == "aug-seq.npz")
         assert name in str(info.value) and message in str(info.value), (name, str(info.value))
+
+
+def test_an_npz_of_many_members_costs_a_submission_milliseconds(root: Path) -> None:
+    write_npz(root / "wide.npz", **{f"extra{i}": np.zeros(1) for i in range(1000)})
+    NPZConfig(path="wide.npz")  # x, y and 1,000 more: read from two headers
+    write_npz(root / "wider.npz", **{f"extra{i}": np.zeros(1) for i in range(1100)})
+    with pytest.raises(ValidationError, match="'wider.npz' holds 1,102 members; an npz for Scion holds at most 1,024"):
+        NPZConfig(path="wider.npz")
+    header = io.BytesIO()
+    np.lib.format.write_array(header, np.zeros(1))
+    write_npz(root / "huge.npz")
+    with zipfile.ZipFile(root / "huge.npz", "a") as zf:  # a zip64 archive: its end record cannot count them
+        for i in range(70_000):
+            zf.writestr(f"a{i}.npy", header.getvalue())
+    started = time.perf_counter()
+    with pytest.raises(ValidationError, match="holds 65,535 or more members"):
+        NPZConfig(path="huge.npz")
+    assert time.perf_counter() - started < 0.5  # listing its members alone took longer than this
 
 
 # ---------------------------------------------------------------------------------- image folder
