@@ -13,9 +13,10 @@ trusted: no file is read and no path resolved again, so a scheduler need not see
 from __future__ import annotations
 
 import math
+import unicodedata
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from scion.components import EVALUATORS, SPACES, STRATEGIES
 from scion.configs.datasets import stored_dataset, trusted
@@ -125,7 +126,8 @@ class JobRequest(BaseModel):
     """What a user may send: ``POST /v1/jobs``'s body."""
 
     model_config = ConfigDict(extra="forbid")
-    name: str = Field("search", min_length=1, max_length=200)
+    name: str = Field("search", min_length=1, max_length=200,
+                      description="Shown in listings; printable text (no control characters).")
     kind: Literal["search", "retrain"] = Field(
         "search",
         description="'search' explores the space; 'retrain' trains one architecture (see `retrain`) with the "
@@ -168,6 +170,17 @@ class JobRequest(BaseModel):
         if problem:
             raise ValueError(problem)
         return data
+
+    @field_validator("name")
+    @classmethod
+    def _printable(cls, name: str, info: ValidationInfo) -> str:
+        """A name is printed in terminals and pages, where control and formatting characters would
+        move the cursor, recolour, hide text or reorder it (bidirectional overrides). Names stored
+        before this check load as they are; the CLI strips such characters when it prints."""
+        for at, char in enumerate(name if not trusted(info) else ""):
+            if unicodedata.category(char) in ("Cc", "Cf"):
+                raise ValueError(f"control character {char!r} at position {at} is not allowed; use printable text")
+        return name
 
     @model_validator(mode="after")
     def _parts_fit_together(self, info: ValidationInfo) -> JobRequest:
