@@ -7,13 +7,19 @@ order (so ``path: cifar-10-batches-py`` finds ``<root>/cifar-10-batches-py`` on 
 Whatever it names, after symlinks are resolved it must lie under one of ``Settings.data_roots``
 (``SCION_DATA_ROOTS``): a job cannot make the service read arbitrary files. Paths outside every
 root are refused without saying whether they exist.
+
+What a user is told names the path as their spec wrote it, or a file relative to its data root
+(``user_path``), never where the roots lie on the server's disk: that goes to this process's log.
 """
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 
 from scion.settings import get_settings
+
+log = logging.getLogger(__name__)
 
 
 class DataPathError(ValueError):
@@ -38,7 +44,7 @@ def resolve_data_path(path: str | Path, *, what: str = "path", roots: Sequence[P
     roots = list(roots) if roots is not None else data_roots()
     text = str(path)
     if not text.strip():
-        raise DataPathError(f"{what} is empty; give a path under one of the data roots ({_list(roots)})")
+        raise DataPathError(f"{what} is empty; give a path under one of the data roots")
     raw = Path(text).expanduser()
     candidates = [raw] if raw.is_absolute() else [Path.cwd() / raw, *(root / raw for root in roots)]
     looked: list[Path] = []
@@ -54,11 +60,13 @@ def resolve_data_path(path: str | Path, *, what: str = "path", roots: Sequence[P
         if resolved not in looked:
             looked.append(resolved)
     if looked:
-        where = str(looked[0]) if len(looked) == 1 else "any of " + ", ".join(map(str, looked))
-        raise DataPathError(f"{what} {text!r} does not exist (looked for {where})")
+        log.info("%s %r does not exist; looked for %s", what, text, ", ".join(map(str, looked)))
+        where = "the working directory and " * (not raw.is_absolute()) + f"{len(roots)} data root(s)"
+        raise DataPathError(f"{what} {text!r} does not exist (looked under {where})")
+    log.info("%s %r is outside the data roots %s", what, text, _list(roots))
     raise DataPathError(
-        f"{what} {text!r} is outside the data roots ({_list(roots)}); move the data under one of them "
-        "or add its directory to SCION_DATA_ROOTS"
+        f"{what} {text!r} is outside the data roots; give a path relative to one of them, or ask the "
+        "operator to add its directory to SCION_DATA_ROOTS"
     )
 
 
@@ -80,8 +88,17 @@ def confined(paths: Sequence[Path], *, what: str, roots: Sequence[Path] | None =
     return resolved
 
 
+def user_path(path: Path, roots: Sequence[Path] | None = None) -> str:
+    """``path`` as a user may see it: relative to the data root it lies under (its name alone
+    when it lies under none)."""
+    for root in roots if roots is not None else data_roots():
+        if path.is_relative_to(root):
+            return str(path.relative_to(root))
+    return path.name
+
+
 def _list(roots: Sequence[Path]) -> str:
     return ", ".join(map(str, roots)) or "none configured"
 
 
-__all__ = ["DataPathError", "confined", "data_roots", "resolve_data_path"]
+__all__ = ["DataPathError", "confined", "data_roots", "resolve_data_path", "user_path"]

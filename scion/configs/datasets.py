@@ -15,7 +15,7 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-from scion.data_paths import DataPathError, confined, resolve_data_path
+from scion.data_paths import DataPathError, confined, resolve_data_path, user_path
 from scion.registry import Registry
 
 
@@ -336,7 +336,7 @@ def probe_images(shown: str, files: list[Path]) -> None:
             with Image.open(file) as image:
                 image.verify()
         except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as exc:
-            raise DataPathError(f"image_folder path {shown!r}: cannot read image {str(file)!r}: {exc}") from None
+            raise DataPathError(f"image_folder path {shown!r}: cannot read image {user_path(file)!r}: {exc}") from None
 
 
 CIFAR_LAYOUT = {
@@ -393,14 +393,14 @@ def cifar_files(config: _CIFARConfig) -> tuple[list[Path], Path]:
     missing = [p.name for p in paths if not p.is_file()]
     if missing:
         raise DataPathError(
-            f"{kind} path {shown!r} ({folder}) lacks {', '.join(missing)}; expected the python-version layout "
-            f"({', '.join(p.name for p in paths)})"
+            f"{kind} path {shown!r} ({user_path(folder)}) lacks {', '.join(missing)}; expected the python-version "
+            f"layout ({', '.join(p.name for p in paths)})"
         )
     paths = confined(paths, what=f"{kind} path {shown!r}")
     for p in paths:
         with p.open("rb") as f:
             if f.read(1) != b"\x80":
-                raise DataPathError(f"{kind} file {str(p)!r} is not a pickle (the python-version CIFAR layout)")
+                raise DataPathError(f"{kind} file {user_path(p)!r} is not a pickle (the python-version CIFAR layout)")
     return paths[:-1], paths[-1]
 MIN_EXAMPLES = 10  # fewer cannot give non-empty train, validation and test splits
 

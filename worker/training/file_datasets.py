@@ -42,7 +42,7 @@ from scion.configs.datasets import (
     image_plan,
     npz_plan,
 )
-from scion.data_paths import DataPathError, resolve_data_path
+from scion.data_paths import DataPathError, resolve_data_path, user_path
 from worker.training.datasets import (
     DATASETS,
     DatasetSource,
@@ -202,7 +202,7 @@ def _load_image_folder(config: ImageFolderConfig) -> FileData:
                     image = image.resize((width, height), Image.Resampling.BILINEAR)
                 pixels = np.asarray(image, dtype=np.uint8)
         except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as exc:
-            raise DataPathError(f"image_folder path {shown!r}: cannot read image {str(file)!r}: {exc}") from None
+            raise DataPathError(f"image_folder path {shown!r}: cannot read image {user_path(file)!r}: {exc}") from None
         x[i] = pixels.reshape(height, width, channels).transpose(2, 0, 1)
         y[i] = label
     splits = _complete_splits(f"image_folder path {shown!r}", (x, y), None, None)
@@ -249,20 +249,21 @@ def _read_cifar_file(kind: str, path: Path, label_key: str) -> tuple[np.ndarray,
         with path.open("rb") as f:
             batch = _Unpickler(f, encoding="latin1").load()
     except (OSError, EOFError, ValueError, TypeError, AttributeError, pickle.UnpicklingError) as exc:
-        raise DataPathError(f"{kind} file {str(path)!r} cannot be unpickled: {exc}") from None
+        raise DataPathError(f"{kind} file {user_path(path)!r} cannot be unpickled: {exc}") from None
     if not isinstance(batch, dict):
-        raise DataPathError(f"{kind} file {str(path)!r} holds a {type(batch).__name__}, not a CIFAR batch dict")
+        raise DataPathError(f"{kind} file {user_path(path)!r} holds a {type(batch).__name__}, not a CIFAR batch dict")
     batch = {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in batch.items()}
     if "data" not in batch or label_key not in batch:
         keys = ", ".join(map(str, batch))
-        raise DataPathError(f"{kind} file {str(path)!r} lacks 'data' or {label_key!r}; keys: {keys}")
+        raise DataPathError(f"{kind} file {user_path(path)!r} lacks 'data' or {label_key!r}; keys: {keys}")
     data, labels = np.asarray(batch["data"]), np.asarray(batch[label_key])
     if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != CIFAR_PIXELS:
-        raise DataPathError(f"{kind} file {str(path)!r}: 'data' is {data.dtype} {data.shape}; expected uint8 "
+        raise DataPathError(f"{kind} file {user_path(path)!r}: 'data' is {data.dtype} {data.shape}; expected uint8 "
                             f"(N, {CIFAR_PIXELS})")
     if labels.shape != (len(data),):
-        raise DataPathError(f"{kind} file {str(path)!r}: {len(data)} images but {label_key!r} has shape {labels.shape}")
-    return data.reshape(-1, 3, 32, 32), check_labels(f"{kind} file {str(path)!r} {label_key!r}", labels)
+        raise DataPathError(f"{kind} file {user_path(path)!r}: {len(data)} images but {label_key!r} has shape "
+                            f"{labels.shape}")
+    return data.reshape(-1, 3, 32, 32), check_labels(f"{kind} file {user_path(path)!r} {label_key!r}", labels)
 
 
 def _load_cifar(config: CIFAR10Config | CIFAR100Config) -> FileData:
