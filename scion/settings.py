@@ -94,6 +94,11 @@ class Settings(BaseSettings):
     )
 
     worker_device: str = Field("auto", description="'auto', 'cpu', 'cuda' or 'cuda:N'.")
+    worker_data_cache_mb: int = Field(
+        2048, ge=0,
+        description="Memory each worker process keeps loaded datasets in, least recently used first out; a dataset "
+                    "larger than this is loaded for its trial alone. 0: every trial loads its data.",
+    )
     supernet_devices: str = Field(
         "",
         description="Devices a one-shot job's supernet trial trains on together, comma-separated ('cuda:0,cuda:1'): "

@@ -104,7 +104,7 @@ def test_npz_splits_normalises_and_caches(root: Path) -> None:
     with pytest.raises(ValueError):
         d.x_train[0, 0, 0, 0] = 1.0
 
-    ds._load_cached.cache_clear()
+    ds.clear_cache()
     again = ds.load_dataset(config)
     assert again is not d and np.array_equal(again.x_val, d.x_val) and np.array_equal(again.y_test, d.y_test)
 
@@ -401,3 +401,23 @@ def test_trainer_augments_image_batches(root: Path, monkeypatch: pytest.MonkeyPa
     assert seen == [(16, 2, 6, 6), (12, 2, 6, 6)] * 2 and result["val_acc"] >= 0
     gen = epoch_generator("cpu", 1, 1)
     assert torch.equal(torch.rand(3, generator=gen), torch.rand(3, generator=epoch_generator("cpu", 1, 1)))
+
+
+def test_the_worker_dataset_cache_is_bounded_by_bytes(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for i in range(4):
+        write_npz(root / f"part{i}.npz", n=2000, seed=i)  # about 0.6 MB of float32 each, once loaded
+    monkeypatch.setenv("SCION_WORKER_DATA_CACHE_MB", "1")
+    get_settings.cache_clear()
+    ds.clear_cache()
+    loaded = [ds.load_dataset(NPZConfig(path=f"part{i}.npz")) for i in range(4)]
+    assert 0 < sum(data.nbytes for data in ds._cache.values()) <= 1 << 20  # the oldest went out
+    assert ds.load_dataset(NPZConfig(path="part3.npz")) is loaded[3]  # the latest stays
+    assert ds.load_dataset(NPZConfig(path="part0.npz")) is not loaded[0]  # read again
+    monkeypatch.setenv("SCION_WORKER_DATA_CACHE_MB", "0")
+    get_settings.cache_clear()
+    ds.clear_cache()
+    assert ds.load_dataset(NPZConfig(path="part1.npz")) is not ds.load_dataset(NPZConfig(path="part1.npz"))
+    assert not ds._cache
+    monkeypatch.delenv("SCION_WORKER_DATA_CACHE_MB")
+    get_settings.cache_clear()
+    ds.clear_cache()  # the default size again, for the tests after this one

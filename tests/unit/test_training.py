@@ -97,7 +97,7 @@ def test_splits_are_disjoint_cached_and_fixed() -> None:
     train_, val, test = rows(d.x_train), rows(d.x_val), rows(d.x_test)
     assert len(train_) + len(val) + len(test) == 1797
     assert not (train_ & val) and not (train_ & test) and not (val & test)
-    ds._load_cached.cache_clear()
+    ds.clear_cache()
     again = ds.load_dataset("digits")
     assert again is not d
     assert np.array_equal(again.x_val, d.x_val) and np.array_equal(again.y_test, d.y_test)
@@ -114,16 +114,16 @@ def test_mnist1d_generated_offline_with_fixed_seed() -> None:
     assert d.input_shape == (1, 40) and d.x_train.shape == (700, 1, 40)
     assert (len(d.y_val), len(d.y_test)) == (150, 150)
     assert not (rows(d.x_train) & rows(d.x_test)) and not (rows(d.x_val) & rows(d.x_test))
-    ds._load_cached.cache_clear()
+    ds.clear_cache()
     assert np.array_equal(ds.load_dataset(ds.MNIST1DConfig(num_samples=1000)).x_train, d.x_train)
     with pytest.raises(ValidationError):
         ds.MNIST1DConfig(num_samples=10)
 
 
 def test_describe_is_cheap_and_json() -> None:
-    ds._load_cached.cache_clear()
+    ds.clear_cache()
     info = {e["name"]: e for e in describe_datasets()}
-    assert ds._load_cached.cache_info().currsize == 0  # nothing was loaded to describe
+    assert not ds._cache  # nothing was loaded to describe
     assert {"digits", "mnist1d"} <= set(info)  # file datasets (npz, cifar10, ...) describe themselves too
     assert info["mnist1d"]["details"]["splits"] == {"train": 2800, "val": 600, "test": 600}
     assert info["mnist1d"]["json_schema"]["properties"]["num_samples"]["default"] == 4000

@@ -2,21 +2,25 @@
 
 Everything here is generated or shipped with a Python package (no downloads), split once with a
 fixed seed that does not depend on the job, and cached per process so that a worker pays the
-loading cost once however many trials it runs. Only numpy and scikit-learn are imported at module
+loading cost once however many trials it runs. The cache holds at most
+``SCION_WORKER_DATA_CACHE_MB`` of arrays, least recently used out first, so a worker that has
+served many jobs on large files gives their memory back. Only numpy and scikit-learn are imported at module
 level, so the API can build the catalogue and validate job specs without torch.
 """
 from __future__ import annotations
 
 import random
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 
 import numpy as np
+from cachetools import LRUCache
 from pydantic import BaseModel
 
 from scion.configs.datasets import DATASETS, DigitsConfig, MNIST1DConfig, split_sizes
+from scion.settings import get_settings
 from worker.outcomes import TrialFailed
 
 SPLIT_SEED = 0  # the train/val/test split never depends on the job's seed
@@ -36,6 +40,10 @@ class Dataset:
     input_shape: tuple[int, ...]
     num_classes: int
     augment: bool = False  # random crop + flip per training batch (images; see worker.training.augment)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(a.nbytes for a in (self.x_train, self.y_train, self.x_val, self.y_val, self.x_test, self.y_test))
 
 
 @dataclass(frozen=True)
@@ -130,17 +138,38 @@ def load_dataset(config: BaseModel | str) -> Dataset:
     this machine raises TrialFailed naming the path."""
     config = _config_for(config)
     source = DATASETS[config.type].factory  # type: ignore[attr-defined]
-    if source.fingerprint is None:
-        return _load_cached(config.type, config.model_dump_json())  # type: ignore[attr-defined]
     try:
-        stamp = source.fingerprint(config)
-        return _load_cached(config.type, config.model_dump_json(), stamp)  # type: ignore[attr-defined]
+        stamp = source.fingerprint(config) if source.fingerprint is not None else ""
+        key = (config.type, config.model_dump_json(), stamp)  # type: ignore[attr-defined]
+        with _lock:
+            cached = _cache.get(key)
+        if cached is not None:
+            return cached
+        data = _load(*key)
     except (OSError, ValueError) as exc:
         raise TrialFailed(f"dataset {config.type}: {exc}") from None  # type: ignore[attr-defined]
+    with _lock:
+        if data.nbytes <= _cache.maxsize:  # larger than the whole cache: this trial's alone
+            _cache[key] = data
+    return data
 
 
-@lru_cache(maxsize=8)
-def _load_cached(name: str, config_json: str, stamp: str = "") -> Dataset:
+def _new_cache() -> LRUCache:
+    return LRUCache(maxsize=get_settings().worker_data_cache_mb << 20, getsizeof=lambda data: data.nbytes)
+
+
+_cache = _new_cache()
+_lock = threading.Lock()  # a process's trial threads share it (one-shot's distributed workers, tests)
+
+
+def clear_cache() -> None:
+    """Forget every loaded dataset (and read the cache's size from the settings again)."""
+    global _cache
+    with _lock:
+        _cache = _new_cache()
+
+
+def _load(name: str, config_json: str, stamp: str = "") -> Dataset:
     entry = DATASETS[name]
     source = entry.factory
     config = entry.config.model_validate_json(config_json)
@@ -167,7 +196,7 @@ def _load_cached(name: str, config_json: str, stamp: str = "") -> Dataset:
     return Dataset(name, *arrays, input_shape=shape, num_classes=classes, augment=augment)
 
 
-__all__ = ["DATASETS", "Dataset", "DatasetSource", "load_dataset"]
+__all__ = ["DATASETS", "Dataset", "DatasetSource", "clear_cache", "load_dataset"]
 
 # Datasets from the user's files (npz, image_folder, cifar10, cifar100) register themselves; last,
 # so that module can import everything above.
