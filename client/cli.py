@@ -98,12 +98,12 @@ def _follow(client: ScionClient, job: dict[str, Any], as_json: bool,
         with render.JobProgress(console, job) as bar:
             final = client.wait(job["id"], on_update=lambda snapshot: (check(), bar.update(snapshot)))
     else:
-        shown: list[tuple[Any, ...]] = []
+        shown: list[tuple[Any, ...]] = []  # the last change printed
 
         def on_update(snapshot: dict[str, Any]) -> None:
             check()
-            if not shown or render.progress_key(snapshot) != shown[-1]:
-                shown.append(render.progress_key(snapshot))
+            if (key := render.progress_key(snapshot)) not in shown[-1:]:
+                shown.append(key)
                 if json_lines:
                     render.print_json_line(snapshot)
                 else:
@@ -290,12 +290,12 @@ def export_model(
     the embedded store that `scion run` used, exported in this process."""
     from client.stack import embedded_api, export_here
 
-    url = api or get_settings().api_url
+    settings = get_settings()
+    url = api or settings.api_url
     if not url:
-        settings = get_settings()
         err_console.print(f"no API given: reading the embedded store (database {mask_url(settings.db_url)}, "
                           f"artifacts in {settings.artifact_root})", markup=False, soft_wrap=True)
-    with nullcontext(url) if url else embedded_api(get_settings()) as base, ScionClient(base) as client:
+    with nullcontext(url) if url else embedded_api(settings) as base, ScionClient(base) as client:
         try:
             number = trial if trial is not None else client.best(job_id)["number"]
             if not url and (reason := export_here(job_id, number, fmt)):
