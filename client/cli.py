@@ -34,7 +34,8 @@ console = Console()
 err_console = Console(stderr=True)
 
 ApiOption = Annotated[str | None, typer.Option("--api", envvar="SCION_API_URL", help="A running Scion API.")]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
+# A flag (no value): metavar "" keeps the help from showing it as an option that takes a <bool>.
+JsonOption = Annotated[bool, typer.Option("--json", metavar="", help="Print JSON instead of tables.")]
 # What the production-path benchmarks run against: a table for tabular trials, a PostgreSQL server
 # to create scratch databases on, and a Redis database they may empty.
 BenchTableOption = Annotated[Path, typer.Option("--table", help="A NAS-Bench-201-format CSV for the tabular trials.")]
@@ -77,21 +78,45 @@ def _fail(exc: ScionError) -> None:
     raise typer.Exit(1)
 
 
+def _table_width() -> int | None:
+    """How wide a table may fold its architectures: the terminal's width; unbounded (whole) when
+    the output is a file or a pipe."""
+    return console.width if console.is_terminal else None
+
+
 def _follow(client: ScionClient, job: dict[str, Any], as_json: bool,
-            check: Callable[[], None] = lambda: None) -> dict[str, Any]:
-    """Watch a job to its end with a live progress bar, then print its leaderboard. ``check`` runs
-    at every poll and may end the command (an embedded stack with a part gone)."""
+            check: Callable[[], None] = lambda: None, json_lines: bool = False) -> dict[str, Any]:
+    """Watch a job to its end, then print its leaderboard: a live bar in a terminal, otherwise one
+    line per change (trial counts, best, phase, status); with ``json_lines`` the job as JSON, one line
+    per change; with ``as_json`` only the final job, as JSON. ``check`` runs at every poll and may end
+    the command (an embedded stack with a part gone)."""
     if as_json:
         final = client.wait(job["id"], on_update=lambda _: check())
         render.print_json(final)
         return final
-    with render.JobProgress(console, job) as bar:
-        final = client.wait(job["id"], on_update=lambda snapshot: (check(), bar.update(snapshot)))
+    if console.is_terminal and not json_lines:
+        with render.JobProgress(console, job) as bar:
+            final = client.wait(job["id"], on_update=lambda snapshot: (check(), bar.update(snapshot)))
+    else:
+        shown: list[tuple[Any, ...]] = []  # the last change printed
+
+        def on_update(snapshot: dict[str, Any]) -> None:
+            check()
+            if (key := render.progress_key(snapshot)) not in shown[-1:]:
+                shown.append(key)
+                if json_lines:
+                    render.print_json_line(snapshot)
+                else:
+                    console.print(render.progress_line(snapshot), markup=False, highlight=False, soft_wrap=True)
+
+        final = client.wait(job["id"], on_update=on_update)
+        if json_lines:
+            return final
     render.job_summary(console, final)
     top = client.trials(final["id"], sort="objective", limit=10)["items"]
     if top:
-        console.print(render.trial_table(top, final["objective"]["metric"], title="leaderboard",
-                                         width=console.width))
+        render.print_table(console, render.trial_table(top, final["objective"]["metric"], title="leaderboard",
+                                                       width=_table_width()))
     if final["best"]:
         render.best_trial(console, final["best"], final["objective"]["metric"])
     return final
@@ -112,9 +137,11 @@ def run(
         from client.stack import LocalStack
 
         stack = LocalStack(get_settings(), workers=workers)
-        if not as_json:
-            err_console.print(f"starting the embedded stack (API {stack.url}, {workers} workers, logs in {stack.logs})")
-            err_console.print(auth_line(stack.host))
+        err_console.print(f"using the embedded stack at {stack.url} (database {mask_url(get_settings().db_url)}, "
+                          f"{workers} workers, logs in {stack.logs})", markup=False, soft_wrap=True)
+        err_console.print(auth_line(stack.host))
+    else:
+        err_console.print(f"using the API at {url}", markup=False, soft_wrap=True)
 
     def check() -> None:
         if stack and (why := stack.exited()):  # the job cannot finish without it: say so, not wait on
@@ -158,7 +185,7 @@ def status(job_id: Annotated[int | None, typer.Argument(help="A job; all jobs wh
         if result["best"]:
             render.best_trial(console, result["best"], result["objective"]["metric"])
     else:
-        console.print(render.job_table(result["items"]))
+        render.print_table(console, render.job_table(result["items"]))
 
 
 @app.command()
@@ -182,8 +209,40 @@ def trials(
     if as_json:
         render.print_json(page)
     else:
-        console.print(render.trial_table(page["items"], job["objective"]["metric"],
-                                         title=f"job {job_id}: {page['total']} trials", width=console.width))
+        render.print_table(console, render.trial_table(page["items"], job["objective"]["metric"],
+                                                       title=f"job {job_id}: {page['total']} trials",
+                                                       width=_table_width()))
+
+
+@app.command("trial")
+def show_trial(job_id: Annotated[int, typer.Argument(help="The job.")],
+               number: Annotated[int, typer.Argument(help="The trial's number within the job.")],
+               api: ApiOption = None, as_json: JsonOption = False) -> None:
+    """One trial: architecture, status, attempts, metrics, queue wait, the whole error of a failed
+    trial and its learning curve; --json prints the API's trial object."""
+    with _client(api) as client:
+        try:
+            job, trial = client.job(job_id), client.trial(job_id, number)
+        except ScionError as exc:
+            _fail(exc)
+    render.print_json(trial) if as_json else render.trial_detail(console, trial, job)
+
+
+@app.command()
+def events(job_id: int, api: ApiOption = None, as_json: JsonOption = False) -> None:
+    """What happened to a job, oldest first: submitted, started, phases, trials lost or resent, its end."""
+    with _client(api) as client:
+        try:
+            items = client.events(job_id)
+        except ScionError as exc:
+            _fail(exc)
+    if as_json:
+        render.print_json(items)
+        return
+    for event in items:
+        console.print(render.event_line(event), markup=False, highlight=False, soft_wrap=True)
+    if not items:
+        console.print(f"job {job_id} has no events")
 
 
 @app.command()
@@ -209,10 +268,10 @@ def pareto(job_id: int, api: ApiOption = None, as_json: JsonOption = False) -> N
         render.print_json(front)
         return
     objectives = [f"{o['metric']} ({o['mode']})" for o in job["spec"]["objectives"]]
-    console.print(render.trial_table(
+    render.print_table(console, render.trial_table(
         front, job["objective"]["metric"], objectives=tuple(o["metric"] for o in job["spec"]["objectives"]),
         title=f"job {job_id}: Pareto front, {len(front)} trials over {', '.join(objectives)}",
-        width=console.width,
+        width=_table_width(),
     ))
 
 
@@ -227,10 +286,20 @@ def export_model(
     as_json: JsonOption = False,
 ) -> None:
     """Download a completed trial's trained network; a state_dict also gets FILE.json, the
-    architecture to build the network it loads into."""
-    with _client(api) as client:
+    architecture to build the network it loads into. With no API given (--api, SCION_API_URL), from
+    the embedded store that `scion run` used, exported in this process."""
+    from client.stack import embedded_api, export_here
+
+    settings = get_settings()
+    url = api or settings.api_url
+    if not url:
+        err_console.print(f"no API given: reading the embedded store (database {mask_url(settings.db_url)}, "
+                          f"artifacts in {settings.artifact_root})", markup=False, soft_wrap=True)
+    with nullcontext(url) if url else embedded_api(settings) as base, ScionClient(base) as client:
         try:
             number = trial if trial is not None else client.best(job_id)["number"]
+            if not url and (reason := export_here(job_id, number, fmt)):
+                raise ScionError(409, reason)
             path = client.download_model(job_id, number, fmt, output)
             sidecar = None
             if fmt == "state_dict":
@@ -261,10 +330,11 @@ def cancel(job_id: int, api: ApiOption = None, as_json: JsonOption = False) -> N
 
 @app.command()
 def watch(job_id: int, api: ApiOption = None, as_json: JsonOption = False) -> None:
-    """Follow a running job to its end."""
+    """Follow a job to its end: a live bar in a terminal, otherwise a line per change (JSON lines,
+    the job as GET /v1/jobs/{id} returns it, with --json); then its leaderboard."""
     with _client(api) as client:
         try:
-            final = _follow(client, client.job(job_id), as_json)
+            final = _follow(client, client.job(job_id), False, json_lines=as_json)
         except ScionError as exc:
             _fail(exc)
     raise typer.Exit(0 if final["status"] == "completed" else 1)

@@ -146,8 +146,14 @@ class ScionClient:
         """The non-dominated completed trials over the job's objectives, best primary first."""
         return self._call("GET", f"/v1/jobs/{job_id}/pareto")
 
-    def events(self, job_id: int) -> list[dict[str, Any]]:
-        return self._call("GET", f"/v1/jobs/{job_id}/events", params={"limit": 500})
+    def events(self, job_id: int, *, page_size: int = 100) -> list[dict[str, Any]]:
+        """All the job's events, oldest first, read a page at a time."""
+        events: list[dict[str, Any]] = []
+        while True:
+            page = self._call("GET", f"/v1/jobs/{job_id}/events", params={"limit": page_size, "offset": len(events)})
+            events += page
+            if len(page) < page_size:
+                return events
 
     def catalogue(self, kind: str) -> list[dict[str, Any]]:
         return self._call("GET", f"/v1/{kind}")

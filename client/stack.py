@@ -2,7 +2,9 @@
 
 ``scion run`` and ``scion up`` use it when no API URL is given. Each part is the same
 process a production deployment runs, started with this machine's database and broker URLs,
-so what works here works when the parts are spread over machines.
+so what works here works when the parts are spread over machines. ``scion export`` with no API
+given only reads what such a stack left: the API served in its own process (``embedded_api``),
+the network exported there as a worker would (``export_here``).
 """
 from __future__ import annotations
 
@@ -14,10 +16,14 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from client.sdk import ScionClient
 from scion.settings import Settings
+from storage import artifacts
 from storage.migrate import upgrade
 
 
@@ -122,3 +128,50 @@ class LocalStack:
     @property
     def logs(self) -> Path:
         return self.log_dir
+
+
+@contextlib.contextmanager
+def serve(app: Any, host: str = "127.0.0.1", port: int | None = None, timeout_s: float = 20.0) -> Iterator[str]:
+    """The ASGI ``app`` served by uvicorn in a thread of this process while the block runs; its URL."""
+    import uvicorn
+
+    port = port or free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + timeout_s
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError(f"could not serve the API on {host}:{port}")
+        time.sleep(0.05)
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+@contextlib.contextmanager
+def embedded_api(settings: Settings) -> Iterator[str]:
+    """The API over the embedded store (``settings``' database and artifacts), served in this
+    process on a loopback port, with no scheduler and no workers: it starts in well under a second
+    and resumes no job, for a command that only reads what ``scion run`` left."""
+    upgrade(settings.db_url)
+    from api.main import create_app
+
+    with serve(create_app()) as url:
+        yield url
+
+
+def export_here(job_id: int, number: int, fmt: str) -> str | None:
+    """Export a completed trial's network into the store in this process, as a worker would when the
+    API asks it; the reason it cannot be exported, or None (exported, or something the API answers
+    itself: a missing or unfinished trial, an unknown format)."""
+    if fmt not in artifacts.FORMATS:
+        return None
+    from worker.export import export_trial
+
+    request = uuid.uuid4().hex
+    if export_trial(job_id, number, fmt, request) is not None:
+        return None
+    return artifacts.recorded_failure(job_id, number, fmt, request)

@@ -54,6 +54,9 @@ def test_training_job_with_a_broken_candidate_completes_and_shows_leaderboard(tm
     assert result.returncode == 0, result.stderr[-3000:]
     out = result.stdout
     assert "completed" in out and "leaderboard" in out and "best trial" in out
+    home = (tmp_path / "home").resolve()
+    assert f"(database sqlite:///{home / 'scion.db'}, 2 workers, logs in {home / 'logs'})" in result.stderr
+    assert "using the embedded stack at http://127.0.0.1:" in result.stderr  # which API it used
     assert "val_acc" in out and "params" in out
 
 
