@@ -4,6 +4,7 @@ job from nothing to its end on the processes Compose would start, each with exac
 environment its container gets (tests/e2e/compose.py plays Compose's part on this machine)."""
 from __future__ import annotations
 
+import re
 import shlex
 import shutil
 import subprocess
@@ -19,7 +20,7 @@ from sqlalchemy.engine import make_url
 from client.stack import free_port
 from storage.db import session_scope
 from storage.models import Job, Trial
-from tests.conftest import scratch_postgres
+from tests.conftest import REPO, scratch_postgres
 from tests.e2e.compose import COMPOSE_FILE, Compose, header_block, header_command, load_compose, read_dockerfile
 from tests.e2e.faults import RedisServer
 
@@ -54,6 +55,12 @@ def test_the_compose_file_is_valid(tmp_path: Path) -> None:
         config = subprocess.run(["docker", "compose", "-f", str(COMPOSE_FILE), "config", "--quiet"],
                                 capture_output=True, text=True, timeout=120)
         assert config.returncode == 0, config.stderr
+
+
+def test_the_readme_gives_the_headers_commands() -> None:
+    blocks = re.findall(r"```bash\n(.*?)```", (REPO / "README.md").read_text(), re.DOTALL)
+    readme = [[re.sub(r"\s+#\s.*$", "", line).strip() for line in block.splitlines()] for block in blocks]
+    assert header_block() in readme
 
 
 def test_the_compose_files_parts_agree() -> None:
