@@ -373,8 +373,9 @@ class Compose:
         if verb == "exec":
             assert rest[0] == "-T", "without -T, exec gives the command a terminal, which merges its stderr into $(...)"
             return self.exec(rest[1], rest[2:])
-        if verb == "logs":  # following: each service named is running and has a log
-            names = [word for word in rest if not word.startswith("-")]
+        if verb == "logs":  # following: each service named (or every one) is still running
+            names = [word for word in rest if not word.startswith("-")] or list(dict.fromkeys(
+                c.service for c in self.running if c.proc.poll() is None))
             for name in names:
                 assert self.containers(name) and all(c.proc.poll() is None for c in self.containers(name)), name
             return subprocess.CompletedProcess(argv, 0, "\n".join(self.logs(n) for n in names), "")

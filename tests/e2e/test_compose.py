@@ -109,9 +109,13 @@ def compose(tmp_path: Path, own_redis: RedisServer, nb201_csv: Path) -> Iterator
 @pytest.mark.slow
 @pytest.mark.postgres
 @pytest.mark.redis
-def test_the_headers_commands_run_a_job_to_its_end(compose: Compose) -> None:
+@pytest.mark.parametrize("host", ["gpu", "cpu"])
+def test_the_headers_commands_run_a_job_to_its_end(compose: Compose, host: str) -> None:
+    """As the header says, and on a host without NVIDIA GPUs with its CPU-worker line first."""
     lines = header_block()
     assert lines[0].startswith("docker compose up -d"), lines
+    if host == "cpu":
+        lines[0] = header_command("docker compose --profile cpu")
     printed = {}
     for line in lines:
         done = compose.run_header_line(line)
@@ -131,3 +135,4 @@ def test_the_headers_commands_run_a_job_to_its_end(compose: Compose) -> None:
     # `docker compose down`: every process stops within its service's stop_grace_period
     stopped = compose.down()
     assert None not in stopped.values(), stopped
+    assert {"api", "scheduler", f"worker{'-cpu' if host == 'cpu' else ''}"} <= set(stopped), stopped
