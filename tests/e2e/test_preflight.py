@@ -172,3 +172,12 @@ def test_a_misconfigured_worker_leaves_the_queued_trials_to_a_good_one(
         assert [(t.status, t.attempts) for t in trials] == [("completed", 1)] * 3, [t.error for t in trials]
     assert final["status"] == "completed", final
     broker.flushdb()
+
+
+def test_the_embedded_stack_says_which_part_refused_and_why(tmp_path: Path, redis_url: str) -> None:
+    stack = LocalStack(Settings(home=tmp_path / "home", broker_url=redis_url), workers=1)
+    try:
+        with pytest.raises(RuntimeError, match=r"exited with 1: error: SCION_BROKER_URL=\S+ is a broker shared"):
+            stack.start()
+    finally:
+        stack.stop()
