@@ -31,6 +31,8 @@ PROCESSES = ("api", "scheduler", "worker")
 # Far below the worker's database retry window (SCION_DATABASE_RETRY_SECONDS, 300 s by default):
 # a refused process never waits for the database, it says so and exits.
 REFUSED_WITHIN_S = 10.0
+# A broker the combination check refuses without connecting to it (the host need not exist).
+SHARED_BROKER = "redis://redis-host:6379/0"
 
 
 @dataclass
@@ -84,9 +86,9 @@ def test_a_database_without_the_schema_is_refused(process: str, tmp_path: Path) 
 
 @pytest.mark.postgres
 @pytest.mark.parametrize("process", PROCESSES)
-def test_a_postgresql_database_without_the_schema_is_refused(process: str, tmp_path: Path, redis_url: str) -> None:
+def test_a_postgresql_database_without_the_schema_is_refused(process: str, tmp_path: Path) -> None:
     with scratch_postgres(migrated=False) as url:
-        start(process, tmp_path, SCION_DATABASE_URL=url, SCION_BROKER_URL=redis_url).refused(
+        start(process, tmp_path, SCION_DATABASE_URL=url, SCION_BROKER_URL=SHARED_BROKER).refused(
             "has no Scion schema: run `scion db upgrade`")
 
 
@@ -100,14 +102,14 @@ def test_a_schema_behind_this_version_is_refused(process: str, tmp_path: Path) -
 
 
 @pytest.mark.parametrize("process", PROCESSES)
-def test_a_shared_broker_with_a_private_sqlite_file_is_refused(process: str, tmp_path: Path, redis_url: str) -> None:
+def test_a_shared_broker_with_a_private_sqlite_file_is_refused(process: str, tmp_path: Path) -> None:
     home = tmp_path / "home"
-    start(process, tmp_path, SCION_HOME=str(home), SCION_BROKER_URL=redis_url).refused(
+    start(process, tmp_path, SCION_HOME=str(home), SCION_BROKER_URL=SHARED_BROKER).refused(
         "set SCION_DATABASE_URL to the PostgreSQL database every process uses")
     assert not (home / "scion.db").exists()
     sqlite_file = f"sqlite:///{tmp_path / 'private.db'}"
     upgrade(sqlite_file)  # even a migrated one: other machines cannot open it
-    start(process, tmp_path, SCION_DATABASE_URL=sqlite_file, SCION_BROKER_URL=redis_url).refused(
+    start(process, tmp_path, SCION_DATABASE_URL=sqlite_file, SCION_BROKER_URL=SHARED_BROKER).refused(
         "is a broker shared between machines")
 
 
@@ -174,8 +176,8 @@ def test_a_misconfigured_worker_leaves_the_queued_trials_to_a_good_one(
     broker.flushdb()
 
 
-def test_the_embedded_stack_says_which_part_refused_and_why(tmp_path: Path, redis_url: str) -> None:
-    stack = LocalStack(Settings(home=tmp_path / "home", broker_url=redis_url), workers=1)
+def test_the_embedded_stack_says_which_part_refused_and_why(tmp_path: Path) -> None:
+    stack = LocalStack(Settings(home=tmp_path / "home", broker_url=SHARED_BROKER), workers=1)
     try:
         with pytest.raises(RuntimeError, match=r"exited with 1: error: SCION_BROKER_URL=\S+ is a broker shared"):
             stack.start()
