@@ -157,8 +157,7 @@ class Compose:
     running: list[Container] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.interpolation = {"SCION_DATA_DIR": str(self.data_dir), "SCION_API_PORT": str(self.api_port)}
-        self.config = load_compose(self.interpolation)
+        self.config = load_compose({"SCION_DATA_DIR": str(self.data_dir), "SCION_API_PORT": str(self.api_port)})
         self.defaults = load_compose({})  # what the header's host commands assume (port 8000)
         self.image = read_dockerfile()
         self.shell = {"PATH": os.environ["PATH"], "HOME": str(self.root / "host-home"), "PYTHONPATH": str(REPO)}
@@ -179,9 +178,8 @@ class Compose:
         return ports
 
     def _mounts(self, name: str, replica: int) -> dict[str, Path]:
-        """Container path → host directory: its volumes, and the image's home and workdir."""
-        container_root = self.root / "containers" / f"{name}-{replica}"
-        mounts = {"/home/scion": container_root / "home" / "scion"}
+        """Container path → host directory: its volumes, and the image's WORKDIR (its user's home)."""
+        mounts = {self.image.workdir: self.root / "containers" / f"{name}-{replica}"}
         for volume in self.service(name).get("volumes", []):
             source, target = volume.split(":")[:2]
             if source.startswith((".", "/")):
@@ -214,7 +212,7 @@ class Compose:
     def environment(self, name: str, replica: int = 0) -> tuple[dict[str, str], Path]:
         """The environment and working directory of the service's container, mapped."""
         mounts = self._mounts(name, replica)
-        env = {"PATH": os.environ["PATH"], "HOME": "/home/scion", **self.image.env,
+        env = {"PATH": os.environ["PATH"], "HOME": self.image.workdir, **self.image.env,
                **{k: str(v) for k, v in self.service(name).get("environment", {}).items()}}
         env = {k: self._url(self._path(v, mounts)) for k, v in env.items()}
         env["PYTHONPATH"] = str(REPO)  # the image installs Scion; here it runs from the work tree
