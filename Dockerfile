@@ -49,12 +49,15 @@ RUN pip install --no-deps -c /etc/scion-constraints.txt /tmp/src \
 
 # Never root. SCION_HOME holds the embedded stack's files, unused when the two URLs are set.
 # /artifacts is created owned by that user so a named volume mounted there starts writable.
+# Job specs may name files under /data only (SCION_DATA_ROOTS): mount the data there read-only,
+# as docker-compose.yml does (`-v HOST_DIR:/data:ro` with docker run).
 RUN groupadd --gid 10001 scion \
  && useradd --create-home --uid 10001 --gid 10001 --shell /usr/sbin/nologin scion \
  && install -d -o 10001 -g 10001 /artifacts
 USER 10001:10001
 WORKDIR /home/scion
-ENV SCION_HOME=/home/scion/.scion
+ENV SCION_HOME=/home/scion/.scion \
+    SCION_DATA_ROOTS=/data
 
 EXPOSE 8000
 ENTRYPOINT ["scion"]

@@ -344,6 +344,7 @@ def watch(job_id: int, api: ApiOption = None, as_json: JsonOption = False) -> No
 def api_server(host: str = "127.0.0.1", port: int = 8000,
                workers: Annotated[int, typer.Option(help="uvicorn worker processes.")] = 1) -> None:
     """Serve the REST API."""
+    _preflight("api")
     import uvicorn
 
     # The listen address decides SCION_AUTH=auto; uvicorn's worker processes inherit it.
@@ -364,6 +365,17 @@ def auth_line(host: str) -> str:
             f"{warning}")
 
 
+def _preflight(process: str) -> None:
+    """End the command with one line when this process cannot work as configured (storage/preflight.py)."""
+    from storage.preflight import Misconfigured, check
+
+    try:
+        check(process)
+    except Misconfigured as exc:
+        err_console.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
+        raise typer.Exit(1) from None
+
+
 def _stop_on_signals() -> threading.Event:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -374,6 +386,7 @@ def _stop_on_signals() -> threading.Event:
 @app.command()
 def scheduler() -> None:
     """Run the scheduler: claims jobs, runs their strategies, dispatches trials."""
+    _preflight("scheduler")
     from scheduler.loop import Scheduler
 
     _logging()
@@ -387,6 +400,7 @@ def worker(
     concurrency: Annotated[int | None, typer.Option(help="Processes; default one per GPU, else 1.")] = None,
 ) -> None:
     """Run a Celery worker that evaluates trials (one process per GPU) and exports trained networks."""
+    _preflight("worker")  # before it consumes a message
     import torch
 
     from broker.app import EXPORT_QUEUE, celery_app

@@ -93,10 +93,14 @@ class LocalStack:
         raise RuntimeError(f"the API at {self.url} was not ready within {timeout_s:.0f} s; see {self.log_dir}")
 
     def exited(self) -> str | None:
-        """Which part of the stack has exited, with its log; None while all run."""
+        """Which part of the stack has exited, with the last line it wrote (a refusal to start
+        is one line) and its log; None while all run."""
         for name, proc in self.procs:
             if proc.poll() is not None:
-                return f"{name} exited with {proc.returncode}; see {self.log_dir / name}.log"
+                log = self.log_dir / f"{name}.log"
+                lines = [line.strip() for line in log.read_text(errors="replace").splitlines() if line.strip()]
+                said = f": {lines[-1]}" if lines else ""
+                return f"{name} exited with {proc.returncode}{said}; see {log}"
         return None
 
     def stop(self, timeout_s: float = 20.0) -> None:

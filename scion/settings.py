@@ -172,8 +172,16 @@ class Settings(BaseSettings):
         return home
 
     @property
+    def embedded_db_file(self) -> Path:
+        """The SQLite file the database is without SCION_DATABASE_URL (named, its folder not created)."""
+        return self.home.expanduser().resolve() / "scion.db"
+
+    @property
     def db_url(self) -> str:
-        return self.database_url or f"sqlite:///{self.resolved_home() / 'scion.db'}"
+        if self.database_url:
+            return self.database_url
+        self.resolved_home()
+        return f"sqlite:///{self.embedded_db_file}"
 
     @property
     def artifact_root(self) -> Path:

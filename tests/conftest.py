@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -59,9 +60,10 @@ def sqlite_url(tmp_path: Path) -> str:
     return url
 
 
-@pytest.fixture
-def postgres_url() -> Iterator[str]:
-    """A database of its own for each test, created on the server and dropped afterwards."""
+@contextmanager
+def scratch_postgres(*, migrated: bool = True) -> Iterator[str]:
+    """A database of its own on the server (with Scion's schema unless ``migrated`` is False),
+    dropped afterwards."""
     admin_url = make_url(PG_URL)
     name = f"scion_test_{uuid.uuid4().hex[:12]}"
     try:
@@ -71,14 +73,24 @@ def postgres_url() -> Iterator[str]:
     except Exception as exc:
         unavailable("PostgreSQL", exc)
     url = admin_url.set(database=name).render_as_string(hide_password=False)
-    upgrade(url)
-    yield url
-    from storage.db import forget_engines
+    if migrated:
+        upgrade(url)
+    try:
+        yield url
+    finally:
+        from storage.db import forget_engines
 
-    forget_engines(url)
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+        forget_engines(url)
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A database of its own for each test, created on the server and dropped afterwards."""
+    with scratch_postgres() as url:
+        yield url
 
 
 @pytest.fixture
