@@ -6,10 +6,10 @@ import logging
 import os
 import signal
 import threading
-from collections.abc import Callable
-from contextlib import nullcontext
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -19,6 +19,9 @@ from client import render
 from client.sdk import ScionClient, ScionError
 from client.spec_file import SpecFileError, read_spec
 from scion.settings import get_settings, is_loopback, mask_url
+
+if TYPE_CHECKING:
+    from client.stack import LocalStack
 
 app = typer.Typer(help="Scion: distributed neural architecture search.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
@@ -148,13 +151,30 @@ def run(
             err_console.print(f"[red]error:[/] {escape(why)}")
             raise typer.Exit(1)
 
-    with stack or nullcontext(), ScionClient(stack.url if stack else url) as client:
+    with _started(stack) if stack else nullcontext(), ScionClient(stack.url if stack else url) as client:
         try:
             job = client.submit(body)
         except ScionError as exc:
             _fail(exc)
         final = _follow(client, job, as_json, check)
     raise typer.Exit(0 if final["status"] == "completed" else 1)
+
+
+@contextmanager
+def _started(stack: LocalStack) -> Iterator[LocalStack]:
+    """The embedded stack, running until the block ends; a part that refuses to start is one
+    error line (its reason) and exit status 1."""
+    from client.stack import StackError
+
+    try:
+        stack.start()
+    except StackError as exc:
+        err_console.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
+        raise typer.Exit(1) from None
+    try:
+        yield stack
+    finally:
+        stack.stop()
 
 
 @app.command()
@@ -420,7 +440,7 @@ def up(port: int = 8000, host: str = "127.0.0.1",
     from client.stack import LocalStack
 
     stack = LocalStack(get_settings(), workers=workers, port=port, host=host)
-    with stack:
+    with _started(stack):
         console.print(f"Scion is up: API {stack.url} (docs {stack.url}/docs), logs in {stack.logs}")
         console.print(auth_line(host))
         stack.wait(_stop_on_signals())

@@ -33,6 +33,10 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+class StackError(RuntimeError):
+    """A part of the embedded stack did not start; the message says which and why."""
+
+
 class LocalStack:
     def __init__(self, settings: Settings, *, workers: int = 2, port: int | None = None,
                  host: str = "127.0.0.1", api_workers: int = 1, env: dict[str, str] | None = None) -> None:
@@ -70,13 +74,24 @@ class LocalStack:
         self.procs.append((name, proc))
 
     def start(self, timeout_s: float = 60.0) -> LocalStack:
+        """Start every part and wait until the API is ready; raises StackError (with the stack
+        stopped again) when a part refuses to start or the API is not ready in time."""
+        try:
+            self._start(timeout_s)
+        except BaseException as exc:  # Ctrl-C while starting too: nothing of the stack outlives it
+            self.stop()
+            if isinstance(exc, StackError) or not isinstance(exc, Exception):
+                raise
+            raise StackError(f"{type(exc).__name__}: {exc}") from exc
+        return self
+
+    def _start(self, timeout_s: float) -> None:
         upgrade(self.settings.db_url)
         self.spawn_api()
         self._spawn("scheduler", "scheduler")
         if self.workers:
             self._spawn("worker", "worker", "--concurrency", str(self.workers))
         self._wait_ready(timeout_s)
-        return self
 
     def spawn_api(self) -> None:
         self._spawn("api", "api", "--host", self.host, "--port", str(self.port), "--workers", str(self.api_workers))
@@ -86,11 +101,11 @@ class LocalStack:
         with ScionClient(self.url) as client:
             while time.monotonic() < deadline:
                 if why := self.exited():
-                    raise RuntimeError(why)
+                    raise StackError(why)
                 if client.ready():
                     return
                 time.sleep(0.2)
-        raise RuntimeError(f"the API at {self.url} was not ready within {timeout_s:.0f} s; see {self.log_dir}")
+        raise StackError(f"the API at {self.url} was not ready within {timeout_s:.0f} s; see {self.log_dir}")
 
     def exited(self) -> str | None:
         """Which part of the stack has exited, with the last line it wrote (a refusal to start

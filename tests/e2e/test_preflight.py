@@ -183,3 +183,16 @@ def test_the_embedded_stack_says_which_part_refused_and_why(tmp_path: Path) -> N
             stack.start()
     finally:
         stack.stop()
+
+
+def test_scion_run_says_so_in_one_line_when_the_embedded_stack_refuses(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SCION_")}
+    env.update(SCION_HOME=str(tmp_path / "home"), SCION_BROKER_URL=SHARED_BROKER)
+    spec = Path(__file__).parents[2] / "examples" / "quickstart.yaml"
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-m", "client", "run", str(spec)], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and time.monotonic() - started < 60
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "is a broker shared" in errors[0], done.stderr
+    assert "Traceback" not in done.stderr + done.stdout, done.stderr
