@@ -382,7 +382,7 @@ class JobRun:
                              lease_owner=None, lease_expires_at=None)
         summary = f"best trial {best.number}: {best.objective:.4g}" if best else (error or "no trials")
         self._event(session, status, f"job {status} ({note or error}); {summary}",
-                    said=f"{status} ({note or error})" + (f"; {summary}" if best else ""),
+                    said=f"{status} ({'; '.join(filter(None, (note, error)))})" + (f"; {summary}" if best else ""),
                     level=logging.WARNING if status == "failed" else logging.INFO)
 
     def _event(self, session: Session, kind: str, message: str, *, said: str | None = None,
