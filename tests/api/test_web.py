@@ -80,10 +80,12 @@ def _add_trials(db_url: str, job_id: int) -> None:
 
 
 def _render(url: str, tmp_path: Path, chromium: Path = Path("/usr/bin/chromium")) -> str:
-    """The DOM after the page's scripts ran, as headless Chromium serialises it."""
+    """The DOM after the page's scripts ran, as headless Chromium serialises it, with no network
+    beyond this machine (no name resolves but the loopback's; anything else goes to a dead proxy)."""
     result = subprocess.run(
         [str(chromium), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
          "--disable-component-update", "--no-first-run", "--disable-dev-shm-usage",
+         "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1", "--proxy-server=http://127.0.0.1:9",
          f"--user-data-dir={tmp_path / 'chromium-profile'}", "--virtual-time-budget=5000",
          "--dump-dom", url],
         check=False, capture_output=True, text=True, timeout=90,
