@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 
 from fastapi import Depends, FastAPI
+from fastapi_offline import FastAPIOffline
 
 from api import errors, poll_cache
 from api.deps import authenticate, caller
@@ -15,7 +16,9 @@ log = logging.getLogger(__name__)
 
 
 def create_app() -> FastAPI:
-    app = FastAPI(
+    # /docs and /redoc with Swagger UI's and ReDoc's scripts served from the package (under
+    # /static-offline-docs), not a CDN: they work where the API's users have no internet.
+    app = FastAPIOffline(
         title="Scion",
         version="0.1.0",
         summary="Distributed neural architecture search: submit a search, watch it, take the best network.",

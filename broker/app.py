@@ -7,7 +7,9 @@ else, so a lost message costs a re-send, never a result.
 from __future__ import annotations
 
 from celery import Celery
+from celery.signals import setup_logging
 
+from scion import logs
 from scion.settings import get_settings
 
 QUEUES = ("gpu", "cpu")
@@ -52,3 +54,9 @@ def make_celery() -> Celery:
 
 
 celery_app = make_celery()
+
+
+@setup_logging.connect
+def _logging(**_: object) -> None:
+    """A worker logs as every Scion process does (scion/logs.py), not in Celery's own format."""
+    logs.configure()

@@ -18,6 +18,7 @@ from rich.markup import escape
 from client import render
 from client.sdk import ScionClient, ScionError
 from client.spec_file import SpecFileError, read_spec
+from scion import logs
 from scion.settings import get_settings, is_loopback, mask_url
 
 if TYPE_CHECKING:
@@ -51,7 +52,7 @@ BENCH_BROKER = "redis://127.0.0.1:6379/9"
 
 
 def _logging() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure()
 
 
 def _load_spec(path: Path, as_json: bool) -> dict[str, Any]:
@@ -370,8 +371,9 @@ def api_server(host: str = "127.0.0.1", port: int = 8000,
     # The listen address decides SCION_AUTH=auto; uvicorn's worker processes inherit it.
     os.environ["SCION_API_HOST"] = host
     get_settings.cache_clear()
-    console.print(auth_line(host))
-    uvicorn.run("api.main:app", host=host, port=port, workers=workers, log_level="info")
+    _logging()
+    logging.getLogger("api").info(auth_line(host))
+    uvicorn.run("api.main:app", host=host, port=port, workers=workers, log_config=logs.config())
 
 
 def auth_line(host: str) -> str:

@@ -70,9 +70,19 @@ class JobRun:
         self.last_report_id = 0
         self.curves: dict[int, list[tuple[int, float]]] = {}  # running trial id -> (epoch, score) so far
         self.pace = Pace(settings.scheduler_batch_seconds)
+        self._said: list[tuple[int, str]] = []  # the pass's transitions, logged once it commits
 
     def step(self, activity: Row, reap_lost: bool = True) -> bool:
-        """Advance the job; False once the job is finished. ``activity`` is the job's row of
+        """Advance the job; False once the job is finished (see ``_pass``). The job's transitions
+        (started, phase, completed, failed) are logged once the pass has committed them."""
+        self._said = []
+        alive = self._pass(activity, reap_lost)
+        for level, message in self._said:
+            log.log(level, "job %s %s", self.job_id, message, extra={"job_id": self.job_id})
+        return alive
+
+    def _pass(self, activity: Row, reap_lost: bool) -> bool:
+        """One pass over the job, in one transaction. ``activity`` is the job's row of
         ``repo.job_activity``, read at the start of this scheduler pass, which found the job held
         by this scheduler; the pass writes the job row only if that is still so
         (``repo.update_held_job``, else a Conflict: lease lost). ``reap_lost=False`` spares trials with
@@ -94,8 +104,8 @@ class JobRun:
                 changed["status"] = "running"
                 if self.stage.phase is not None:
                     changed["phase"] = self.stage.phase
-                repo.add_event(session, job_id=self.job_id, kind="started",
-                               message=f"scheduler {self.owner} started the job")
+                self._event(session, "started", f"scheduler {self.owner} started the job",
+                            said=f"started by scheduler {self.owner}")
             running, to_send = self._advance(session, activity, reasons)
             if self.trials_created != activity.trials_created:
                 changed["trials_created"] = self.trials_created
@@ -234,9 +244,8 @@ class JobRun:
         repo.update_held_job(session, job_id=self.job_id, owner=self.owner, phase=self.stage.phase)
         what = ("the strategy's proposals" if self.stage.fixed is None
                 else f"{self.stage.size} architecture(s) from the {ended.phase} phase")
-        repo.add_event(session, job_id=self.job_id, kind="phase",
-                       message=f"{ended.phase} phase done; {self.stage.phase} phase: trials {self.stage.start}-"
-                               f"{self.stage.end - 1 if self.stage.fixed is not None else '…'}, {what}")
+        self._event(session, "phase", f"{ended.phase} phase done; {self.stage.phase} phase: trials {self.stage.start}-"
+                                      f"{self.stage.end - 1 if self.stage.fixed is not None else '…'}, {what}")
 
     def _add_trials(self, session: Session, proposals: list[Proposal]) -> list[int]:
         """Write the proposals as the job's next trials, pending; returns their ids."""
@@ -372,7 +381,16 @@ class JobRun:
                              best_objective=best.objective if best else None,
                              lease_owner=None, lease_expires_at=None)
         summary = f"best trial {best.number}: {best.objective:.4g}" if best else (error or "no trials")
-        repo.add_event(session, job_id=self.job_id, kind=status, message=f"job {status} ({note or error}); {summary}")
+        self._event(session, status, f"job {status} ({note or error}); {summary}",
+                    said=f"{status} ({'; '.join(filter(None, (note, error)))})" + (f"; {summary}" if best else ""),
+                    level=logging.WARNING if status == "failed" else logging.INFO)
+
+    def _event(self, session: Session, kind: str, message: str, *, said: str | None = None,
+               level: int = logging.INFO) -> None:
+        """A transition of the job: in its events, and (as ``said``, else the message) in the log
+        once the pass commits."""
+        repo.add_event(session, job_id=self.job_id, kind=kind, message=message)
+        self._said.append((level, said or f"{kind}: {message}"))
 
     def _send(self, messages: list[list[int]]) -> None:
         """Send the messages for the committed pending trials and mark their trials queued in one

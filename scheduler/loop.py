@@ -15,6 +15,7 @@ import time
 import uuid
 from collections import Counter
 
+from sqlalchemy import Row
 from sqlalchemy.orm import Session
 
 from broker.nudge import JOB
@@ -65,6 +66,7 @@ class Scheduler:
             row = activity.get(job_id)
             if row is None or not repo.holds_lease(row, owner=self.owner):  # ended, cancelled or taken over
                 del self.runs[job_id]
+                _say_let_go(job_id, row)
                 continue
             self.trials_waiting += row.in_flight - row.running
             if not run.has_work(row, reap_lost):
@@ -90,16 +92,15 @@ class Scheduler:
             self.trials_waiting += run.trials_created - row.trials_created  # the pass's new trials
 
     def _take_leases(self, session: Session) -> None:
+        # A job held before and not now (cancelled, taken over) is let go by the pass, which reads its row.
         held = repo.take_leases(session, owner=self.owner, seconds=self.settings.lease_seconds)
-        for job_id in [j for j in self.runs if j not in held]:  # finished, cancelled or taken over
-            del self.runs[job_id]
         for job_id, renewed in held.items():
             # A lease of ours that lapsed since the last pass may have been taken over by
             # another scheduler meanwhile: the job must then be reloaded from the database,
             # never continued from the strategy held in memory.
             if job_id not in self.runs or not renewed:
                 verb = "took" if job_id not in self.runs else "retook (lease had lapsed)"
-                log.info("scheduler %s %s job %s", self.owner, verb, job_id)
+                log.info("scheduler %s %s job %s", self.owner, verb, job_id, extra={"job_id": job_id})
                 self.runs[job_id] = JobRun(job_id, self.owner, self.settings, self.send, self.waiting)
 
     def run(self, stop: threading.Event) -> None:
@@ -135,4 +136,20 @@ class Scheduler:
         with session_scope(durable=False) as session:
             for job_id in self.runs:
                 repo.release_lease(session, job_id=job_id, owner=self.owner)
+        released = sorted(self.runs)
         self.runs.clear()
+        log.info("scheduler %s stopped; released %s", self.owner,
+                 f"job(s) {', '.join(map(str, released))} for another scheduler" if released else "no jobs")
+
+
+def _say_let_go(job_id: int, row: Row | None) -> None:
+    """Why a scheduler stopped driving a job that it did not end itself."""
+    if row is None:
+        why = "is gone from the database"
+    elif row.status == "cancelled":
+        why = "was cancelled; its running trials stop at their next epoch"
+    elif row.status not in ("pending", "running"):
+        why = f"ended ({row.status}) elsewhere"
+    else:
+        why = f"is now held by {row.lease_owner or 'no scheduler'} (lease lapsed)"
+    log.info("job %s %s", job_id, why, extra={"job_id": job_id})

@@ -114,6 +114,12 @@ class Settings(BaseSettings):
         description="How long a model download waits for a worker to export the network before it answers 202 "
                     "with Retry-After (the client asks again; the export goes on).",
     )
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        "info", description="What every process logs (scion/logs.py): debug adds each API poll (GET).")
+    log_format: Literal["text", "json"] = Field(
+        "text", description="'text': timestamped lines; 'json': one JSON object a line (ts, level, logger, msg, "
+                            "and job_id, trial_id, worker, device where known).")
+
     data_roots: Annotated[list[Path], NoDecode] = Field(
         default_factory=list,
         description=(
@@ -121,6 +127,11 @@ class Settings(BaseSettings):
             "resolved); a JSON list or an os.pathsep-separated string. Default: home/data, ./data, ../shared/data."
         ),
     )
+
+    @field_validator("log_level", "log_format", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
 
     @field_validator("data_roots", mode="before")
     @classmethod

@@ -211,11 +211,9 @@ def _evaluate(trial: Row, ctx: TrialContext, raw_spec: dict[str, Any] | None) ->
         # An accelerator's memory (torch.OutOfMemoryError itself from torch 2.5), from an evaluator
         # that does not turn it into TrialFailed as worker.training.trainer.run_oom_guarded does.
         outcome = dict(status="failed", error=f"out of memory: {exc}"[:_ERROR_LIMIT])
-        log.warning("trial %s failed: %s", trial.id, exc)
     except Exception as exc:  # a broken candidate fails alone; the worker lives on
         tail = "".join(traceback.format_exception(exc)[-3:])
         outcome = dict(status="failed", error=f"{type(exc).__name__}: {exc}\n{tail}"[:_ERROR_LIMIT])
-        log.warning("trial %s failed: %s", trial.id, exc)
     return {**outcome, "trial_id": trial.id, "attempt": trial.attempts, "began": began, "ended": utcnow()}
 
 
@@ -238,10 +236,29 @@ def run_trials(trial_ids: list[int], device: str) -> dict[int, str]:
 
     recorded = _persist(finish, f"storing the result(s) of trial(s) {trial_ids}")
     nudger().nudge(count=len(outcomes))
-    for trial, outcome in zip(trials, outcomes):  # the database has the rest; this is for operators
-        if outcome["status"] != "completed":
-            log.info("trial %s (job %s, number %s) ended %s", trial.id, trial.job_id, trial.number, outcome["status"])
+    for trial, outcome in zip(trials, outcomes):
+        _log_outcome(trial, outcome, device)
     if recorded < len(outcomes):
         log.info("%d of %d result(s) of trial(s) %s not recorded: the trial had moved on (stopped, cancelled or "
                  "re-run)", len(outcomes) - recorded, len(outcomes), [t.id for t in trials])
     return {trial.id: outcome["status"] for trial, outcome in zip(trials, outcomes)}
+
+
+def _log_outcome(trial: Row, outcome: dict[str, Any], device: str) -> None:
+    """One line per trial evaluated, for operators (the database has the rest): how it ended, on
+    which device, how long it took, and its objective or its error's first line. The worker's
+    node comes from the process's fields (scion/logs.py)."""
+    status, seconds = outcome["status"], (outcome["ended"] - outcome["began"]).total_seconds()
+    fields = {"job_id": trial.job_id, "trial_id": trial.id, "trial_number": trial.number, "device": device,
+              "status": status, "duration_s": round(seconds, 3)}
+    if outcome.get("objective") is not None:
+        fields["objective"] = outcome["objective"]
+        said = f": objective {outcome['objective']:.6g}"
+    elif outcome.get("error"):
+        fields["error"] = outcome["error"]
+        said = f": {outcome['error'].splitlines()[0]}"
+    else:
+        said = ""
+    log.log(logging.WARNING if status == "failed" else logging.INFO,
+            "trial %s (job %s, number %s) %s in %.2f s%s", trial.id, trial.job_id, trial.number, status, seconds, said,
+            extra=fields)

@@ -4,14 +4,16 @@ from __future__ import annotations
 import logging
 import os
 
-from celery.signals import worker_process_init
+from celery.signals import celeryd_init, worker_process_init, worker_ready
 
 from broker.app import EXPORT_TASK, TASK, celery_app
+from scion import logs
 from scion.settings import get_settings
 from storage.db import dispose_engines
 from worker.export import export_trial
 from worker.runner import run_trials
 
+log = logging.getLogger(__name__)
 _device: str | None = None  # chosen per pool process at start-up
 
 # Celery logs two lines per task at INFO ("received", "succeeded"). The database records every
@@ -20,6 +22,39 @@ _device: str | None = None  # chosen per pool process at start-up
 # runner logs its own line for each trial that does not complete.
 for _name in ("celery.app.trace", "celery.worker.strategy"):
     logging.getLogger(_name).setLevel(logging.WARNING)
+
+
+def _process_device(index: int) -> str:
+    """The device of the worker's pool process number ``index``: the setting's, and where it
+    says 'cuda' on a machine with several GPUs, the GPUs in turn."""
+    import torch
+
+    from worker.training.trainer import pick_device
+
+    device = pick_device(get_settings().worker_device)
+    if device == "cuda" and torch.cuda.device_count() > 1:
+        device = f"cuda:{index % torch.cuda.device_count()}"
+    return device
+
+
+@celeryd_init.connect
+def _name_the_worker(sender: str, instance: object, **_: object) -> None:
+    """Every line of this worker, its pool processes' too, names its node (scion/logs.py). Celery's
+    start-up banner (a screenful of lines without timestamps, outside the log format) gives way to
+    the one line ``_say_ready`` logs."""
+    logs.configure()  # now, before Celery's own start-up warnings
+    logs.bind(worker=sender)
+    instance.quiet = True
+
+
+@worker_ready.connect
+def _say_ready(sender: object, **_: object) -> None:
+    """One line when the worker takes messages: its node, processes, devices and queues."""
+    concurrency = sender.controller.concurrency
+    devices = [_process_device(index) for index in range(concurrency)]
+    queues = sorted(sender.app.amqp.queues.consume_from)
+    log.info("worker ready: %d process(es) on %s, queues %s", concurrency, ", ".join(devices), ", ".join(queues),
+             extra={"device": ",".join(sorted(set(devices))), "queues": queues, "concurrency": concurrency})
 
 
 @worker_process_init.connect
@@ -33,15 +68,11 @@ def _init_process(**_: object) -> None:
     import torch.utils.flop_counter  # noqa: F401
     from billiard.process import current_process
 
-    from worker.training.trainer import pick_device
-
     threads = int(os.environ.get("SCION_WORKER_THREADS", "0"))
     if threads > 0:
         torch.set_num_threads(threads)
-    _device = pick_device(get_settings().worker_device)
-    if _device == "cuda" and torch.cuda.device_count() > 1:
-        index = getattr(current_process(), "index", 0) or 0
-        _device = f"cuda:{index % torch.cuda.device_count()}"
+    _device = _process_device(getattr(current_process(), "index", 0) or 0)
+    logs.bind(device=_device)
     if _device.startswith("cuda"):
         # Its current device too: what allocates without naming a device (cache release, library
         # handles) stays on this GPU instead of opening a second context on GPU 0.

@@ -10,10 +10,11 @@ from pathlib import Path
 import httpx
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import update
 
 from api.main import create_app
 from storage.db import session_scope, utcnow
-from storage.models import Trial
+from storage.models import Job, Trial
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -80,10 +81,12 @@ def _add_trials(db_url: str, job_id: int) -> None:
 
 
 def _render(url: str, tmp_path: Path, chromium: Path = Path("/usr/bin/chromium")) -> str:
-    """The DOM after the page's scripts ran, as headless Chromium serialises it."""
+    """The DOM after the page's scripts ran, as headless Chromium serialises it, with no network
+    beyond this machine (no name resolves but the loopback's; anything else goes to a dead proxy)."""
     result = subprocess.run(
         [str(chromium), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
          "--disable-component-update", "--no-first-run", "--disable-dev-shm-usage",
+         "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1", "--proxy-server=http://127.0.0.1:9",
          f"--user-data-dir={tmp_path / 'chromium-profile'}", "--virtual-time-budget=5000",
          "--dump-dom", url],
         check=False, capture_output=True, text=True, timeout=90,
@@ -119,3 +122,37 @@ def test_browser_shows_jobs_and_trials(live_server: str, sqlite_env: str, tmp_pa
     # Trials best first: trial 1 (0.9375) is listed before trial 0 (0.412).
     trials_table = dom[dom.index('id="trials"'):]
     assert trials_table.index("0.9375") < trials_table.index("0.4120")
+
+
+def test_browser_counts_every_trial_outcome_and_colours_the_bar_by_the_jobs_end(
+        live_server: str, sqlite_env: str, tmp_path: Path, chromium: Path) -> None:
+    with httpx.Client(base_url=live_server, timeout=10) as api:
+        failed_job = api.post("/v1/jobs", json=spec("ended-failed")).json()["id"]
+        cancelled_job = api.post("/v1/jobs", json=spec("ended-cancelled")).json()["id"]
+        assert api.post(f"/v1/jobs/{cancelled_job}/cancel").status_code == 200
+    now = utcnow()
+    with session_scope(sqlite_env) as session:
+        for number, status in enumerate(("completed", "failed", "failed", "stopped", "cancelled")):
+            session.add(Trial(job_id=failed_job, number=number, status=status, arch=ARCH,  # as workers write them
+                              arch_key=f"{OTHER_KEY}{number}", attempts=1, told=False, created_at=now,
+                              started_at=now, finished_at=now,
+                              objective=0.5 if status == "completed" else None,
+                              score=0.5 if status == "completed" else None))
+        session.execute(update(Job).where(Job.id == failed_job).values(status="failed", error="no luck",
+                                                                        trials_created=5, finished_at=now))
+
+    dom = _render(f"{live_server}/", tmp_path, chromium)
+    # The failed job: 4 of 5 trials evaluated, drawn in the failure colour, the rest named by outcome.
+    assert re.search(r'<div class="bar s-failed"><span style="width: 80(\.0)?%;">', dom), dom[-3000:]
+    assert "4 / 5" in dom and "2 failed · 1 stopped · 1 cancelled" in dom
+    # The cancelled job: nothing evaluated, in the neutral colour.
+    assert re.search(r'<div class="bar s-cancelled"><span style="width: 0(\.0)?%;">', dom)
+    # The bar's colour is the job's status colour; no rule paints a finished bar green whatever its end.
+    html = httpx.get(f"{live_server}/").text
+    assert "background: var(--c, var(--accent))" in html and ".s-failed { --c: var(--failed); }" in html
+    assert ".bar.done" not in html
+
+    dom = _render(f"{live_server}/#job={failed_job}", tmp_path, chromium)
+    tiles = dict(re.findall(r'<div class="tile"><div class="label">([^<]+)</div><div class="value">(\d+)', dom))
+    assert {k: tiles[k] for k in ("Completed", "Failed", "Stopped", "Cancelled")} == {
+        "Completed": "1", "Failed": "2", "Stopped": "1", "Cancelled": "1"}, tiles

@@ -286,7 +286,7 @@ def test_trial_over_its_time_limit_is_stopped_and_recorded_as_such(tmp_path, pos
         job_id = client.submit(spec)["id"]
         final = client.wait(job_id, poll_s=0.2, timeout_s=90)
         ended = time.monotonic()
-        wait_for(lambda: stack.log("worker").count(" ended stopped") == 2, timeout=15,
+        wait_for(lambda: stack.log("worker").count(") stopped in ") == 2, timeout=15,
                  what="both workers to end their runs", interval=0.05)
         workers_free_after = round(time.monotonic() - ended, 2)
         shown = client.trial(job_id, 0)

@@ -8,6 +8,7 @@ notice: job and trial states, results, events, and how many messages went out.
 """
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import Counter
@@ -481,7 +482,8 @@ def test_time_limit_ends_the_job_and_cancels_in_flight_trials(settings_env, nb20
     assert job_id not in scheduler.runs
 
 
-def test_time_limit_without_any_result_fails_the_job(settings_env, nb201_csv, make_broker):
+def test_time_limit_without_any_result_fails_the_job(settings_env, nb201_csv, make_broker, caplog):
+    caplog.set_level(logging.INFO, logger="scheduler")
     job_id = make_job(tabular_spec(nb201_csv, max_trials=10_000, max_parallel=2, time_limit_s=0.5))
     broker = make_broker()
     broker.hold = True  # no worker ever runs anything
@@ -491,6 +493,10 @@ def test_time_limit_without_any_result_fails_the_job(settings_env, nb201_csv, ma
     assert job.status == "failed" and "no trial completed" in job.error
     assert [t.status for t in get_trials(job_id)] == ["cancelled", "cancelled"]
     assert any("time limit" in e.message for e in get_events(job_id, "failed"))
+    # and the scheduler's log says so, with the job's id as a field
+    said = [r for r in caplog.records if getattr(r, "job_id", None) == job_id]
+    assert said[-1].levelno == logging.WARNING and said[-1].getMessage() == (
+        f"job {job_id} failed (time limit of 0.5 s reached; no trial completed; see the trials' errors)")
 
 
 # ---------------------------------------------------------------- 8. idempotent workers
