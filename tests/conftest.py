@@ -7,6 +7,7 @@ SCION_TEST_REQUIRE_SERVICES is set (CI), where they fail.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import Iterator
@@ -59,9 +60,9 @@ def sqlite_url(tmp_path: Path) -> str:
     return url
 
 
-@pytest.fixture
-def postgres_url() -> Iterator[str]:
-    """A database of its own for each test, created on the server and dropped afterwards."""
+@contextlib.contextmanager
+def empty_postgres_database() -> Iterator[str]:
+    """The URL of a new, empty database on the test server, dropped afterwards."""
     admin_url = make_url(PG_URL)
     name = f"scion_test_{uuid.uuid4().hex[:12]}"
     try:
@@ -71,14 +72,23 @@ def postgres_url() -> Iterator[str]:
     except Exception as exc:
         unavailable("PostgreSQL", exc)
     url = admin_url.set(database=name).render_as_string(hide_password=False)
-    upgrade(url)
-    yield url
-    from storage.db import forget_engines
+    try:
+        yield url
+    finally:
+        from storage.db import forget_engines
 
-    forget_engines(url)
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+        forget_engines(url)
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A database of its own for each test, with the schema, dropped afterwards."""
+    with empty_postgres_database() as url:
+        upgrade(url)
+        yield url
 
 
 @pytest.fixture
