@@ -23,6 +23,7 @@ a Python snippet compiles, and every test file the reason names exists.
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -148,9 +149,14 @@ def _scion_parse_problem(args: list[str]) -> str | None:
     return None
 
 
+@functools.cache
+def _module_help(module: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", module, "--help"], cwd=REPO, capture_output=True, text=True,
+                          timeout=60, env=_python_env(dict(os.environ)))
+
+
 def _module_options_problem(module: str, args: list[str]) -> str | None:
-    help_text = subprocess.run([sys.executable, "-m", module, "--help"], cwd=REPO, capture_output=True,
-                               text=True, timeout=60, env=_python_env(dict(os.environ)))
+    help_text = _module_help(module)
     if help_text.returncode != 0:
         return f"python -m {module} --help failed: {help_text.stderr[-500:]}"
     unknown = [a for a in args if a.startswith("--") and a.split("=")[0] not in help_text.stdout]
@@ -229,11 +235,11 @@ def test_the_readme_names_every_space_strategy_evaluator_and_dataset_with_its_se
 
 @pytest.fixture(scope="module")
 def embedded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalStack, int]]:
-    """An embedded stack in a temporary home, with one finished training job (2 tiny networks)."""
+    """An embedded stack in a temporary home, with one finished training job (one tiny network)."""
     home = tmp_path_factory.mktemp("scion-home")
     settings = Settings(home=home, database_url=None, broker_url=None)
     with LocalStack(settings, workers=1) as stack, ScionClient(stack.url) as client:
-        job = client.submit(train_spec(budget={"max_trials": 2, "max_parallel": 2}))
+        job = client.submit(train_spec(budget={"max_trials": 1}))
         done = client.wait(job["id"], timeout_s=240)
         assert done["status"] == "completed", done
         yield stack, job["id"]
@@ -284,11 +290,11 @@ class Shell:
                 env = self.env | {"SCION_DATABASE_URL": database_url, "SCION_BROKER_URL": self.values["redis_url"]}
                 token = self.run(["scion", "token", "create", "--name", "docs"], block, env=env).stdout.strip()
                 spec = self.cwd / "tiny.yaml"
-                spec.write_text(yaml.safe_dump(train_spec(budget={"max_trials": 2, "max_parallel": 2})))
+                spec.write_text(yaml.safe_dump(train_spec(budget={"max_trials": 1})))
                 ran = self.run(["scion", "run", str(spec), "--api", api, "--json"], block,
                                env=env | {"SCION_TOKEN": token})
                 job = json.loads(ran.stdout)
-                assert job["status"] == "completed" and job["counts"] == {"completed": 2}, job
+                assert job["status"] == "completed" and job["counts"] == {"completed": 1}, job
             finally:
                 _stop(servers)
 
