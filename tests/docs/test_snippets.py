@@ -23,6 +23,7 @@ a Python snippet compiles, and every test file the reason names exists.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -255,7 +256,7 @@ class Shell:
 
     def substitute(self, code: str) -> str:
         for pattern, key in SUBSTITUTIONS:
-            code = re.sub(pattern, lambda _: self.values[key], code)  # noqa: B023 -- used at once
+            code = re.sub(pattern, lambda _: self.values[key], code)  # noqa: B023 -- called by re.sub at once, only where the pattern occurs
         return code
 
     def run(self, argv: list[str], block: Block, timeout: float = 240, env: dict[str, str] | None = None
@@ -313,16 +314,21 @@ def _wait_ready(api: str, servers: subprocess.Popen, log: Path, timeout_s: float
 
 
 def _stop(group: subprocess.Popen) -> None:
-    """Stop the process group ``group`` leads (the servers shut their own children down), then kill what is left."""
-    for sig, wait_s in ((signal.SIGTERM, 30), (signal.SIGKILL, 10)):
+    """SIGTERM to every process of the group ``group`` leads (each server shuts its own children
+    down), then SIGKILL to whatever is left after 30 s."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(group.pid, signal.SIGTERM)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        group.poll()  # reaps the leader, the shell, which exits at once
         try:
-            os.killpg(group.pid, sig)
+            os.killpg(group.pid, 0)
         except ProcessLookupError:
-            break
-        try:
-            group.wait(wait_s)
-        except subprocess.TimeoutExpired:
-            continue
+            return
+        time.sleep(0.2)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(group.pid, signal.SIGKILL)
+    group.wait()
 
 
 @pytest.mark.postgres
