@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from scion.errors import Invalid, NotFound
 from scion.spec import JobRequest
-from spaces import SPACES, InvalidArchitecture, make_space
+from spaces import InvalidArchitecture, make_space
 from storage import repository as repo
 from storage.models import Job
 
@@ -54,7 +54,7 @@ def resolve(session: Session, spec: JobRequest, visible: Callable[[Job], bool] =
                       f"{space['type']!r}; leave space out, or give a {source_space['type']!r} space (a wider or "
                       "deeper network of the same cells is fine)")
     if source.arch is not None:
-        built = make_space(SPACES[space["type"]].config.model_validate(space))
+        built = make_space(space)
         try:
             same = built.key(built.validate(source.arch)) == built.key(built.validate(trial.arch))
         except InvalidArchitecture:

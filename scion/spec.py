@@ -14,9 +14,19 @@ from __future__ import annotations
 
 import math
 import unicodedata
+from collections.abc import Mapping
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from scion.components import EVALUATORS, SPACES, STRATEGIES
 from scion.configs.datasets import stored_dataset, trusted
@@ -466,7 +476,8 @@ def weightless(stored: dict[str, Any], job_id: int, number: int, phase: str | No
 def architecture_record(spec: dict[str, Any], job_id: int, number: int, arch: Any, arch_key: str,
                         signature: tuple[tuple[int, ...], int] | None) -> dict[str, Any]:
     """The architecture as JSON: enough to rebuild the network with ``spaces.make_space(space)
-    .build(arch, input_shape, num_classes)``; ``signature`` is (input_shape, num_classes) when known."""
+    .build(arch, input_shape, num_classes)``, each straight from the JSON; ``signature`` is
+    (input_shape, num_classes) when known."""
     shape, classes = signature if signature is not None else (None, None)
     return {
         "job_id": job_id,
@@ -490,7 +501,11 @@ def _in_space(space: SearchSpace, arch: Any, where: str) -> Any:
 
 
 def make_space(config: Any) -> SearchSpace:
-    """The space a config describes, built by the implementation ``spaces/`` registered."""
+    """The space a config describes, built by the implementation ``spaces/`` registered. ``config``
+    is a space config or its JSON form, as a job spec and an exported architecture
+    (``GET .../architecture``, ``scion export``'s FILE.json) write it: ``{"type": "nb201", ...}``."""
+    if isinstance(config, Mapping):
+        config = TypeAdapter(SPACES.config_union(), config=ConfigDict(title="space")).validate_python(config)
     return SPACES[config.type].factory(config)
 
 

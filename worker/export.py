@@ -26,7 +26,7 @@ from pydantic import ValidationError
 from scion.configs.datasets import declared_signature, stored_dataset
 from scion.errors import Conflict
 from scion.spec import architecture_record, weightless
-from spaces import SPACES, make_space
+from spaces import make_space
 from storage import artifacts
 from storage import repository as repo
 from storage.db import session_scope
@@ -75,7 +75,7 @@ class Trained:
 
 def build(spec: dict[str, Any], arch: Any) -> Trained:
     """The job's network for ``arch``, freshly initialised (on the CPU, in eval mode)."""
-    space = make_space(SPACES[spec["space"]["type"]].config.model_validate(spec["space"]))
+    space = make_space(spec["space"])
     arch = space.validate(arch)
     shape, classes = signature(spec)
     return Trained(space.build(arch, shape, classes).eval(), arch, space.key(arch), shape, classes)

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from scion.registry import Entry
-from spaces import SPACES, InvalidArchitecture, SearchSpace
+from spaces import SPACES, InvalidArchitecture, SearchSpace, make_space
 from spaces.nb201 import EDGES, OPS, NB201Config, NB201Space
 
 # Build tests shrink each space so that they stay fast; unknown spaces use their defaults.
@@ -153,6 +153,33 @@ def test_build_forward_and_backward(entry: Entry[Any], input_shape: tuple[int, .
         model.eval()
         with torch.no_grad():
             assert model(torch.randn(2, *input_shape)).shape == (2, 5)
+
+
+def test_an_exported_network_rebuilds_from_its_json(entry: Entry[Any]) -> None:
+    """What ``scion export --format state_dict`` writes beside the weights is JSON: the space's
+    config, the architecture and the input shape as JSON, fed to make_space and build as they are."""
+    torch = pytest.importorskip("torch")
+    config = entry.config(**SMALL.get(entry.name, {}))
+    original = make_space(config)
+    arch = samples(original, n=1, seed=5)[0]
+    torch.manual_seed(0)
+    trained = original.build(arch, (1, 8, 8), 5).eval()
+    about = json.loads(json.dumps({"space": config.model_dump(mode="json"), "arch": arch, "input_shape": [1, 8, 8]}))
+    rebuilt = make_space(about["space"]).build(about["arch"], about["input_shape"], 5).eval()
+    rebuilt.load_state_dict(trained.state_dict())
+    x = torch.randn(3, 1, 8, 8)
+    with torch.no_grad():
+        assert torch.equal(rebuilt(x), trained(x))
+
+
+def test_a_space_given_as_json_names_what_is_wrong() -> None:
+    with pytest.raises(ValueError, match="space") as unknown:
+        make_space({"type": "resnet"})
+    assert all(name in str(unknown.value) for name in SPACES.names())
+    with pytest.raises(ValueError, match="discriminator 'type'"):
+        make_space({"channels": 4})
+    with pytest.raises(ValueError, match="nb201.channels"):
+        make_space({"type": "nb201", "channels": 0})
 
 
 # -- NAS-Bench-201 specifics -------------------------------------------------------------------

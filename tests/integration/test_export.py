@@ -32,7 +32,7 @@ from api.main import create_app
 from broker import app as broker_app
 from scheduler.loop import Scheduler
 from scion.settings import get_settings
-from spaces import SPACES, make_space
+from spaces import make_space
 from storage import artifacts
 from storage.migrate import upgrade
 from tests.conftest import REPO
@@ -130,7 +130,7 @@ def digits_test_set() -> tuple[np.ndarray, np.ndarray]:
 def checkpointed_network(env: Env, job_id: int, trial: dict[str, Any]) -> torch.nn.Module:
     """The worker's own checkpoint, loaded without the export code."""
     spec = env.client.get(f"/v1/jobs/{job_id}").json()["spec"]
-    space = make_space(SPACES["nb201"].config.model_validate(spec["space"]))
+    space = make_space(spec["space"])
     model = space.build(trial["arch"], (1, 8, 8), 10)
     ckpt = env.settings.artifact_root / f"job-{job_id}" / f"trial-{trial['number']}" / "checkpoint.pt"
     model.load_state_dict(torch.load(ckpt, map_location="cpu", weights_only=True)["model"])
@@ -156,8 +156,7 @@ def predict_all_formats(env: Env, job_id: int, trial: dict[str, Any], into: Path
     import onnxruntime as ort
 
     arch = env.client.get(f"/v1/jobs/{job_id}/trials/{trial['number']}/architecture").json()
-    fresh = make_space(SPACES[arch["space"]["type"]].config.model_validate(arch["space"])).build(
-        arch["arch"], tuple(arch["input_shape"]), arch["num_classes"])
+    fresh = make_space(arch["space"]).build(arch["arch"], arch["input_shape"], arch["num_classes"])
     fresh.load_state_dict(torch.load(download(env, job_id, trial["number"], "state_dict", into), weights_only=True))
     scripted = torch.jit.load(str(download(env, job_id, trial["number"], "torchscript", into)))
     session = ort.InferenceSession(str(download(env, job_id, trial["number"], "onnx", into)),
@@ -333,8 +332,7 @@ def test_scion_export_downloads_over_http(env: Env, http_api: str, tmp_path: Pat
     written = json.loads(result.output)
     assert Path(written["path"]).name == f"scion-job{env.train_job}-trial{other}.state_dict.pt"
     sidecar = json.loads(Path(written["architecture"]).read_text())
-    model = make_space(SPACES["nb201"].config.model_validate(sidecar["space"])).build(
-        sidecar["arch"], tuple(sidecar["input_shape"]), sidecar["num_classes"])
+    model = make_space(sidecar["space"]).build(sidecar["arch"], sidecar["input_shape"], sidecar["num_classes"])
     model.load_state_dict(torch.load(written["path"], weights_only=True))
 
     result = runner.invoke(cli, ["export", str(env.failed_job), "--api", api])
