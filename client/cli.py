@@ -280,7 +280,9 @@ def api_server(host: str = "127.0.0.1", port: int = 8000,
     os.environ["SCION_API_HOST"] = host
     get_settings.cache_clear()
     console.print(auth_line(host))
-    uvicorn.run("api.main:app", host=host, port=port, workers=workers, log_level="info")
+    from api.slow_clients import uvicorn_options
+
+    uvicorn.run("api.main:app", host=host, port=port, workers=workers, log_level="info", **uvicorn_options())
 
 
 def auth_line(host: str) -> str:
