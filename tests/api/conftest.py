@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from api.main import create_app
+from api.slow_clients import uvicorn_options
 from client.stack import free_port
 from scion.settings import get_settings
 from storage.db import forget_engines
@@ -32,7 +33,8 @@ def live_server(sqlite_env: str) -> Iterator[str]:
     import uvicorn
 
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(), host="127.0.0.1", port=port, log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(create_app(), host="127.0.0.1", port=port, log_level="warning",
+                                           **uvicorn_options()))  # as `scion api` serves it
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20
