@@ -30,9 +30,15 @@ def _reply(status: str, detail: str) -> bytes:
             "x-content-type-options: nosniff\r\nconnection: close\r\n\r\n").encode() + body
 
 
-class TimedHTTP(AutoHTTPProtocol):  # type: ignore[misc, valid-type]
-    """uvicorn's HTTP protocol (httptools, else h11) with each request's headers under a deadline
-    and a size limit. A request counts as arrived when uvicorn starts its cycle (``self.cycle``)."""
+class HeaderDeadline:
+    """For a uvicorn HTTP protocol (httptools' or h11's, which share the parts used here): each
+    request's headers under a deadline and a size limit. A request's headers count as arrived when
+    uvicorn starts its cycle (``self.cycle``)."""
+
+    cycle: Any
+    client: Any
+    loop: Any
+    transport: Any
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -100,6 +106,10 @@ class TimedHTTP(AutoHTTPProtocol):  # type: ignore[misc, valid-type]
         log.warning("%s: %s; connection closed", client, detail)
         self.transport.write(_reply(status, detail))
         self.transport.close()
+
+
+class TimedHTTP(HeaderDeadline, AutoHTTPProtocol):  # type: ignore[misc, valid-type]
+    """uvicorn's own HTTP protocol (httptools where installed, else h11), with HeaderDeadline."""
 
 
 def uvicorn_options() -> dict[str, Any]:
