@@ -1,19 +1,19 @@
 """Pure ASGI middlewares that protect the API: the token gate, first, so that a request without a
 valid token costs no body; the request-size and -time limits, so nothing larger than
-``max_body_bytes`` is ever held (chunked bodies are counted) and nothing slower than the
-client's due is waited for; then the cap on requests in flight, taken only once the body is in
+``max_body_bytes`` is ever held (chunked bodies are counted) and no body that arrives too slowly
+is waited for; then the cap on requests in flight, taken only once the body is in
 hand, so that slow clients hold sockets but never slots. (Slow headers: api/slow_clients.py.)"""
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.datastructures import Headers
 
 from api import errors
-from api.deps import OPEN, bearer_secret
+from api.deps import OPEN, Principal, bearer_secret
+from api.poll_cache import Caller
 from scion.settings import get_settings
 
 Scope = dict[str, Any]
@@ -116,11 +116,11 @@ class RequestSlots:
             await self.app(scope, receive, send)
 
 
-def token_checks_in(slots: asyncio.Semaphore, caller: Callable[[str | None], Awaitable[Any]]) -> Any:
+def token_checks_in(slots: asyncio.Semaphore, caller: Caller) -> Caller:
     """``caller`` (``api.deps.caller``), holding a request slot while it reads a token from the
     database; a request that sends none is answered at once (OPEN, or 401)."""
 
-    async def check(authorization: str | None) -> Any:
+    async def check(authorization: str | None) -> Principal:
         if bearer_secret(authorization) is None:
             return await caller(authorization)
         async with slots:
@@ -141,7 +141,7 @@ class AuthGate:
     ``caller``: who sends an Authorization header (``api.deps.caller``, or api/poll_cache.py's
     ``TokenKeep`` around it)."""
 
-    def __init__(self, app: Any, caller: Callable[[str | None], Awaitable[Any]]) -> None:
+    def __init__(self, app: Any, caller: Caller) -> None:
         self.app, self.caller = app, caller
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:

@@ -121,7 +121,7 @@ async def prompt_answers(api: Api) -> dict[str, tuple[int | None, float]]:
     """What other clients get meanwhile, each with its status and how long it took (5 s at most)."""
     answered = {}
     async with httpx.AsyncClient(base_url=api.url, timeout=5) as client:
-        for name, path, headers in (("healthz", "/healthz", {}),
+        for name, path, headers in (("healthz", "/healthz", {}), ("no token", "/v1/jobs", {}),
                                     ("jobs", "/v1/jobs", {"Authorization": f"Bearer {api.token}"})):
             started = time.monotonic()
             try:
@@ -145,7 +145,7 @@ async def while_open(api: Api, clients: list) -> tuple[dict[str, tuple[int | Non
 
 def check_others(others: dict[str, tuple[int | None, float]]) -> None:
     assert {name: status for name, (status, _) in others.items()} == {
-        "healthz": 200, "jobs": 200, "too large": 413}, others
+        "healthz": 200, "no token": 401, "jobs": 200, "too large": 413}, others
     assert all(took < PROMPT_S for _, took in others.values()), others
 
 
