@@ -64,7 +64,7 @@ def _unauthorized(detail: str, error: str | None = None) -> HTTPException:
     return HTTPException(status_code=401, detail=detail, headers={"WWW-Authenticate": challenge})
 
 
-def _bearer_secret(authorization: str | None) -> str | None:
+def bearer_secret(authorization: str | None) -> str | None:
     scheme, secret = get_authorization_scheme_param(authorization)
     return secret if authorization and scheme.lower() == "bearer" and secret else None
 
@@ -73,7 +73,7 @@ async def caller(authorization: str | None) -> Principal:
     """``principal_for`` from the event loop: at once where it needs no database (auth off, or no
     token: OPEN or 401), else in the thread pool. Raises what ``principal_for`` raises. AuthGate
     asks through api/poll_cache.py's ``KeptCallers`` unless ``api_cache_seconds`` is 0."""
-    if _bearer_secret(authorization) is None:
+    if bearer_secret(authorization) is None:
         return principal_for(authorization)
     return await run_in_threadpool(principal_for, authorization)
 
@@ -82,7 +82,7 @@ def principal_for(authorization: str | None) -> Principal:
     """Who sends this Authorization header: 401 unless auth is off or it carries a live token."""
     if not get_settings().auth_enabled:
         return OPEN
-    secret = _bearer_secret(authorization)
+    secret = bearer_secret(authorization)
     if secret is None:
         raise _unauthorized(
             "this API needs a token: send 'Authorization: Bearer <token>' (the CLI and SDK send SCION_TOKEN); "

@@ -373,7 +373,9 @@ def api_server(host: str = "127.0.0.1", port: int = 8000,
     get_settings.cache_clear()
     _logging()
     logging.getLogger("api").info(auth_line(host))
-    uvicorn.run("api.main:app", host=host, port=port, workers=workers, log_config=logs.config())
+    from api.slow_clients import uvicorn_options
+
+    uvicorn.run("api.main:app", host=host, port=port, workers=workers, log_config=logs.config(), **uvicorn_options())
 
 
 def auth_line(host: str) -> str:

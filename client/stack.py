@@ -151,11 +151,14 @@ class LocalStack:
 
 @contextlib.contextmanager
 def serve(app: Any, host: str = "127.0.0.1", port: int | None = None, timeout_s: float = 20.0) -> Iterator[str]:
-    """The ASGI ``app`` served by uvicorn in a thread of this process while the block runs; its URL."""
+    """The ASGI ``app`` served by uvicorn in a thread of this process while the block runs, as
+    ``scion api`` serves it (header deadlines included); its URL."""
     import uvicorn
 
+    from api.slow_clients import uvicorn_options
+
     port = port or free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", **uvicorn_options()))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + timeout_s

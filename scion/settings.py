@@ -39,6 +39,24 @@ class Settings(BaseSettings):
         None, description="The address the API listens on; `scion api --host` sets it (for auth 'auto')."
     )
     max_body_bytes: int = Field(1024 * 1024, ge=1024, description="Largest request body the API reads (413 above).")
+    # Slow clients (docs/security.md): a connection that trickles its request holds a socket and a
+    # buffer, never a request slot, and is answered 408 and closed once it falls behind.
+    api_header_timeout_seconds: float = Field(
+        10.0, gt=0,
+        description="How long a request line and its headers may take to arrive, counted from when the connection "
+                    "opens or its previous response ends (then 408 and closed; api/slow_clients.py).",
+    )
+    api_max_header_bytes: int = Field(
+        64 * 1024, ge=4096, description="Largest request line and headers the API reads (431 and closed above)."
+    )
+    api_body_timeout_seconds: float = Field(
+        10.0, gt=0,
+        description="How long a request body may take to start arriving; after that it must keep up "
+                    "api_body_min_bytes_per_second on average, or it is answered 408 and its connection closed.",
+    )
+    api_body_min_bytes_per_second: int = Field(
+        10 * 1024, ge=1, description="Slowest average rate at which a request body may arrive after its grace."
+    )
     max_trials_cap: int = Field(100_000, ge=1, description="Largest budget.max_trials a job may ask for.")
     max_parallel_cap: int = Field(1024, ge=1, description="Largest budget.max_parallel a job may ask for.")
     max_page_size: int = Field(500, ge=1, description="Largest page (limit) a listing returns.")
