@@ -482,7 +482,7 @@ def test_time_limit_ends_the_job_and_cancels_in_flight_trials(settings_env, nb20
 
 
 def test_time_limit_without_any_result_fails_the_job(settings_env, nb201_csv, make_broker):
-    job_id = make_job(tabular_spec(nb201_csv, max_trials=10_000, max_parallel=2, time_limit_s=0.5))
+    job_id = make_job(tabular_spec(nb201_csv, max_trials=10_000, max_parallel=2, time_limit_s=1.0))
     broker = make_broker()
     broker.hold = True  # no worker ever runs anything
     job = drive(Scheduler(settings_env, send=broker.send, owner="only"), broker, job_id,
