@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 from scion.configs.datasets import ImageFolderConfig, NPZConfig, npz_plan
+from scion.data_paths import DataPathError
 from scion.errors import Invalid
 from scion.settings import get_settings
 from scion.space import Costs, InvalidSpace, largest_costs, network_costs, searched_settings
@@ -33,7 +34,10 @@ def data_signature(dataset: Any) -> tuple[tuple[int, ...], int] | None:
     if dataset.input_shape is not None:
         return tuple(dataset.input_shape), int(dataset.num_classes or FEWEST_CLASSES)
     if isinstance(dataset, NPZConfig):
-        return npz_plan(dataset)[2], FEWEST_CLASSES
+        try:
+            return npz_plan(dataset)[2], FEWEST_CLASSES
+        except DataPathError:
+            return None  # changed since the spec's own check read it: a worker finds out
     if isinstance(dataset, ImageFolderConfig):
         return (3 if dataset.color == "rgb" else 1, *dataset.height_width), FEWEST_CLASSES
     return None
@@ -81,16 +85,16 @@ def check_job(request: JobRequest) -> None:
         return
     space = make_space(request.space)
     batch, batch_field = training_batch(request, space)
-    if request.kind == "retrain":
-        costs = network_costs(space, request.retrain.arch, *signature)
-        over = over_limits(costs, batch, batch_field) if costs is not None else []
-        if over:
-            raise Invalid("retrain.arch", f"the network {over[0][1]}; retrain a smaller architecture")
-        return
     try:
+        if request.kind == "retrain":
+            costs = network_costs(space, request.retrain.arch, *signature)
+            over = over_limits(costs, batch, batch_field) if costs is not None else []
+            if over:
+                raise Invalid("retrain.arch", f"the network {over[0][1]}; retrain a smaller architecture")
+            return
         largest = largest_costs(space, *signature)
     except InvalidSpace:
-        return  # a space that cannot take the data: the spec's own check says so, naming the choice
+        return  # a network that cannot take a file dataset's inputs: the worker's build says why
     if largest is None:
         return
     over = over_limits(largest.costs, batch, batch_field)
