@@ -65,6 +65,17 @@ class Settings(BaseSettings):
         description="Largest training state a one-shot job's supernet may need, estimated at submission from its "
                     "parameters (weights, gradients and momentum; two more copies for second-order DARTS), in MiB.",
     )
+    # What one network of a job may cost (scion/budgets.py): the most any network of its space costs
+    # is checked at submission, the network about to be built by the worker.
+    max_model_params: int = Field(100_000_000, ge=1, description="Most parameters a network of a job may have.")
+    max_model_flops: float = Field(
+        2e10, gt=0, description="Most forward FLOPs per example a network of a job may compute (a multiply-add is 2)."
+    )
+    max_activation_mb: float = Field(
+        16384, gt=0,
+        description="Most memory, in MiB, a network's activations may take for one training batch (float32, every "
+                    "layer's output at the largest batch size the job trains with).",
+    )
 
     lease_seconds: float = Field(30.0, gt=0, description="How long a scheduler's claim on a job lasts unrenewed.")
     scheduler_poll_seconds: float = Field(0.2, gt=0, description="Pause between scheduler passes.")

@@ -7,6 +7,7 @@ and the scheduler never need it.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, fields
 from typing import Any, Protocol
 
 import numpy as np
@@ -18,6 +19,36 @@ class InvalidArchitecture(ValueError):
     """An architecture value that does not belong to the space; the message says why."""
 
 
+@dataclass(frozen=True)
+class Costs:
+    """What one network costs, counted from its shape without torch: ``params`` as torch counts
+    them; ``flops`` per example for a forward pass, as the worker measures them (a multiply-add is
+    2, element-wise operations, pooling and normalisation 0); ``activations`` the elements of every
+    layer's output per example (convolutions, normalisations, activations, pooling, linear
+    layers), which training keeps for the backward pass."""
+
+    params: int = 0
+    flops: int = 0
+    activations: int = 0
+
+    def __add__(self, other: Costs) -> Costs:
+        return Costs(*(getattr(self, f.name) + getattr(other, f.name) for f in fields(Costs)))
+
+    def most(self, other: Costs) -> Costs:
+        """Each cost the larger of the two (maybe of different networks)."""
+        return Costs(*(max(getattr(self, f.name), getattr(other, f.name)) for f in fields(Costs)))
+
+
+COST_NAMES: tuple[str, ...] = tuple(f.name for f in fields(Costs))
+
+
+@dataclass(frozen=True)
+class Largest:
+    """The most each cost reaches over a space's networks (``costs``), and per cost the part of
+    the space's config to shrink when it is too much: (field under ``space``, advice)."""
+
+    costs: Costs
+    shrink: dict[str, tuple[str, str]]
 
 
 class SearchSpace(Protocol):
@@ -76,6 +107,19 @@ def training_settings(space: SearchSpace, arch: Arch) -> dict[str, Any]:
     """The training settings ``arch`` carries, which override the evaluator's config for its trial."""
     settings = getattr(space, "training_settings", None)
     return dict(settings(arch)) if settings is not None else {}
+
+
+def network_costs(space: SearchSpace, arch: Arch, input_shape: tuple[int, ...], num_classes: int) -> Costs | None:
+    """What ``space.build(arch, input_shape, num_classes)`` costs, or None for a space that cannot tell."""
+    costs = getattr(space, "costs", None)
+    return costs(arch, tuple(input_shape), num_classes) if costs is not None else None
+
+
+def largest_costs(space: SearchSpace, input_shape: tuple[int, ...], num_classes: int) -> Largest | None:
+    """The most any network of ``space`` costs for this data, or None for a space that cannot tell;
+    checked against the server's limits at submission (``scion.budgets``)."""
+    largest = getattr(space, "largest_costs", None)
+    return largest(tuple(input_shape), num_classes) if largest is not None else None
 
 
 def check_input(space: SearchSpace, input_shape: tuple[int, ...]) -> None:

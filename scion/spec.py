@@ -29,6 +29,7 @@ from pydantic import (
 )
 
 from scion.components import EVALUATORS, SPACES, STRATEGIES
+from scion.configs.bounds import MIN_TIME_LIMIT_S
 from scion.configs.datasets import stored_dataset, trusted
 from scion.configs.early_stopping import CurveStoppingConfig
 from scion.configs.one_shot import RETRAIN, SEARCH, SUPERNET, OneShotConfig
@@ -56,10 +57,10 @@ class Budget(BaseModel):
     max_trials: int = Field(20, ge=1, le=100_000, description="Trials to run in all.")
     max_parallel: int = Field(2, ge=1, le=1024, description="Trials in flight at once.")
     time_limit_s: float | None = Field(
-        None, gt=0, le=90 * 24 * 3600, description="Wall-clock limit for the whole job, in seconds."
+        None, ge=MIN_TIME_LIMIT_S, le=90 * 24 * 3600, description="Wall-clock limit for the whole job, in seconds."
     )
     trial_time_limit_s: float | None = Field(
-        None, gt=0, le=90 * 24 * 3600,
+        None, ge=MIN_TIME_LIMIT_S, le=90 * 24 * 3600,
         description="Wall-clock limit for one run of a trial, in seconds: a trial past it is recorded as stopped "
                     "and its worker interrupts it, mid-epoch if need be.",
     )

@@ -26,7 +26,19 @@ from typing import Any
 import numpy as np
 
 from scion.configs.spaces import ChainConfig, scaled_channels
-from spaces.base import InvalidArchitecture, check_fields, conv_bn_params
+from spaces.base import (
+    Costs,
+    InvalidArchitecture,
+    Largest,
+    check_fields,
+    conv_bn_params,
+    conv_costs,
+    halved,
+    layer_costs,
+    linear_costs,
+    plane,
+    uniform_shrink,
+)
 from spaces.categorical import CategoricalSpace
 
 FIELDS: tuple[str, ...] = ("depth", "kernel", "expand", "width", "se")
@@ -188,6 +200,39 @@ class ChainSpace(CategoricalSpace):
             head_channels=c.head_channels,
         )
 
+    def costs(self, arch: Any, input_shape: tuple[int, ...], num_classes: int) -> Costs:
+        """What ``build(arch, ...)`` costs, counted layer by layer as ``chain_net`` builds it."""
+        stages = self.validate(arch)
+        c = self.config
+        sequence = len(input_shape) == 2  # 1-D inputs run 1 x k kernels and 1 x s strides
+        height, width = plane(input_shape)
+        size = height * width
+        total = (conv_costs(input_shape[0], c.stem_channels, 3 if sequence else 9, size)
+                 + layer_costs(c.stem_channels, size, norm=True) + layer_costs(c.stem_channels, size))
+        c_in = c.stem_channels
+        for stage, base, stride in zip(stages, c.channels, c.strides):
+            c_out = scaled_channels(base, stage["width"])
+            for block in range(stage["depth"]):
+                before = size
+                if block == 0 and stride == 2:
+                    height, width = halved(height), halved(width)
+                    size = height * width
+                total += _block_costs(c_in, c_out, stage, sequence, before, size)
+                c_in = c_out
+        if c.head_channels:
+            total += (conv_costs(c_in, c.head_channels, 1, size) + layer_costs(c.head_channels, size, norm=True)
+                      + layer_costs(c.head_channels, size))
+            c_in = c.head_channels
+        return total + layer_costs(c_in, 1) + linear_costs(c_in, num_classes)
+
+    def largest_costs(self, input_shape: tuple[int, ...], num_classes: int) -> Largest:
+        """Every stage at its largest depth, kernel, expansion and width, with SE where it is an
+        option: no network of the space has more parameters, FLOPs or activations."""
+        largest = {field: max(options) for field, options in self.options.items()}
+        return uniform_shrink(self.costs([largest] * self.stages, input_shape, num_classes), "channels",
+                              "lower channels, stem_channels, head_channels, or the largest depths, expansions, "
+                              "widths or kernels")
+
     def widest_channels(self) -> list[int]:
         """Per stage, the output channels of its widest option: the supernet's sizes."""
         return [max(scaled_channels(base, w) for w in self.options["width"]) for base in self.config.channels]
@@ -224,6 +269,24 @@ class ChainSpace(CategoricalSpace):
             total += conv_bn_params(c_in, c.head_channels, 1)
             c_in = c.head_channels
         return total + c_in * num_classes + num_classes
+
+
+def _block_costs(c_in: int, c_out: int, stage: dict[str, Any], sequence: bool, before: int, after: int) -> Costs:
+    """One inverted-residual block as ``chain_net.InvertedResidual`` builds it, reading ``before``
+    positions and writing ``after``."""
+    hidden = c_in * stage["expand"]
+    total = Costs()
+    if stage["expand"] != 1:  # 1x1 expansion, BN, ReLU
+        total += (conv_costs(c_in, hidden, 1, before) + layer_costs(hidden, before, norm=True)
+                  + layer_costs(hidden, before))
+    area = stage["kernel"] if sequence else stage["kernel"] ** 2
+    total += (conv_costs(hidden, hidden, area, after, groups=hidden) + layer_costs(hidden, after, norm=True)
+              + layer_costs(hidden, after))
+    if stage["se"]:  # pool, 1x1 with bias, ReLU, 1x1 with bias, sigmoid
+        squeezed = max(1, c_in // 4)
+        total += (layer_costs(hidden, 1) + conv_costs(hidden, squeezed, 1, 1, bias=True) + layer_costs(squeezed, 1)
+                  + conv_costs(squeezed, hidden, 1, 1, bias=True) + layer_costs(hidden, 1))
+    return total + conv_costs(hidden, c_out, 1, after) + layer_costs(c_out, after, norm=True)
 
 
 _PREFIX = {"depth": "d", "kernel": "k", "expand": "e", "width": "w", "se": "se"}

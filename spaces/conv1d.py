@@ -17,12 +17,25 @@ encodings). The key is ``k5-c32-d2-pmax-s1|...``, one item per layer.
 """
 from __future__ import annotations
 
+import math
+from itertools import product
 from typing import Any
 
 import numpy as np
 
 from scion.configs.spaces import Conv1DConfig
-from spaces.base import InvalidArchitecture, check_fields, conv_bn_params
+from spaces.base import (
+    Costs,
+    InvalidArchitecture,
+    Largest,
+    check_fields,
+    conv_bn_params,
+    conv_costs,
+    halved,
+    layer_costs,
+    linear_costs,
+    uniform_shrink,
+)
 from spaces.categorical import CategoricalSpace
 
 FIELDS: tuple[str, ...] = ("kernel", "channels", "dilation", "pool", "skip")
@@ -187,6 +200,34 @@ class Conv1DSpace(CategoricalSpace):
 
         return Conv1DNetwork(layers, input_shape=tuple(input_shape), num_classes=num_classes)
 
+    def costs(self, arch: Any, input_shape: tuple[int, ...], num_classes: int) -> Costs:
+        """What ``build(arch, ...)`` costs, counted layer by layer as ``conv1d_net`` builds it."""
+        c, length, total = input_shape[0], math.prod(input_shape[1:]), Costs()
+        for layer in self.validate(arch):
+            total += _layer_costs(c, layer["channels"], layer["kernel"], layer["pool"], layer["skip"], length)
+            c, length = layer["channels"], length if layer["pool"] == "none" else halved(length)
+        return total + layer_costs(c, 1) + linear_costs(c, num_classes)
+
+    def largest_costs(self, input_shape: tuple[int, ...], num_classes: int) -> Largest:
+        """Each cost's most over the networks, layer by layer: per (channels, length) a layer may
+        leave, the most each cost reaches there (the widest layer need not be the costliest: a
+        shortcut is a 1x1 convolution only where the width changes). The largest kernel always costs most."""
+        kernel = max(self.options["kernel"])
+        reach = {(input_shape[0], math.prod(input_shape[1:])): Costs()}
+        most = Costs()
+        for depth in range(1, self.depths[-1] + 1):
+            after: dict[tuple[int, int], Costs] = {}
+            for (c_in, length), so_far in reach.items():
+                for c_out, pool, skip in product(self.options["channels"], self.options["pool"], self.options["skip"]):
+                    state = (c_out, length if pool == "none" else halved(length))
+                    cost = so_far + _layer_costs(c_in, c_out, kernel, pool, skip, length)
+                    after[state] = after[state].most(cost) if state in after else cost
+            reach = after
+            if depth in self.depths:
+                for (c, _), so_far in reach.items():
+                    most = most.most(so_far + layer_costs(c, 1) + linear_costs(c, num_classes))
+        return uniform_shrink(most, "channels", "lower the largest channels or kernels, or max_layers")
+
     # -- one-shot NAS --------------------------------------------------------------------------
 
     def supernet(self, input_shape: tuple[int, ...], num_classes: int) -> Any:
@@ -215,6 +256,16 @@ class Conv1DSpace(CategoricalSpace):
             total += conv_bn_params(c_in, c_out, kernel)
             total += conv_bn_params(c_in, c_out, 1) if shortcut else 0
         return total + c_out * num_classes + num_classes
+
+
+def _layer_costs(c_in: int, c_out: int, kernel: int, pool: str, skip: bool, length: int) -> Costs:
+    """One layer as ``conv1d_net.ConvLayer`` builds it: convolution, BN, the shortcut (a 1x1
+    convolution and BN where the width changes), ReLU, pooling; ``length`` in."""
+    total = conv_costs(c_in, c_out, kernel, length) + layer_costs(c_out, length, norm=True)
+    if skip and c_in != c_out:
+        total += conv_costs(c_in, c_out, 1, length) + layer_costs(c_out, length, norm=True)
+    total += layer_costs(c_out, length)
+    return total if pool == "none" else total + layer_costs(c_out, halved(length))
 
 
 def _fmt(field: str, value: Any) -> str:

@@ -36,7 +36,18 @@ from typing import Any
 import numpy as np
 
 from scion.configs.spaces import DARTSConfig
-from spaces.base import InvalidArchitecture, conv_bn_params
+from spaces.base import (
+    Costs,
+    InvalidArchitecture,
+    Largest,
+    conv_bn_params,
+    conv_costs,
+    halved,
+    layer_costs,
+    linear_costs,
+    plane,
+    uniform_shrink,
+)
 from spaces.categorical import CategoricalSpace
 
 # The DARTS PRIMITIVES, in the order of the DARTS code.
@@ -140,6 +151,35 @@ def _op_params(op: str, c: int, strided: bool, kernel_area: Callable[[int], int]
     if op == "skip_connect" and strided:
         return conv_bn_params(c, c, 1)  # FactorizedReduce: two 1x1 halves and a BatchNorm
     return 0
+
+
+def _op_costs(op: str, c: int, strided: bool, kernel_area: Callable[[int], int], before: int, after: int) -> Costs:
+    """What one edge's module costs as ``darts_net.make_op`` builds it, reading ``before``
+    positions and writing ``after``."""
+    if op in ("sep_conv_3x3", "sep_conv_5x5", "dil_conv_3x3", "dil_conv_5x5"):
+        # ReLU, depthwise k x k (strided), pointwise 1x1, BN; a separable convolution twice
+        area = kernel_area(int(op[-1]))
+        half = (conv_costs(c, c, area, after, groups=c) + conv_costs(c, c, 1, after)
+                + layer_costs(c, after, norm=True))
+        if op.startswith("dil"):
+            return layer_costs(c, before) + half
+        return layer_costs(c, before) + half + layer_costs(c, after) + half
+    if op in ("max_pool_3x3", "avg_pool_3x3"):
+        return layer_costs(c, after)
+    if op == "skip_connect" and strided:
+        return _factorized_reduce(c, c, before, after)
+    return Costs()
+
+
+def _factorized_reduce(c_in: int, c_out: int, before: int, after: int) -> Costs:
+    """ReLU, two strided 1x1 convolutions of half the channels each, BN."""
+    return (layer_costs(c_in, before) + conv_costs(c_in, c_out // 2, 1, after)
+            + conv_costs(c_in, c_out - c_out // 2, 1, after) + layer_costs(c_out, after, norm=True))
+
+
+def _relu_conv_bn(c_in: int, c_out: int, positions: int) -> Costs:
+    return (layer_costs(c_in, positions) + conv_costs(c_in, c_out, 1, positions)
+            + layer_costs(c_out, positions, norm=True))
 
 
 def _edge_name(cell: str, edge: int) -> str:
@@ -377,6 +417,45 @@ class DARTSSpace(CategoricalSpace):
             layers=self.config.layers,
             stem_multiplier=self.config.stem_multiplier,
         )
+
+    def costs(self, arch: Any, input_shape: tuple[int, ...], num_classes: int) -> Costs:
+        """What ``build(arch, ...)`` costs, counted layer by layer as ``darts_net`` builds it."""
+        normal, reduce = self._cells(arch)
+        check_io(input_shape, num_classes)
+        sequence = len(input_shape) == 2  # 1-D inputs run with 1 x k kernels
+
+        def kernel_area(k: int) -> int:
+            return k if sequence else k * k
+
+        height, width = plane(input_shape)
+        plan = cell_plan(self.config.channels, self.config.layers, self.config.stem_multiplier)
+        size = height * width
+        total = conv_costs(input_shape[0], plan[0].c_prev, kernel_area(3), size) + layer_costs(
+            plan[0].c_prev, size, norm=True)
+        sizes = (size, size)  # of the cell's two inputs, c_{k-2} and c_{k-1}
+        for cell in plan:
+            before = sizes[1]
+            if cell.reduction:
+                height, width = halved(height), halved(width)
+            after = height * width
+            if cell.reduction_prev:
+                total += _factorized_reduce(cell.c_prev_prev, cell.c, sizes[0], before)
+            else:
+                total += _relu_conv_bn(cell.c_prev_prev, cell.c, before)
+            total += _relu_conv_bn(cell.c_prev, cell.c, before)
+            for op, src in reduce if cell.reduction else normal:
+                strided = cell.reduction and src < 2
+                total += _op_costs(op, cell.c, strided, kernel_area, before if src < 2 else after, after)
+            sizes = (before, after)
+        features = NUM_NODES * plan[-1].c
+        return total + layer_costs(features, 1) + linear_costs(features, num_classes)
+
+    def largest_costs(self, input_shape: tuple[int, ...], num_classes: int) -> Largest:
+        """Every edge a 5x5 separable convolution of a cell input: no network of the space has more
+        parameters, FLOPs or activations."""
+        cell = [["sep_conv_5x5", 0]] * EDGES
+        return uniform_shrink(self.costs({"normal": cell, "reduce": cell}, input_shape, num_classes), "channels",
+                              "lower channels, layers or stem_multiplier")
 
     # -- one-shot search ------------------------------------------------------------------------
 

@@ -36,14 +36,27 @@ from typing import Any
 import numpy as np
 
 from scion.configs.declared import DeclaredConfig, layer_options, matching
-from scion.configs.declared_ops import Option, Shape, ShapeError, expand, output_shape
-from spaces.base import InvalidArchitecture, InvalidSpace
+from scion.configs.declared_ops import ACTIVATIONS, Option, Shape, ShapeError, expand, output_shape
+from scion.space import COST_NAMES
+from spaces.base import (
+    Costs,
+    InvalidArchitecture,
+    InvalidSpace,
+    Largest,
+    conv_costs,
+    layer_costs,
+    linear_costs,
+)
 from spaces.categorical import CategoricalSpace
 
 MAX_STEPS = 100_000  # (state, option) pairs walked in all, which bounds the states too: under a second
 
 Picks = tuple[int | None, ...]  # per choice, the option index (None: inactive)
-Walk = dict[tuple[Any, Picks], tuple[int, tuple[str, ...]]]  # (shape, picks) -> (networks, example path)
+# Per cost: (the most it reaches, the largest share one choice adds on that way, that choice's index)
+Heaviest = tuple[tuple[int, int, int], ...]
+NOTHING: Heaviest = ((0, 0, -1),) * len(COST_NAMES)
+# (shape, picks) -> (networks, example path, costs)
+Walk = dict[tuple[Any, Picks], tuple[int, tuple[str, ...], Heaviest]]
 
 
 def _representatives(options: int, reads: list[frozenset[int]]) -> list[int | None]:
@@ -54,9 +67,44 @@ def _representatives(options: int, reads: list[frozenset[int]]) -> list[int | No
     return [first.setdefault(sig, j) if reads else None for j, sig in enumerate(signatures)]
 
 
-def _add(into: Walk, state: tuple[Any, Picks], count: int, path: tuple[str, ...]) -> None:
+def _add(into: Walk, state: tuple[Any, Picks], count: int, path: tuple[str, ...], heaviest: Heaviest) -> None:
     before = into.get(state)
-    into[state] = (count + before[0], before[1]) if before else (count, path)
+    if before:
+        count, path, heaviest = count + before[0], before[1], tuple(map(max, heaviest, before[2]))
+    into[state] = (count, path, heaviest)
+
+
+def _heavier(heaviest: Heaviest, costs: Costs, i: int) -> Heaviest:
+    """``heaviest`` after choice ``i`` added ``costs``."""
+    out = []
+    for (total, top, at), added in zip(heaviest, (getattr(costs, name) for name in COST_NAMES)):
+        out.append((total + added, *((added, i) if added > top else (top, at))))
+    return tuple(out)
+
+
+def option_costs(option: Option, shape: Shape) -> Costs:
+    """What ``declared_net.make_module(option, shape)`` costs (an option that fits ``shape``)."""
+    op, p = option.op, option.settings()
+    channels, positions = shape[0], math.prod(shape[1:])
+    if op in ("dropout", *ACTIVATIONS):
+        return layer_costs(channels, positions)
+    if op == "batchnorm":
+        return layer_costs(channels, positions, norm=True)
+    if op == "linear":
+        return linear_costs(channels, int(p["units"]))
+    if op == "global_avg_pool":
+        return layer_costs(channels, 1)
+    out = output_shape(option, shape)
+    if op in ("conv1d", "conv2d"):
+        area = int(p["kernel"]) ** (len(shape) - 1)
+        return conv_costs(channels, out[0], area, math.prod(out[1:]), bias=True)
+    if op in ("max_pool", "avg_pool"):
+        return layer_costs(channels, math.prod(out[1:]))
+    return Costs()  # identity, flatten: views of their input
+
+
+def classifier_costs(shape: Shape, num_classes: int) -> Costs:
+    return linear_costs(math.prod(shape), num_classes)
 
 
 class DeclaredSpace(CategoricalSpace):
@@ -79,7 +127,7 @@ class DeclaredSpace(CategoricalSpace):
         self.kept = [_representatives(len(opts), reads[r]) for r, opts in enumerate(self.options)]
         last = {r: i for i, conds in enumerate(self.conditions) for r, _ in conds}
         self.forget = [[r for r, at in last.items() if at == i] for i in range(len(self.names))]
-        self.networks = sum(count for count, _ in self._walk(None).values())  # raises if too many to walk
+        self.networks = sum(count for count, _, _ in self._walk(None).values())  # raises if too many to walk
 
     # -- internal forms ------------------------------------------------------------------------
 
@@ -235,13 +283,39 @@ class DeclaredSpace(CategoricalSpace):
         """Raise InvalidSpace unless every network of the space takes inputs of ``input_shape``."""
         self._walk(tuple(input_shape))
 
+    def costs(self, arch: Any, input_shape: tuple[int, ...], num_classes: int) -> Costs:
+        """What ``build(arch, ...)`` costs, counted layer by layer as ``declared_net`` builds it."""
+        picks, _ = self._parse(arch)
+        shape, total = tuple(input_shape), Costs()
+        for i, p in enumerate(picks):
+            if p is not None:
+                total += option_costs(self.options[i][p], shape)
+                shape = self._shape(i, self.options[i][p], shape, ())
+        return total + classifier_costs(shape, num_classes)
+
+    def largest_costs(self, input_shape: tuple[int, ...], num_classes: int) -> Largest:
+        """Each cost's most over the networks, from the same walk as ``check_input`` (so exact), with
+        the choice that adds the most of it on that network's way, to shrink."""
+        most: Heaviest = NOTHING
+        for (shape, _), (_, _, heaviest) in self._walk(tuple(input_shape)).items():
+            most = tuple(map(max, most, _heavier(heaviest, classifier_costs(shape, num_classes), len(self.names))))
+        shrink = {}
+        for name, (_, _, at) in zip(COST_NAMES, most):
+            if at == len(self.names):
+                shrink[name] = ("layers", "the classifier after the last choice takes too many inputs; pool or "
+                                          "stride more before it, or end with global_avg_pool")
+            else:
+                shrink[name] = (f"layers[{at}]", f"lower the units or channels of choice {self.names[at]!r}, or "
+                                                 "pool or stride more before it")
+        return Largest(Costs(*(total for total, _, _ in most)), shrink)
+
     def _walk(self, shape: Shape | None) -> Walk:
         """Every reachable (shape after the last choice, picks that conditions read), with how many
-        networks reach it and one example of the shape-changing choices on the way. Without a
-        shape it only counts; with one, an option that cannot take an input it may meet raises
-        InvalidSpace naming the choice."""
+        networks reach it, one example of the shape-changing choices on the way and, with a shape,
+        the most each cost reaches there (``Heaviest``). Without a shape it only counts; with one, an
+        option that cannot take an input it may meet raises InvalidSpace naming the choice."""
         blank: Picks = (None,) * len(self.names)
-        states = {(shape, blank): (1, ())}
+        states: Walk = {(shape, blank): (1, (), NOTHING)}
         steps = 0
         for i, options in enumerate(self.options):
             steps += len(states) * len(options)
@@ -249,14 +323,15 @@ class DeclaredSpace(CategoricalSpace):
                 raise InvalidSpace(f"layers[{i}] {self.names[i]!r}: over {MAX_STEPS:,} combinations of shapes and "
                                    "conditions to check; offer fewer options per choice or fewer conditions")
             reached: Walk = {}
-            for (now, picks), (count, path) in states.items():
+            for (now, picks), (count, path, heaviest) in states.items():
                 if not self._active(i, picks):
-                    _add(reached, (now, self._carry(i, picks, None)), count, path)
+                    _add(reached, (now, self._carry(i, picks, None)), count, path, heaviest)
                     continue
                 for j, option in enumerate(options):
                     out = None if now is None else self._shape(i, option, now, path)
                     step = (f"{self.names[i]}={option.label}",) if out != now else ()
-                    _add(reached, (out, self._carry(i, picks, j)), count, path + step)
+                    after = heaviest if now is None else _heavier(heaviest, option_costs(option, now), i)
+                    _add(reached, (out, self._carry(i, picks, j)), count, path + step, after)
             states = reached
         return states
 

@@ -11,7 +11,18 @@ from typing import Any
 import numpy as np
 
 from scion.configs.spaces import NB201Config
-from spaces.base import InvalidArchitecture, conv_bn_params
+from spaces.base import (
+    Costs,
+    InvalidArchitecture,
+    Largest,
+    conv_bn_params,
+    conv_costs,
+    halved,
+    layer_costs,
+    linear_costs,
+    plane,
+    uniform_shrink,
+)
 from spaces.categorical import CategoricalSpace
 
 OPS: tuple[str, ...] = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
@@ -26,6 +37,15 @@ _ALLOWED = ", ".join(OPS)
 def _edge_name(index: int) -> str:
     to, frm = EDGES[index]
     return f"edge {index} ({to}<-{frm})"
+
+
+def _edge_costs(op: str, channels: int, positions: int) -> Costs:
+    """One edge's module as ``nb201_net.make_op`` builds it (ReLU, conv, BN; or a pooling)."""
+    if op in ("nor_conv_1x1", "nor_conv_3x3"):
+        kernel_area = 1 if op == "nor_conv_1x1" else 9
+        return (layer_costs(channels, positions) + conv_costs(channels, channels, kernel_area, positions)
+                + layer_costs(channels, positions, norm=True))
+    return layer_costs(channels, positions) if op == "avg_pool_3x3" else Costs()
 
 
 class NB201Space(CategoricalSpace):
@@ -151,6 +171,33 @@ class NB201Space(CategoricalSpace):
             channels=self.config.channels,
             cells_per_stage=self.config.cells_per_stage,
         )
+
+    def costs(self, arch: Any, input_shape: tuple[int, ...], num_classes: int) -> Costs:
+        """What ``build(arch, ...)`` costs, counted layer by layer as ``nb201_net`` builds it."""
+        ops = self.validate(arch)
+        height, width = plane(input_shape)
+        c, positions = self.config.channels, height * width
+        total = conv_costs(input_shape[0], c, 9, positions) + layer_costs(c, positions, norm=True)
+        for stage in range(3):
+            if stage > 0:  # the residual reduction: ReLU, 3x3 conv (strided), BN, ReLU, 3x3 conv, BN; pool, 1x1
+                height, width = halved(height), halved(width)
+                before, positions = positions, height * width
+                total += (layer_costs(c, before) + conv_costs(c, 2 * c, 9, positions)
+                          + layer_costs(2 * c, positions, norm=True) + layer_costs(2 * c, positions)
+                          + conv_costs(2 * c, 2 * c, 9, positions) + layer_costs(2 * c, positions, norm=True)
+                          + layer_costs(c, positions) + conv_costs(c, 2 * c, 1, positions))
+                c *= 2
+            cell = sum((_edge_costs(op, c, positions) for op in ops), Costs())
+            for _ in range(self.config.cells_per_stage):
+                total += cell
+        tail = layer_costs(c, positions, norm=True) + layer_costs(c, positions) + layer_costs(c, 1)
+        return total + tail + linear_costs(c, num_classes)
+
+    def largest_costs(self, input_shape: tuple[int, ...], num_classes: int) -> Largest:
+        """Every edge a 3x3 convolution: no network of the space has more parameters, FLOPs or
+        activations."""
+        return uniform_shrink(self.costs(["nor_conv_3x3"] * len(EDGES), input_shape, num_classes), "channels",
+                              "lower channels or cells_per_stage")
 
     # -- one-shot NAS --------------------------------------------------------------------------
 

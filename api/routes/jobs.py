@@ -23,6 +23,7 @@ from api.schemas import (
     TrialSummary,
 )
 from broker.nudge import JOB, nudger
+from scion import budgets
 from scion.configs.one_shot import PHASES, SUPERNET
 from scion.errors import NotFound
 from scion.pareto import orient, pareto_mask
@@ -66,6 +67,7 @@ def _check_caps(spec: JobSpec) -> None:
 def submit_job(request: JobCreate, session: SessionDep, principal: PrincipalDep) -> JobPublic:
     spec = JobSpec.of(retrain.resolve(session, request, visible=principal.may_see))  # a retrain job's from_job
     _check_caps(spec)
+    budgets.check_job(spec)
     one_shot.check(session, spec, visible=principal.may_see)
     job = repo.create_job(session, name=spec.name, spec=spec.model_dump(mode="json"), owner=principal.owner)
     session.commit()

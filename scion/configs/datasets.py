@@ -15,6 +15,7 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
+from scion.configs.bounds import MAX_CLASSES
 from scion.data_paths import DataPathError, confined, resolve_data_path, user_path
 from scion.registry import Registry
 
@@ -102,6 +103,9 @@ def check_labels(what: str, y: np.ndarray) -> np.ndarray:
         raise DataPathError(f"{what} must hold integer class labels 0..K-1; it has non-integer values")
     if len(y) and y.min() < 0:
         raise DataPathError(f"{what} must hold class labels 0..K-1; it has {y.min()}")
+    if len(y) and y.max() >= MAX_CLASSES:
+        raise DataPathError(f"{what} has label {y.max():.0f}; labels are class indices 0..{MAX_CLASSES - 1:,} (at "
+                            f"most {MAX_CLASSES:,} classes)")
     return y.astype(np.int64)
 
 

@@ -15,6 +15,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
+from scion.configs.bounds import MAX_BATCH_SIZE, MAX_EPOCHS
 from scion.configs.datasets import DATASETS, dataset_by_name, trusted
 from scion.data_paths import resolve_data_path
 
@@ -88,13 +89,13 @@ class TrainConfig(BuildsNetworks):
 
     type: Literal["train"] = Field("train", description="Train every candidate from scratch.")
     dataset: AnyDataset = dataset_field("Built-in dataset to train on")  # type: ignore[valid-type]
-    epochs: int = Field(4, ge=1, le=1000, description="Training epochs per candidate.")
-    batch_size: int = Field(64, ge=1, le=4096, description="Examples per SGD step.")
+    epochs: int = Field(4, ge=1, le=MAX_EPOCHS, description="Training epochs per candidate.")
+    batch_size: int = Field(64, ge=1, le=MAX_BATCH_SIZE, description="Examples per SGD step.")
     lr: float = Field(
         0.05, gt=0, le=10, description="Peak SGD learning rate, annealed to 0 by cosine."
     )
     momentum: float = Field(0.9, ge=0, le=1, description="SGD momentum.")
-    weight_decay: float = Field(5e-4, ge=0, description="L2 weight decay.")
+    weight_decay: float = Field(5e-4, ge=0, le=1, description="L2 weight decay.")
     nesterov: bool = Field(True, description="Nesterov momentum (ignored when momentum is 0).")
     amp: bool = Field(True, description="bf16 autocast; applies on CUDA only.")
     latency_repeats: int = Field(

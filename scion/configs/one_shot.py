@@ -14,6 +14,8 @@ from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from scion.configs.bounds import MAX_BATCH_SIZE, MAX_EPOCHS
+
 SUPERNET, SEARCH, RETRAIN = "supernet", "search", "retrain"
 PHASES: tuple[str, ...] = (SUPERNET, SEARCH, RETRAIN)
 
@@ -52,8 +54,8 @@ class SPOSConfig(MethodConfig):
     uses_strategy: ClassVar[bool] = True
 
     type: Literal["spos"] = "spos"
-    epochs: int = Field(120, ge=1, le=10_000, description="Supernet training epochs (SPOS: 120).")
-    batch_size: int = Field(1024, ge=2, le=65_536, description="Examples per step (SPOS: 1024).")
+    epochs: int = Field(120, ge=1, le=MAX_EPOCHS, description="Supernet training epochs (SPOS: 120).")
+    batch_size: int = Field(1024, ge=2, le=MAX_BATCH_SIZE, description="Examples per step (SPOS: 1024).")
     lr: float = Field(0.5, gt=0, le=10, description="Peak SGD learning rate, decayed linearly to 0 (SPOS: 0.5).")
     momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum (SPOS: 0.9).")
     weight_decay: float = Field(4e-5, ge=0, le=1, description="L2 weight decay (SPOS: 4e-5).")
@@ -108,8 +110,8 @@ class DARTSMethodConfig(MethodConfig):
     hessian_batches: int = Field(1, ge=1, le=1000, description="DARTS-ES: batches (of batch_size) of the architecture "
                                                                "weights' half the Hessian is computed on, the same "
                                                                "every epoch (RobustDARTS' code: one).")
-    epochs: int = Field(50, ge=1, le=10_000, description="Search epochs (DARTS: 50).")
-    batch_size: int = Field(64, ge=2, le=65_536, description="Examples per step (DARTS: 64).")
+    epochs: int = Field(50, ge=1, le=MAX_EPOCHS, description="Search epochs (DARTS: 50).")
+    batch_size: int = Field(64, ge=2, le=MAX_BATCH_SIZE, description="Examples per step (DARTS: 64).")
     lr: float = Field(0.025, gt=0, le=10, description="Weights' SGD learning rate, cosine-annealed (DARTS: 0.025).")
     lr_min: float = Field(0.001, ge=0, le=10, description="Where the cosine schedule ends (DARTS: 0.001).")
     momentum: float = Field(0.9, ge=0, lt=1, description="Weights' SGD momentum (DARTS: 0.9).")
@@ -131,14 +133,14 @@ class ENASConfig(MethodConfig):
     model_config = ConfigDict(extra="forbid")
 
     type: Literal["enas"] = "enas"
-    epochs: int = Field(150, ge=1, le=10_000, description="Alternations of shared-weight and controller training "
+    epochs: int = Field(150, ge=1, le=MAX_EPOCHS, description="Alternations of shared-weight and controller training "
                                                           "(ENAS micro search: 150).")
-    batch_size: int = Field(128, ge=2, le=65_536, description="Examples per shared-weight step (ENAS: 128).")
+    batch_size: int = Field(128, ge=2, le=MAX_BATCH_SIZE, description="Examples per shared-weight step (ENAS: 128).")
     lr: float = Field(0.05, gt=0, le=10, description="Shared weights' peak SGD learning rate, cosine (ENAS: 0.05).")
     lr_min: float = Field(0.0005, ge=0, le=10, description="Where the cosine schedule ends (ENAS: 0.0005).")
     momentum: float = Field(0.9, ge=0, lt=1, description="Shared weights' Nesterov momentum (ENAS: 0.9).")
     weight_decay: float = Field(1e-4, ge=0, le=1, description="Shared weights' L2 decay (ENAS: 1e-4).")
-    controller_steps: int = Field(50, ge=1, le=100_000, description="Controller updates per epoch (ENAS: 50).")
+    controller_steps: int = Field(50, ge=1, le=10_000, description="Controller updates per epoch (ENAS: 50).")
     controller_aggregate: int = Field(
         20, ge=1, le=10_000, description="Architectures sampled per controller update (ENAS: 20).")
     controller_lr: float = Field(3.5e-4, gt=0, le=10, description="Controller's Adam learning rate (ENAS: 0.00035).")

@@ -9,6 +9,8 @@ from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from scion.configs.bounds import MAX_EPOCHS
+
 
 class StrategyConfig(BaseModel):
     fidelity_settings: ClassVar[tuple[str, ...]] = ()
@@ -110,8 +112,11 @@ class ASHAConfig(StrategyConfig):
     model_config = ConfigDict(extra="forbid")
     type: Literal["asha"] = "asha"
     mode: Literal["promotion", "stopping"] = Field("promotion", description="How budget is withheld.")
-    min_epochs: int = Field(1, ge=1, le=10_000, description="Budget of the bottom rung.")
-    max_epochs: int = Field(9, ge=1, le=10_000, description="Budget of the top rung (a full training).")
+    min_epochs: int = Field(1, ge=1, le=MAX_EPOCHS, description="Budget of the bottom rung.")
+    max_epochs: int = Field(
+        9, ge=1, le=MAX_EPOCHS, description="Budget of the top rung (a full training): epochs, within the train "
+                                            "evaluator's cap."
+    )
     reduction_factor: int = Field(3, ge=2, le=100, description="η: the top 1/η of a rung go on.")
     brackets: int = Field(1, ge=1, le=10, description="Hyperband brackets; bracket b starts at rung b.")
     max_resample: int = Field(100, ge=1, le=10_000, description="Draws tried before accepting a repeat.")

@@ -484,7 +484,7 @@ def test_time_limit_ends_the_job_and_cancels_in_flight_trials(settings_env, nb20
 
 def test_time_limit_without_any_result_fails_the_job(settings_env, nb201_csv, make_broker, caplog):
     caplog.set_level(logging.INFO, logger="scheduler")
-    job_id = make_job(tabular_spec(nb201_csv, max_trials=10_000, max_parallel=2, time_limit_s=0.5))
+    job_id = make_job(tabular_spec(nb201_csv, max_trials=10_000, max_parallel=2, time_limit_s=1.0))
     broker = make_broker()
     broker.hold = True  # no worker ever runs anything
     job = drive(Scheduler(settings_env, send=broker.send, owner="only"), broker, job_id,
@@ -496,7 +496,7 @@ def test_time_limit_without_any_result_fails_the_job(settings_env, nb201_csv, ma
     # and the scheduler's log says so, with the job's id as a field
     said = [r for r in caplog.records if getattr(r, "job_id", None) == job_id]
     assert said[-1].levelno == logging.WARNING and said[-1].getMessage() == (
-        f"job {job_id} failed (time limit of 0.5 s reached; no trial completed; see the trials' errors)")
+        f"job {job_id} failed (time limit of 1 s reached; no trial completed; see the trials' errors)")
 
 
 # ---------------------------------------------------------------- 8. idempotent workers

@@ -18,10 +18,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from scion.budgets import network_over_limits
 from scion.configs.evaluators import ProxyConfig
 from spaces.base import Arch, SearchSpace
 from worker.evaluators.base import EvalContext, Evaluator
 from worker.evaluators.train import arch_seed
+from worker.outcomes import TrialFailed
 from worker.training.cost import measure_costs
 from worker.training.datasets import DATASETS, load_dataset
 from worker.training.proxies import compute
@@ -39,6 +41,8 @@ class ProxyEvaluator(Evaluator):
         started = time.perf_counter()
         cfg = self.config
         data = load_dataset(cfg.dataset)
+        if too_big := network_over_limits(space, arch, data.input_shape, data.num_classes, cfg.batch_size):
+            raise TrialFailed(too_big)
         seed = arch_seed(space.key(arch))
 
         def run() -> dict[str, Any]:

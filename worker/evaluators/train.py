@@ -10,6 +10,7 @@ from typing import Any
 
 import torch
 
+from scion.budgets import network_over_limits
 from scion.configs.evaluators import TrainConfig
 from spaces.base import Arch, SearchSpace, training_settings
 from worker.evaluators.base import EvalContext, Evaluator
@@ -33,6 +34,8 @@ class TrainEvaluator(Evaluator):
     def evaluate(self, space: SearchSpace, arch: Arch, ctx: EvalContext) -> dict[str, Any]:
         cfg = self.config.model_copy(update=training_settings(space, arch))  # this trial's own lr, batch size...
         data = load_dataset(cfg.dataset)
+        if too_big := network_over_limits(space, arch, data.input_shape, data.num_classes, cfg.batch_size):
+            raise TrialFailed(too_big)  # a file dataset's classes are known only now
         seed = arch_seed(space.key(arch))
         fidelity = ctx.fidelity or {}
         epochs = int(fidelity.get("epochs", cfg.epochs))
