@@ -68,17 +68,26 @@ def _load_spec(path: Path, as_json: bool) -> dict[str, Any]:
         raise typer.Exit(2) from None
 
 
+class TerminalClient(ScionClient):
+    """The SDK as the CLI uses it: every answer printable (``render.printable``), since names,
+    errors and events are whatever a job's owner wrote or a candidate raised, and an admin lists
+    every owner's jobs. Markup is escaped where text is printed."""
+
+    def _decoded(self, body: Any) -> Any:
+        return render.printable(body)
+
+
 def _client(api: str | None) -> ScionClient:
     url = api or get_settings().api_url
     if not url:
         err_console.print("[red]no API to talk to:[/] pass --api URL or set SCION_API_URL")
         raise typer.Exit(2)
-    return ScionClient(url)
+    return TerminalClient(url)
 
 
 def _fail(exc: ScionError) -> None:
     label = f"error {exc.status_code}" if exc.status_code else "error"
-    err_console.print(f"[red]{label}:[/] {escape(exc.detail)}")
+    err_console.print(f"[red]{label}:[/] {escape(render.printable(exc.detail))}")
     raise typer.Exit(1)
 
 
@@ -152,7 +161,7 @@ def run(
             err_console.print(f"[red]error:[/] {escape(why)}")
             raise typer.Exit(1)
 
-    with _started(stack) if stack else nullcontext(), ScionClient(stack.url if stack else url) as client:
+    with _started(stack) if stack else nullcontext(), TerminalClient(stack.url if stack else url) as client:
         try:
             job = client.submit(body)
         except ScionError as exc:
@@ -187,7 +196,7 @@ def submit(spec: Annotated[Path, typer.Argument(help="Job spec (YAML or JSON).")
             job = client.submit(_load_spec(spec, as_json))
         except ScionError as exc:
             _fail(exc)
-    render.print_json(job) if as_json else console.print(f"submitted job {job['id']} ({job['name']})")
+    render.print_json(job) if as_json else console.print(f"submitted job {job['id']} ({escape(job['name'])})")
 
 
 @app.command()
@@ -316,7 +325,7 @@ def export_model(
     if not url:
         err_console.print(f"no API given: reading the embedded store (database {mask_url(settings.db_url)}, "
                           f"artifacts in {settings.artifact_root})", markup=False, soft_wrap=True)
-    with nullcontext(url) if url else embedded_api(settings) as base, ScionClient(base) as client:
+    with nullcontext(url) if url else embedded_api(settings) as base, TerminalClient(base) as client:
         try:
             number = trial if trial is not None else client.best(job_id)["number"]
             if not url and (reason := export_here(job_id, number, fmt)):

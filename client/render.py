@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import re
 import textwrap
+import unicodedata
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,6 +25,21 @@ DURATION_METRICS = ("train_seconds", "epoch_seconds")
 DONE = ("completed", "failed", "stopped", "cancelled")
 _TOKEN = re.compile(r"[|+;,\s]*[^|+;,\s]+[|+;,\s]*")  # a token and the separators around it
 _WORD = re.compile(r"[^_]+_*|_+")  # a part of a metric's name: where a narrow header folds
+
+
+def printable(value: Any) -> Any:
+    """``value`` (an API answer: dicts, lists, strings) with every control and formatting character
+    taken out of its strings and keys, line breaks and tabs in multi-line text aside: what a
+    job's name, a trial's error or an event says can then neither move the cursor, recolour the
+    terminal, open a link nor reorder text (bidirectional overrides) when printed."""
+    if isinstance(value, str):
+        return value if value.isprintable() else "".join(
+            c for c in value if c in "\n\t" or unicodedata.category(c) not in ("Cc", "Cf"))
+    if isinstance(value, dict):
+        return {printable(k): printable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [printable(v) for v in value]
+    return value
 
 
 def fmt(value: Any) -> str:

@@ -371,3 +371,24 @@ def test_export_without_an_api_reads_the_embedded_store(service: Service, nb201_
 
     refused = scion("export", str(tabular["id"]), "--format", "onnx", "-o", str(tmp_path / "t.onnx"))
     assert refused.exit_code == 1 and "error 409" in refused.output and "tabular" in refused.output
+
+
+def test_names_errors_and_events_cannot_drive_the_terminal(service: Service, nb201_csv: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    markup = "[link=https://evil.example]click[/link] [reverse]me"
+    job = service.submit({**tabular_spec(nb201_csv, max_trials=2, max_parallel=2, population=2, sample=1),
+                          "name": markup})
+    service.finish(job["id"])
+    older = service.submit({**tabular_spec(nb201_csv, max_trials=2, max_parallel=2, population=2, sample=1)})
+    service.finish(older["id"])
+    hostile = "old\x1b]8;;https://evil.example\x1b\\job\x1b[31m\r\ngpj.\u202eexe"  # stored before names were checked
+    with session_scope() as session:
+        session.execute(update(Job).where(Job.id == older["id"]).values(name=hostile))
+        repo.add_event(session, job_id=older["id"], kind="note", message="trial said \x1b[2Jbye\x07")
+    monkeypatch.setattr(cli, "console", Console(force_terminal=True, color_system=None, width=200))
+    for args in (("status",), ("status", str(job["id"])), ("status", str(older["id"])), ("events", str(older["id"])),
+                 ("trial", str(older["id"]), "0")):
+        out = scion(*args, "--api", service.url).stdout
+        assert not [c for c in out if c not in "\n" and not c.isprintable()], (args, out)
+        assert markup in out or "gpj.exe" in out or "bye" in out, (args, out)  # shown literally, cleaned
+    assert markup in scion("status", str(job["id"]), "--api", service.url).stdout
