@@ -315,18 +315,27 @@ def worker(
     queues: Annotated[str, typer.Option(help="Comma-separated queues: gpu (training), cpu (look-ups). Every "
                                           "worker also serves export (model downloads).")] = "gpu,cpu",
     concurrency: Annotated[int | None, typer.Option(help="Processes; default one per GPU, else 1.")] = None,
+    cpu_concurrency: Annotated[int | None, typer.Option(
+        help="Processes for the cheap queues (cpu, export), which run on a Celery worker of their own when this "
+             "one serves gpu too; default: as many as --concurrency.")] = None,
+    name: Annotated[str | None, typer.Option(
+        help="Prefix of the Celery node names (<name>-<role>-<pid>@<host>; default <role>-<pid>@<host>).")] = None,
 ) -> None:
-    """Run a Celery worker that evaluates trials (one process per GPU) and exports trained networks."""
+    """Run the Celery workers that evaluate trials (one process per GPU) and export trained networks."""
     import torch
 
-    from broker.app import EXPORT_QUEUE, celery_app
+    from worker import consumers
 
+    if name is not None and ("@" in name or not name.strip()):
+        err_console.print(f"[red]error:[/] --name {escape(repr(name))}: a non-empty prefix without '@'")
+        raise typer.Exit(2)
     n = concurrency or max(1, torch.cuda.device_count())
-    served = [q for q in (part.strip() for part in queues.split(",")) if q]
-    served += [EXPORT_QUEUE] if EXPORT_QUEUE not in served else []
-    os.environ.setdefault("SCION_WORKER_THREADS", str(max(1, (os.cpu_count() or 1) // n)))
-    celery_app.worker_main(["worker", f"--concurrency={n}", f"--queues={','.join(served)}", "--pool=prefork",
-                            "--loglevel=INFO", "--without-gossip", "--without-mingle"])
+    plan = consumers.plan([q for q in (part.strip() for part in queues.split(",")) if q], concurrency=n,
+                          cheap_concurrency=cpu_concurrency or n, split=get_settings().worker_split_queues)
+    if len(plan) == 1:
+        consumers.run(plan[0], name)
+    else:
+        raise typer.Exit(consumers.supervise(plan, name))
 
 
 @app.command()

@@ -4,15 +4,17 @@ from __future__ import annotations
 import logging
 import os
 
-from celery.signals import worker_process_init
+from celery.signals import worker_process_init, worker_ready, worker_shutdown
 
 from broker.app import EXPORT_TASK, TASK, celery_app
 from scion.settings import get_settings
 from storage.db import dispose_engines
 from worker.export import export_trial
+from worker.presence import Presence
 from worker.runner import run_trials
 
 _device: str | None = None  # chosen per pool process at start-up
+_presence: Presence | None = None  # the worker's row in the workers table, from its main process
 
 # Celery logs two lines per task at INFO ("received", "succeeded"). The database records every
 # trial with its worker and times already, and at hundreds of cheap trials a second those lines
@@ -46,6 +48,23 @@ def _init_process(**_: object) -> None:
         # Its current device too: what allocates without naming a device (cache release, library
         # handles) stays on this GPU instead of opening a second context on GPU 0.
         torch.cuda.set_device(torch.device(_device))
+
+
+@worker_ready.connect
+def _announce(sender: object, **_: object) -> None:
+    """Register the worker's slots once it takes messages (the schedulers share them among jobs)."""
+    global _presence
+    from worker.training.trainer import pick_device
+
+    controller = sender.controller
+    _presence = Presence(controller.hostname, list(sender.app.amqp.queues.consume_from), controller.concurrency,
+                         pick_device(get_settings().worker_device)).start()
+
+
+@worker_shutdown.connect
+def _withdraw(**_: object) -> None:
+    if _presence is not None:
+        _presence.stop()
 
 
 @celery_app.task(name=TASK, acks_late=True, ignore_result=True)
