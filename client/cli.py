@@ -578,6 +578,40 @@ def bench_scaling(
         console.print(f"wrote {write_json(report, json_out)}")
 
 
+@bench_app.command("fairness")
+def bench_fairness(
+    table: BenchTableOption = BENCH_TABLE,
+    training_jobs: int = 3,
+    training_trials: Annotated[int, typer.Option(help="Trials per training job (digits, quickstart-like).")] = 20,
+    epochs: int = 4,
+    tabular_trials: int = 40,
+    workers: Annotated[int, typer.Option(help="The embedded stack's worker processes (training slots).")] = 2,
+    limit_s: Annotated[float, typer.Option(help="How long the look-up job may take before it counts as "
+                                                "not finished.")] = 600.0,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the figures here.")] = None,
+) -> None:
+    """A table look-up job submitted behind training jobs: its wall time with the workers shared, and without."""
+    from rich.table import Table
+
+    from bench import fairness
+    from bench.strategies import write_json
+
+    report = fairness.run(table=table, training_jobs=training_jobs, training_trials=training_trials, epochs=epochs,
+                          tabular_trials=tabular_trials, workers=workers, limit_s=limit_s)
+    table_out = Table(title=f"{tabular_trials} look-ups behind {training_jobs} training jobs, {workers} workers")
+    for column in ("layout", "look-ups wall s", "their wait median / max s", "training waits median / max s"):
+        table_out.add_column(column)
+    for layout in report["layouts"]:
+        tab = layout["tabular"]
+        wall = f"{tab['wall_s']}" if tab["finished"] else f"> {tab['limit_s']:g} ({tab['completed']} done)"
+        waits = ", ".join(f"{t['queue_wait']['median_s']} / {t['queue_wait']['max_s']}" for t in layout["training"])
+        table_out.add_row(layout["layout"], wall, f"{tab['queue_wait']['median_s']} / {tab['queue_wait']['max_s']}",
+                          waits)
+    console.print(table_out)
+    if json_out:
+        console.print(f"wrote {write_json(report, json_out)}")
+
+
 @bench_app.command("gpu")
 def bench_gpu(
     gpu: Annotated[int, typer.Option(help="The GPU every worker process is pinned to.")] = 0,
