@@ -20,6 +20,9 @@ class ObjectivePublic(BaseModel):
     mode: str
 
 
+WAITING = ("pending", "queued")  # a sent trial in these waits: queued, or put back to be sent again
+
+
 def queue_wait_s(status: str, queued_at: datetime | None, started_at: datetime | None,
                  finished_at: datetime | None, now: datetime) -> float | None:
     """Seconds a trial waited for a worker: from its message's sending to its start; until now while
@@ -27,24 +30,24 @@ def queue_wait_s(status: str, queued_at: datetime | None, started_at: datetime |
     started (cancelled). None for a trial never sent. Its latest attempt's."""
     if queued_at is None:
         return None
-    end = now if status in ("pending", "queued") else started_at or finished_at or now
+    end = now if status in WAITING else started_at or finished_at or now
     return max(0.0, (end - queued_at).total_seconds())  # a worker may claim before the send is marked
 
 
 class QueueWaitPublic(BaseModel):
     """How long a job's trials wait for a worker: the median and longest wait of its trials that were
-    sent (its latest 1,000), and how many wait now."""
+    sent (its latest 1,000: ``repository.queue_waits``), and how many of them wait now."""
 
     median_s: float | None
     max_s: float | None
     waiting: int
 
     @classmethod
-    def of(cls, rows: Sequence[Any], waiting: int) -> QueueWaitPublic:
+    def of(cls, rows: Sequence[Any]) -> QueueWaitPublic:
         now = utcnow()
         waits = [queue_wait_s(r.status, r.queued_at, r.started_at, r.finished_at, now) for r in rows]
         return cls(median_s=statistics.median(waits) if waits else None, max_s=max(waits, default=None),
-                   waiting=waiting)
+                   waiting=sum(r.status in WAITING for r in rows))
 
 
 class TrialSummary(BaseModel):

@@ -112,21 +112,18 @@ BEST_TRIAL = (select(Trial).where(Trial.job_id == JOB_ID, Trial.status == "compl
 BEST_OF_PHASE = BEST_TRIAL.where(Trial.phase == bindparam("phase"))
 
 
-QUEUE_WAIT_WINDOW = 1000  # a job's latest queued trials its median and longest queue wait are taken over
+QUEUE_WAIT_WINDOW = 1000  # a job's latest sent trials its queue waits are taken over
 QUEUE_WAITS = (select(Trial.status, Trial.queued_at, Trial.started_at, Trial.finished_at)
                .where(Trial.job_id == JOB_ID, Trial.queued_at.is_not(None))
                .order_by(Trial.number.desc()).limit(QUEUE_WAIT_WINDOW))
-WAITING = select(func.count()).where(Trial.job_id == JOB_ID, Trial.told.is_(False),
-                                      Trial.status.in_(("pending", "queued")), Trial.queued_at.is_not(None))
 
 
-def queue_waits(session: Session, *, job_id: int) -> tuple[list[Row], int]:
-    """How long the job's trials waited for a worker: rows (status, queued_at, started_at,
-    finished_at) of its latest ``QUEUE_WAIT_WINDOW`` trials that were sent, newest first (a cost that
-    does not grow with the job, read through ix_trials_job_number), and how many sent trials wait
-    now (through ix_trials_job_told: waiting trials are never told)."""
-    rows = session.execute(QUEUE_WAITS, {"job_id": job_id}).all()
-    return rows, session.scalar(WAITING, {"job_id": job_id}) or 0
+def queue_waits(session: Session, *, job_id: int) -> list[Row]:
+    """What the job's queue waits are computed from: rows (status, queued_at, started_at, finished_at)
+    of its latest ``QUEUE_WAIT_WINDOW`` trials that were sent to the workers, newest first, read
+    through ix_trials_job_number at a cost that does not grow with the job. The queue is first come,
+    first served, so the trials waiting now are among them."""
+    return session.execute(QUEUE_WAITS, {"job_id": job_id}).all()
 
 
 def trial_counts(session: Session, *, job_id: int) -> dict[str, int]:

@@ -47,7 +47,7 @@ def _best(session, job: Job) -> Trial | None:
 
 def _public(session, job: Job) -> JobPublic:
     return JobPublic.of(job, repo.trial_counts(session, job_id=job.id), _best(session, job),
-                        QueueWaitPublic.of(*repo.queue_waits(session, job_id=job.id)))
+                        QueueWaitPublic.of(repo.queue_waits(session, job_id=job.id)))
 
 
 def _check_caps(spec: JobSpec) -> None:
