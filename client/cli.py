@@ -588,6 +588,8 @@ def bench_fairness(
     workers: Annotated[int, typer.Option(help="The embedded stack's worker processes (training slots).")] = 2,
     limit_s: Annotated[float, typer.Option(help="How long the look-up job may take before it counts as "
                                                 "not finished.")] = 600.0,
+    window_s: Annotated[float, typer.Option(help="When the training jobs' queue waits are read, in seconds after "
+                                                 "the look-up job's submission.")] = 120.0,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the figures here.")] = None,
 ) -> None:
     """A table look-up job submitted behind training jobs: its wall time with the workers shared, and without."""
@@ -597,14 +599,16 @@ def bench_fairness(
     from bench.strategies import write_json
 
     report = fairness.run(table=table, training_jobs=training_jobs, training_trials=training_trials, epochs=epochs,
-                          tabular_trials=tabular_trials, workers=workers, limit_s=limit_s)
+                          tabular_trials=tabular_trials, workers=workers, limit_s=limit_s, window_s=window_s)
     table_out = Table(title=f"{tabular_trials} look-ups behind {training_jobs} training jobs, {workers} workers")
-    for column in ("layout", "look-ups wall s", "their wait median / max s", "training waits median / max s"):
+    for column in ("layout", "look-ups wall s", "their wait median / max s",
+                   f"training jobs at {window_s:g} s: wait median / max s, trials done"):
         table_out.add_column(column)
     for layout in report["layouts"]:
         tab = layout["tabular"]
         wall = f"{tab['wall_s']}" if tab["finished"] else f"> {tab['limit_s']:g} ({tab['completed']} done)"
-        waits = ", ".join(f"{t['queue_wait']['median_s']} / {t['queue_wait']['max_s']}" for t in layout["training"])
+        waits = "; ".join(f"{t['queue_wait']['median_s']} / {t['queue_wait']['max_s']}, {t['completed']}"
+                          for t in layout["training"])
         table_out.add_row(layout["layout"], wall, f"{tab['queue_wait']['median_s']} / {tab['queue_wait']['max_s']}",
                           waits)
     console.print(table_out)
