@@ -52,13 +52,18 @@ def _init_process(**_: object) -> None:
 
 @worker_ready.connect
 def _announce(sender: object, **_: object) -> None:
-    """Register the worker's slots once it takes messages (the schedulers share them among jobs)."""
+    """Register the worker's slots once it takes messages (the schedulers share them among jobs). Its
+    device is the setting's, 'auto' resolved by counting GPUs through NVML, which unlike probing
+    CUDA leaves the pool processes this one forks later free to use it."""
     global _presence
-    from worker.training.trainer import pick_device
+    import torch
 
+    device = get_settings().worker_device
+    if device == "auto":
+        device = "cuda" if torch.cuda.device_count() else "cpu"
     controller = sender.controller
     _presence = Presence(controller.hostname, list(sender.app.amqp.queues.consume_from), controller.concurrency,
-                         pick_device(get_settings().worker_device)).start()
+                         device).start()
 
 
 @worker_shutdown.connect
