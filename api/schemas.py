@@ -1,6 +1,8 @@
 """What the API returns: plain pydantic models built from ORM rows, never the rows."""
 from __future__ import annotations
 
+import statistics
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -18,6 +20,36 @@ class ObjectivePublic(BaseModel):
     mode: str
 
 
+WAITING = ("pending", "queued")  # a sent trial in these waits: queued, or put back to be sent again
+
+
+def queue_wait_s(status: str, queued_at: datetime | None, started_at: datetime | None,
+                 finished_at: datetime | None, now: datetime) -> float | None:
+    """Seconds a trial waited for a worker: from its message's sending to its start; until now while
+    it waits still (queued, or put back to be sent again); until its end for one withdrawn before it
+    started (cancelled). None for a trial never sent. Its latest attempt's."""
+    if queued_at is None:
+        return None
+    end = now if status in WAITING else started_at or finished_at or now
+    return max(0.0, (end - queued_at).total_seconds())  # a worker may claim before the send is marked
+
+
+class QueueWaitPublic(BaseModel):
+    """How long a job's trials wait for a worker: the median and longest wait of its trials that were
+    sent (its latest 1,000: ``repository.queue_waits``), and how many of them wait now."""
+
+    median_s: float | None
+    max_s: float | None
+    waiting: int
+
+    @classmethod
+    def of(cls, rows: Sequence[Any]) -> QueueWaitPublic:
+        now = utcnow()
+        waits = [queue_wait_s(r.status, r.queued_at, r.started_at, r.finished_at, now) for r in rows]
+        return cls(median_s=statistics.median(waits) if waits else None, max_s=max(waits, default=None),
+                   waiting=sum(r.status in WAITING for r in rows))
+
+
 class TrialSummary(BaseModel):
     number: int
     status: str
@@ -32,6 +64,7 @@ class TrialSummary(BaseModel):
     started_at: datetime | None
     finished_at: datetime | None
     duration_s: float | None
+    queue_wait_s: float | None  # from sent to started; until now for a trial still waiting
 
     @classmethod
     def of(cls, trial: Trial) -> TrialSummary:
@@ -42,6 +75,7 @@ class TrialSummary(BaseModel):
             objective=trial.objective, metrics=trial.metrics, attempts=trial.attempts, error=trial.error,
             created_at=trial.created_at, started_at=trial.started_at, finished_at=trial.finished_at,
             duration_s=duration,
+            queue_wait_s=queue_wait_s(trial.status, trial.queued_at, trial.started_at, trial.finished_at, utcnow()),
         )
 
 
@@ -83,12 +117,13 @@ class JobPublic(BaseModel):
     started_at: datetime | None
     finished_at: datetime | None
     elapsed_s: float | None
+    queue_wait: QueueWaitPublic
     error: str | None
     spec: dict[str, Any]
     owner: str | None = None  # the submitting token's owner; None when submitted with auth off
 
     @classmethod
-    def of(cls, job: Job, counts: dict[str, int], best: Trial | None) -> JobPublic:
+    def of(cls, job: Job, counts: dict[str, int], best: Trial | None, queue_wait: QueueWaitPublic) -> JobPublic:
         end = job.finished_at or utcnow()
         primary = job.spec["objectives"][0]
         return cls(
@@ -99,7 +134,7 @@ class JobPublic(BaseModel):
             best=TrialSummary.of(best) if best else None,
             created_at=job.created_at, started_at=job.started_at, finished_at=job.finished_at,
             elapsed_s=(end - job.started_at).total_seconds() if job.started_at else None,
-            error=job.error, spec=job.spec, owner=job.owner,
+            queue_wait=queue_wait, error=job.error, spec=job.spec, owner=job.owner,
         )
 
 

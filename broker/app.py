@@ -16,6 +16,9 @@ QUEUES = ("gpu", "cpu")
 TASK = "scion.evaluate_trials"  # evaluate the trials whose ids it carries (worker/tasks.py)
 EXPORT_TASK = "scion.export_model"  # write a trial's network in a format into the artifact store (worker/export.py)
 EXPORT_QUEUE = "export"  # every worker serves it besides its own queues, so any of them exports
+# Queues of trials that take milliseconds: a worker serving training too runs them on a Celery worker of
+# their own (worker/consumers.py), so they never wait behind a training trial.
+CHEAP_QUEUES = ("cpu",)
 
 
 def make_celery() -> Celery:

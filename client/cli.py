@@ -431,19 +431,28 @@ def worker(
     queues: Annotated[str, typer.Option(help="Comma-separated queues: gpu (training), cpu (look-ups). Every "
                                           "worker also serves export (model downloads).")] = "gpu,cpu",
     concurrency: Annotated[int | None, typer.Option(help="Processes; default one per GPU, else 1.")] = None,
+    cpu_concurrency: Annotated[int | None, typer.Option(
+        help="Processes for the cheap queues (cpu, export), which run on a Celery worker of their own when this "
+             "one serves gpu too; default: as many as --concurrency.")] = None,
+    name: Annotated[str | None, typer.Option(
+        help="Prefix of the Celery node names (<name>-<role>-<pid>@<host>; default <role>-<pid>@<host>).")] = None,
 ) -> None:
-    """Run a Celery worker that evaluates trials (one process per GPU) and exports trained networks."""
+    """Run the Celery workers that evaluate trials (one process per GPU) and export trained networks."""
     _preflight("worker")  # before it consumes a message
     import torch
 
-    from broker.app import EXPORT_QUEUE, celery_app
+    from worker import consumers
 
+    if name is not None and ("@" in name or not name.strip()):
+        err_console.print(f"[red]error:[/] --name {escape(repr(name))}: a non-empty prefix without '@'")
+        raise typer.Exit(2)
     n = concurrency or max(1, torch.cuda.device_count())
-    served = [q for q in (part.strip() for part in queues.split(",")) if q]
-    served += [EXPORT_QUEUE] if EXPORT_QUEUE not in served else []
-    os.environ.setdefault("SCION_WORKER_THREADS", str(max(1, (os.cpu_count() or 1) // n)))
-    celery_app.worker_main(["worker", f"--concurrency={n}", f"--queues={','.join(served)}", "--pool=prefork",
-                            "--loglevel=INFO", "--without-gossip", "--without-mingle"])
+    plan = consumers.plan([q for q in (part.strip() for part in queues.split(",")) if q], concurrency=n,
+                          cheap_concurrency=cpu_concurrency or n, split=get_settings().worker_split_queues)
+    if len(plan) == 1:
+        consumers.run(plan[0], name)
+    else:
+        raise typer.Exit(consumers.supervise(plan, name))
 
 
 @app.command()
@@ -681,6 +690,44 @@ def bench_scaling(
                               f"{r['speedup_vs_one_worker']:.2f}x",
                               " / ".join(f"{cpu[p]:.3g}" for p in ("worker", "scheduler", "api", "postgres")),
                               r["bottleneck"])
+    console.print(table_out)
+    if json_out:
+        console.print(f"wrote {write_json(report, json_out)}")
+
+
+@bench_app.command("fairness")
+def bench_fairness(
+    table: BenchTableOption = BENCH_TABLE,
+    training_jobs: int = 3,
+    training_trials: Annotated[int, typer.Option(help="Trials per training job (digits, quickstart-like).")] = 20,
+    epochs: int = 4,
+    tabular_trials: int = 40,
+    workers: Annotated[int, typer.Option(help="The embedded stack's worker processes (training slots).")] = 2,
+    limit_s: Annotated[float, typer.Option(help="How long the look-up job may take before it counts as "
+                                                "not finished.")] = 600.0,
+    window_s: Annotated[float, typer.Option(help="When the training jobs' queue waits are read, in seconds after "
+                                                 "the look-up job's submission.")] = 120.0,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the figures here.")] = None,
+) -> None:
+    """A table look-up job submitted behind training jobs: its wall time with the workers shared, and without."""
+    from rich.table import Table
+
+    from bench import fairness
+    from bench.strategies import write_json
+
+    report = fairness.run(table=table, training_jobs=training_jobs, training_trials=training_trials, epochs=epochs,
+                          tabular_trials=tabular_trials, workers=workers, limit_s=limit_s, window_s=window_s)
+    table_out = Table(title=f"{tabular_trials} look-ups behind {training_jobs} training jobs, {workers} workers")
+    for column in ("layout", "look-ups wall s", "their wait median / max s",
+                   f"training jobs at {window_s:g} s: wait median / max s, trials done"):
+        table_out.add_column(column)
+    for layout in report["layouts"]:
+        tab = layout["tabular"]
+        wall = f"{tab['wall_s']}" if tab["finished"] else f"> {tab['limit_s']:g} ({tab['completed']} done)"
+        waits = "; ".join(f"{t['queue_wait']['median_s']} / {t['queue_wait']['max_s']}, {t['completed']}"
+                          for t in layout["training"])
+        table_out.add_row(layout["layout"], wall, f"{tab['queue_wait']['median_s']} / {tab['queue_wait']['max_s']}",
+                          waits)
     console.print(table_out)
     if json_out:
         console.print(f"wrote {write_json(report, json_out)}")

@@ -40,8 +40,9 @@ class StackError(RuntimeError):
 class LocalStack:
     def __init__(self, settings: Settings, *, workers: int = 2, port: int | None = None,
                  host: str = "127.0.0.1", api_workers: int = 1, env: dict[str, str] | None = None) -> None:
-        """``workers``: Celery pool processes; ``api_workers``: uvicorn worker processes; ``env``:
-        further SCION_… settings for every process of the stack."""
+        """``workers``: Celery pool processes for training (``scion worker --concurrency``; as many
+        again serve the cheap queues: worker/consumers.py); ``api_workers``: uvicorn worker processes;
+        ``env``: further SCION_… settings for every process of the stack."""
         self.settings, self.workers, self.host, self.api_workers = settings, workers, host, api_workers
         self.extra_env = env or {}
         self.port = port or free_port()

@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 
 from scheduler import feedback
 from scheduler.dispatch import Send, Waiting, celery_waiting
+from scheduler.fair_share import FairShare
 from scheduler.pace import Pace
 from scheduler.stages import SUPERNET_KEY, PhaseFailed, Stage, current_stage, next_stage
 from scheduler.strategies import Proposal, make_strategy
@@ -71,6 +72,7 @@ class JobRun:
         self.curves: dict[int, list[tuple[int, float]]] = {}  # running trial id -> (epoch, score) so far
         self.pace = Pace(settings.scheduler_batch_seconds)
         self._said: list[tuple[int, str]] = []  # the pass's transitions, logged once it commits
+        self.fair = FairShare(job_id, enabled=settings.scheduler_fair_share, fresh_s=settings.heartbeat_timeout_seconds)
 
     def step(self, activity: Row, reap_lost: bool = True) -> bool:
         """Advance the job; False once the job is finished (see ``_pass``). The job's transitions
@@ -98,7 +100,7 @@ class JobRun:
                     self._finish(session, "failed", f"cannot start the job: {exc}")
                     return False
                 reasons = self.reasons(activity, reap_lost)
-            changed = {}
+            changed = {"queue": self.queue} if activity.queue != self.queue else {}  # what fair shares count by
             if Reason.START in reasons:
                 self.started_at = changed["started_at"] = utcnow()
                 changed["status"] = "running"
@@ -145,7 +147,7 @@ class JobRun:
             ending = True
         if activity.untold or ending:
             found.append(Reason.TELL)
-        if activity.trials_created < self.stage.end and activity.in_flight < budget.max_parallel:
+        if activity.trials_created < self.stage.end and self.fair.may_ask(activity.in_flight, budget.max_parallel):
             found.append(Reason.ASK)
         if activity.trials_created >= self.stage.end and activity.in_flight == 0:
             found.append(Reason.FINISH if self.stage.final else Reason.NEXT_PHASE)
@@ -212,11 +214,15 @@ class JobRun:
         return True, [[trial_id] for trial_id in again] + self.pace.messages(new, budget.max_parallel)
 
     def _ask(self, session: Session, activity: Row) -> tuple[list[int], bool]:
-        """Ask the strategy for trials while slots are free, and write them; returns their ids and
+        """Ask the strategy for trials while slots are free (within max_parallel and the job's fair
+        share of its queue's workers: scheduler.fair_share), and write them; returns their ids and
         whether the strategy had nothing more to propose."""
         budget = self.spec.budget
         # As of the pass's start: trials finishing since only free slots, so this never overfills.
-        room = min(self.stage.end - self.trials_created, budget.max_parallel - activity.in_flight)
+        room = min(self.stage.end - self.trials_created,
+                   self.fair.room(session, queue=self.queue, in_flight=activity.in_flight,
+                                  max_parallel=budget.max_parallel,
+                                  per_message=self.pace.per_message(budget.max_parallel)))
         proposals, exhausted = [], False
         while len(proposals) < room:
             proposal = self._next_proposal(self.trials_created + len(proposals))

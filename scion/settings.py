@@ -122,6 +122,21 @@ class Settings(BaseSettings):
                     "(scheduler/gather.py). 0 turns this off: a pass at every nudge.",
     )
 
+    # Sharing the workers between jobs. Each is on by default; false gives the plain path it
+    # replaces, for measurement (scion bench fairness).
+    worker_split_queues: bool = Field(
+        True,
+        description="`scion worker` serving gpu and cpu runs the cheap queues (cpu, export) on a Celery worker of "
+                    "their own beside the training one (worker/consumers.py), so a table look-up never waits behind "
+                    "a training trial. False: one Celery worker for every queue.",
+    )
+    scheduler_fair_share: bool = Field(
+        True,
+        description="Cap each job's trials in flight at its fair share of the live worker slots serving its queue "
+                    "(scheduler/fair_share.py), so a job submitted later is not stuck behind earlier jobs' queued "
+                    "trials. False: budget.max_parallel alone (jobs served in the order they queued).",
+    )
+
     worker_device: str = Field("auto", description="'auto', 'cpu', 'cuda' or 'cuda:N'.")
     worker_data_cache_mb: int = Field(
         2048, ge=0,

@@ -26,6 +26,7 @@ TERMINAL_JOB_STATUSES = ("completed", "failed", "cancelled")
 
 class Job(Base):
     __tablename__ = "jobs"
+    __table_args__ = (Index("ix_jobs_queue_status", "queue", "status"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
@@ -44,6 +45,7 @@ class Job(Base):
     best_objective: Mapped[float | None] = mapped_column(Float)
     owner: Mapped[str | None] = mapped_column(String(100), index=True)  # the submitting token's owner
     phase: Mapped[str | None] = mapped_column(String(16))  # a one-shot job's current phase (scion.configs.one_shot)
+    queue: Mapped[str | None] = mapped_column(String(32))  # its evaluator's Celery queue, set by its scheduler
 
 
 class Trial(Base):
@@ -147,3 +149,20 @@ class ApiToken(Base):
     created_at: Mapped[datetime]
     last_used_at: Mapped[datetime | None]
     revoked_at: Mapped[datetime | None]
+
+
+class Worker(Base):
+    """A live Celery worker (one ``celery worker`` process and its pool): which queues it serves with
+    how many slots (pool processes), on what device. It writes its row at start, beats it every
+    ``heartbeat_seconds`` and deletes it at shutdown; a row silent for ``heartbeat_timeout_seconds``
+    is a worker gone without saying so, ignored by the schedulers (scheduler/fair_share.py) and
+    deleted by the next worker to start."""
+
+    __tablename__ = "workers"
+
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)  # its Celery node name
+    queues: Mapped[str] = mapped_column(String(200))  # comma-separated
+    slots: Mapped[int] = mapped_column(Integer)
+    device: Mapped[str] = mapped_column(String(32))
+    started_at: Mapped[datetime]
+    heartbeat_at: Mapped[datetime]

@@ -41,6 +41,7 @@ from storage.models import (
     ToldCount,
     Trial,
     TrialMetric,
+    Worker,
 )
 
 IN_FLIGHT = ("pending", "queued", "running")
@@ -109,6 +110,20 @@ TRIAL_COUNTS = _trial_counts_statement()
 BEST_TRIAL = (select(Trial).where(Trial.job_id == JOB_ID, Trial.status == "completed", Trial.score.is_not(None))
               .order_by(Trial.score.desc(), Trial.number).limit(1))
 BEST_OF_PHASE = BEST_TRIAL.where(Trial.phase == bindparam("phase"))
+
+
+QUEUE_WAIT_WINDOW = 1000  # a job's latest sent trials its queue waits are taken over
+QUEUE_WAITS = (select(Trial.status, Trial.queued_at, Trial.started_at, Trial.finished_at)
+               .where(Trial.job_id == JOB_ID, Trial.queued_at.is_not(None))
+               .order_by(Trial.number.desc()).limit(QUEUE_WAIT_WINDOW))
+
+
+def queue_waits(session: Session, *, job_id: int) -> list[Row]:
+    """What the job's queue waits are computed from: rows (status, queued_at, started_at, finished_at)
+    of its latest ``QUEUE_WAIT_WINDOW`` trials that were sent to the workers, newest first, read
+    through ix_trials_job_number at a cost that does not grow with the job. The queue is first come,
+    first served, so the trials waiting now are among them."""
+    return session.execute(QUEUE_WAITS, {"job_id": job_id}).all()
 
 
 def trial_counts(session: Session, *, job_id: int) -> dict[str, int]:
@@ -323,7 +338,7 @@ _UNTOLD = (
 JOB_ACTIVITY = (
     select(
         Job.id.label("job_id"), Job.status, Job.lease_owner, Job.lease_expires_at, Job.trials_created,
-        Job.started_at,
+        Job.started_at, Job.queue,
         func.coalesce(_UNTOLD.c.untold, 0).label("untold"),
         func.coalesce(_UNTOLD.c.pending, 0).label("pending"),
         func.coalesce(_UNTOLD.c.in_flight, 0).label("in_flight"),
@@ -506,6 +521,49 @@ def save_strategy_state(session: Session, *, job_id: int, state: dict[str, Any])
     db = _core(session)
     db.execute(update(Job).where(Job.id == job_id).values(strategy_state=state))
     db.execute(delete(StrategyCall).where(StrategyCall.job_id == job_id))
+
+
+# ---------------------------------------------------------------- the workers and their share of jobs
+
+
+def beat_worker(db: Session | Connection, *, name: str, queues: list[str], slots: int, device: str,
+                gone_after_s: float) -> None:
+    """Say a worker is alive: touch its row, or write it (at its start, or after a scheduler or
+    an outage missed its beats) and delete the rows of workers silent for ``gone_after_s``."""
+    db, now = _core(db), utcnow()
+    fields = {"queues": ",".join(queues), "slots": slots, "device": device, "heartbeat_at": now}
+    if db.execute(update(Worker).where(Worker.name == name).values(**fields)).rowcount == 0:
+        db.execute(delete(Worker).where(Worker.heartbeat_at < now - timedelta(seconds=gone_after_s)))
+        db.execute(insert(Worker).values(name=name, started_at=now, **fields))
+
+
+def drop_worker(db: Session | Connection, *, name: str) -> None:
+    """A worker shutting down takes its slots away at once."""
+    _core(db).execute(delete(Worker).where(Worker.name == name))
+
+
+def live_workers(db: Session | Connection, *, fresh_s: float) -> list[Row]:
+    """Workers that beat within ``fresh_s``: rows of name, queues (comma-separated), slots, device,
+    started_at, heartbeat_at, by name."""
+    return _core(db).execute(
+        select(Worker.name, Worker.queues, Worker.slots, Worker.device, Worker.started_at, Worker.heartbeat_at)
+        .where(Worker.heartbeat_at >= utcnow() - timedelta(seconds=fresh_s)).order_by(Worker.name)).all()
+
+
+QUEUE_JOBS = (select(Trial.job_id, func.count().label("in_flight"))
+              .join(Job, Job.id == Trial.job_id)
+              .where(Job.queue == bindparam("queue"), Job.status.not_in(TERMINAL_JOB_STATUSES),
+                     Trial.told.is_(False), Trial.status.in_(IN_FLIGHT))
+              .group_by(Trial.job_id))
+
+
+def queue_load(db: Session | Connection, *, queue: str, fresh_s: float) -> tuple[int, dict[int, int]]:
+    """What jobs share on ``queue``: the slots of the workers serving it that beat within ``fresh_s``,
+    and the trials in flight (pending, queued, running) of each unfinished job on it that has any."""
+    slots = sum(w.slots for w in live_workers(db, fresh_s=fresh_s) if queue in w.queues.split(","))
+    if not slots:
+        return 0, {}
+    return slots, {row.job_id: row.in_flight for row in _core(db).execute(QUEUE_JOBS, {"queue": queue})}
 
 
 # ---------------------------------------------------------------- worker side

@@ -4,17 +4,19 @@ from __future__ import annotations
 import logging
 import os
 
-from celery.signals import celeryd_init, worker_process_init, worker_ready
+from celery.signals import celeryd_init, worker_process_init, worker_ready, worker_shutdown
 
 from broker.app import EXPORT_TASK, TASK, celery_app
 from scion import logs
 from scion.settings import get_settings
 from storage.db import dispose_engines
 from worker.export import export_trial
+from worker.presence import Presence
 from worker.runner import run_trials
 
 log = logging.getLogger(__name__)
 _device: str | None = None  # chosen per pool process at start-up
+_presence: Presence | None = None  # the worker's row in the workers table, from its main process
 
 # Celery logs two lines per task at INFO ("received", "succeeded"). The database records every
 # trial with its worker and times already, and at hundreds of cheap trials a second those lines
@@ -26,14 +28,17 @@ for _name in ("celery.app.trace", "celery.worker.strategy"):
 
 def _process_device(index: int) -> str:
     """The device of the worker's pool process number ``index``: the setting's, and where it
-    says 'cuda' on a machine with several GPUs, the GPUs in turn."""
+    says 'cuda' on a machine with several GPUs, the GPUs in turn. GPUs are counted through NVML,
+    which unlike probing CUDA leaves the pool processes the main process forks later free to use
+    them."""
     import torch
 
     from worker.training.trainer import pick_device
 
-    device = pick_device(get_settings().worker_device)
-    if device == "cuda" and torch.cuda.device_count() > 1:
-        device = f"cuda:{index % torch.cuda.device_count()}"
+    setting, count = get_settings().worker_device, torch.cuda.device_count()
+    device = ("cuda" if count else "cpu") if setting.strip().lower() == "auto" else pick_device(setting)
+    if device == "cuda" and count > 1:
+        device = f"cuda:{index % count}"
     return device
 
 
@@ -48,13 +53,17 @@ def _name_the_worker(sender: str, instance: object, **_: object) -> None:
 
 
 @worker_ready.connect
-def _say_ready(sender: object, **_: object) -> None:
-    """One line when the worker takes messages: its node, processes, devices and queues."""
-    concurrency = sender.controller.concurrency
-    devices = [_process_device(index) for index in range(concurrency)]
+def _ready(sender: object, **_: object) -> None:
+    """Once the worker takes messages: one line with its node, processes, devices and queues, and
+    its slots registered in the workers table (the schedulers share them among jobs)."""
+    global _presence
+    controller = sender.controller
+    devices = [_process_device(index) for index in range(controller.concurrency)]
     queues = sorted(sender.app.amqp.queues.consume_from)
-    log.info("worker ready: %d process(es) on %s, queues %s", concurrency, ", ".join(devices), ", ".join(queues),
-             extra={"device": ",".join(sorted(set(devices))), "queues": queues, "concurrency": concurrency})
+    device = ",".join(sorted(set(devices)))
+    log.info("worker ready: %d process(es) on %s, queues %s", controller.concurrency, ", ".join(devices),
+             ", ".join(queues), extra={"device": device, "queues": queues, "concurrency": controller.concurrency})
+    _presence = Presence(controller.hostname, queues, controller.concurrency, devices[0].split(":")[0]).start()
 
 
 @worker_process_init.connect
@@ -77,6 +86,12 @@ def _init_process(**_: object) -> None:
         # Its current device too: what allocates without naming a device (cache release, library
         # handles) stays on this GPU instead of opening a second context on GPU 0.
         torch.cuda.set_device(torch.device(_device))
+
+
+@worker_shutdown.connect
+def _withdraw(**_: object) -> None:
+    if _presence is not None:
+        _presence.stop()
 
 
 @celery_app.task(name=TASK, acks_late=True, ignore_result=True)

@@ -18,6 +18,7 @@ from api.schemas import (
     JobCreate,
     JobPublic,
     JobsPublic,
+    QueueWaitPublic,
     TrialPublic,
     TrialsPublic,
     TrialSummary,
@@ -46,7 +47,8 @@ def _best(session, job: Job) -> Trial | None:
 
 
 def _public(session, job: Job) -> JobPublic:
-    return JobPublic.of(job, repo.trial_counts(session, job_id=job.id), _best(session, job))
+    return JobPublic.of(job, repo.trial_counts(session, job_id=job.id), _best(session, job),
+                        QueueWaitPublic.of(repo.queue_waits(session, job_id=job.id)))
 
 
 def _check_caps(spec: JobSpec) -> None:

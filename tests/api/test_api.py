@@ -385,6 +385,30 @@ def test_trials_listing_sorts_filters_and_pages(client: TestClient, populated: d
         assert all(f in r.json()["detail"] for f in fragments), r.text
 
 
+def test_trials_and_jobs_show_how_long_trials_waited_for_a_worker(client: TestClient, nb201_csv: Path) -> None:
+    job = submit(client, tabular_spec(nb201_csv, name="waits"))
+    now = utcnow()
+    with session_scope() as session:
+        for number, (status, waited) in enumerate([("completed", 2.0), ("running", 4.0), ("completed", 6.0),
+                                                   ("queued", None), ("pending", None)]):
+            trial = add_trial(session, job["id"], number, status, attempts=0 if status in ("queued", "pending") else 1)
+            trial.queued_at = now - timedelta(seconds=100)
+            trial.started_at = trial.queued_at + timedelta(seconds=waited) if waited is not None else None
+            if status == "pending":  # written by the scheduler, never sent
+                trial.queued_at = None
+    page = client.get(f"/v1/jobs/{job['id']}/trials").json()["items"]
+    waits = [t["queue_wait_s"] for t in page]
+    assert waits[:3] == [pytest.approx(2.0), pytest.approx(4.0), pytest.approx(6.0)]
+    assert waits[3] == pytest.approx(100.0, abs=5)  # still queued: until now
+    assert waits[4] is None
+    assert client.get(f"/v1/jobs/{job['id']}/trials/3").json()["queue_wait_s"] == pytest.approx(100.0, abs=5)
+    wait = client.get(f"/v1/jobs/{job['id']}").json()["queue_wait"]
+    assert wait["median_s"] == pytest.approx(5.0) and wait["max_s"] == pytest.approx(100.0, abs=5)
+    assert wait["waiting"] == 1
+    fresh = submit(client, tabular_spec(nb201_csv, name="nothing sent"))
+    assert fresh["queue_wait"] == {"median_s": None, "max_s": None, "waiting": 0}
+
+
 def test_trial_detail_has_arch_metrics_error_and_current_learning_curve(
     client: TestClient, populated: dict[str, Any]
 ) -> None:

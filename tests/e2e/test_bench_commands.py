@@ -47,3 +47,19 @@ def test_scaling_bench_measures_throughput_and_where_the_cpu_went(tmp_path, post
     assert 0 < run["machine_busy"] <= 1 and run["bottleneck"]
     assert run["cpu_ms_per_trial"]["scheduler"] > 0
     assert set(run["idle_machine_ceiling_trials_per_s"]) == {"machine CPU", "scheduler"}
+
+
+def test_fairness_bench_times_the_look_ups_with_the_workers_shared_and_without(tmp_path, nb201_csv):
+    out = tmp_path / "bench.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "client", "bench", "fairness", "--table", str(nb201_csv), "--training-jobs", "1",
+         "--training-trials", "2", "--epochs", "300", "--tabular-trials", "10", "--workers", "1",
+         "--limit-s", "20", "--window-s", "1", "--json", str(out)], capture_output=True, text=True, timeout=400)
+    assert result.returncode == 0, result.stdout + result.stderr
+    shared, single = json.loads(out.read_text())["layouts"]
+    assert shared["tabular"]["finished"] and shared["tabular"]["completed"] == 10
+    assert shared["tabular"]["wall_s"] < 20 and shared["tabular"]["queue_wait"]["waiting"] == 0
+    # One Celery worker for every queue: the look-ups wait behind the training trial, which outlasts the limit.
+    assert not single["tabular"]["finished"] and single["tabular"]["wall_s"] is None
+    assert single["tabular"]["queue_wait"]["waiting"] >= 1
+    assert [t["job"] for t in shared["training"]] == ["training-0"] == [t["job"] for t in single["training"]]

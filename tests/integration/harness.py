@@ -181,6 +181,16 @@ class Broker:
                 self._futures.add(self._pool.submit(self._run, trial_ids))
         self.wait(0)
 
+    def deliver_first(self) -> bool:
+        """Run the oldest undelivered message in the caller's thread, as the one worker free to take the
+        queue's head would; False when none waits."""
+        with self._lock:
+            if self.hold or not self._backlog:
+                return False
+            trial_ids = self._backlog.popleft()
+        self._run(trial_ids)
+        return True
+
     def wait(self, timeout: float) -> None:
         """Wait up to ``timeout`` for a running delivery to finish; re-raise worker crashes."""
         if self._futures:
