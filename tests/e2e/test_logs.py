@@ -82,8 +82,8 @@ def test_processes_log_outcomes_and_transitions_with_timestamps(tmp_path, fmt, l
             for name in ("api", "scheduler", "worker")}
 
     worker = logs["worker"]
-    ready = _find(worker, r"^worker ready: ")
-    assert "1 process(es) on cpu" in ready["msg"] and "queues cpu, export, gpu" in ready["msg"]
+    ready = {role: _find(worker, rf"^worker ready: 1 process\(es\) on cpu, queues {queues}$")
+             for role, queues in (("gpu", "gpu"), ("cpu", "cpu, export"))}  # training and cheap trials apart
     outcomes = {
         "completed": _find(worker, rf"^trial \d+ \(job {mixed}, number 0\) completed in [\d.]+ s: objective 63\.364$"),
         "failed": _find(worker, rf"^trial \d+ \(job {mixed}, number 1\) failed in [\d.]+ s: architecture .* is not "
@@ -91,11 +91,13 @@ def test_processes_log_outcomes_and_transitions_with_timestamps(tmp_path, fmt, l
         "stopped": _find(worker, rf"^trial \d+ \(job {cancelled}, number 0\) stopped in [\d.]+ s: stop requested"),
     }
     assert [outcomes[s]["level"] for s in ("completed", "failed", "stopped")] == ["INFO", "WARNING", "INFO"]
-    for record in [ready, *outcomes.values()]:  # each names the worker's node and its device
+    by_role = [("gpu", ready["gpu"]), ("cpu", ready["cpu"]), ("cpu", outcomes["completed"]),
+               ("cpu", outcomes["failed"]), ("gpu", outcomes["stopped"])]
+    for role, record in by_role:  # each names the worker's node (its role, unique) and its device
         if fmt == "json":
-            assert record["worker"].startswith("celery@") and record["device"] == "cpu"
+            assert re.fullmatch(rf"{role}-\d+@\S+", record["worker"]) and record["device"] == "cpu", record
         else:
-            assert record["where"].startswith("celery@") and record["where"].endswith(" cpu")
+            assert re.fullmatch(rf"{role}-\d+@\S+ cpu", record["where"]), record
     if fmt == "json":
         assert outcomes["completed"]["job_id"] == mixed and outcomes["completed"]["objective"] == 63.364
         assert outcomes["failed"]["trial_number"] == 1 and "not in table" in outcomes["failed"]["error"]
