@@ -79,9 +79,23 @@ class JobRun:
         (started, phase, completed, failed) are logged once the pass has committed them."""
         self._said = []
         alive = self._pass(activity, reap_lost)
+        self._say()
+        return alive
+
+    def give_up(self, activity: Row, reason: str) -> None:
+        """Fail the job for ``reason`` without another pass: its passes keep failing (the scheduler
+        counts them). What it is running is stopped, and the strategy held in memory, which may
+        have seen what those passes rolled back, is neither asked nor saved."""
+        self._said, self.strategy, self.stage = [], None, None
+        with session_scope(durable=False) as session:
+            self.trials_created, self.started_at = activity.trials_created, activity.started_at
+            repo.stop_in_flight(session, job_id=self.job_id, reason="the job failed")
+            self._finish(session, "failed", reason)
+        self._say()
+
+    def _say(self) -> None:
         for level, message in self._said:
             log.log(level, "job %s %s", self.job_id, message, extra={"job_id": self.job_id})
-        return alive
 
     def _pass(self, activity: Row, reap_lost: bool) -> bool:
         """One pass over the job, in one transaction. ``activity`` is the job's row of
