@@ -7,7 +7,8 @@ fields (``log.info(..., extra={"job_id": ...})``), and a worker binds its node n
 once for the process (``bind``), so that JSON lines can be filtered on ``job_id``, ``trial_id``,
 ``worker`` and ``device``; text lines say the same in their message and a ``[worker device]`` tag.
 The API's reads (GET, HEAD: the polls of ``scion watch`` and the web page) are logged at debug,
-its writes at info.
+its writes at info. A loop that retries what fails logs an error that keeps coming back through
+``Repeats``: its traceback once, then how many times it came again.
 """
 from __future__ import annotations
 

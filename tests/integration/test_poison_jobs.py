@@ -12,10 +12,14 @@ from __future__ import annotations
 import logging
 
 import pytest
-from sqlalchemy import text
+from alembic import command
+from sqlalchemy import insert, select, text
 
 from scheduler.loop import Scheduler
-from storage.db import session_scope
+from storage import repository as repo
+from storage.db import get_engine, session_scope, utcnow
+from storage.migrate import alembic_config, upgrade
+from storage.models import Trial
 from tests.integration.harness import drive, get_events, get_trials, make_job, train_spec
 
 pytestmark = [pytest.mark.timeout(300), pytest.mark.usefixtures("one_torch_thread")]
@@ -69,6 +73,25 @@ def test_a_space_whose_keys_pass_1000_characters_runs(settings_env, make_broker)
     assert [t.status for t in trials] == ["completed", "completed"]
     assert all(len(t.arch_key) > 1000 and t.arch_key.count("|conv") == 17 for t in trials), \
         [len(t.arch_key) for t in trials]  # stored whole
+
+
+def test_the_upgrade_keeps_every_key_and_takes_longer_ones(db_url) -> None:
+    command.downgrade(alembic_config(db_url), "0006")  # keys of 1,000 characters at most
+    with session_scope(db_url) as session:
+        job_id = repo.create_job(session, name="old", spec={}).id
+        session.execute(insert(Trial).values(job_id=job_id, number=0, arch=[], arch_key="a" * 1000, attempts=0,
+                                             created_at=utcnow()))
+    get_engine(db_url).dispose()  # the upgrade changes the schema under pooled connections
+    upgrade(db_url)
+    with session_scope(db_url) as session:
+        session.execute(insert(Trial).values(job_id=job_id, number=1, arch=[], arch_key="b" * 20_000, attempts=0,
+                                             created_at=utcnow()))
+    with session_scope(db_url) as session:
+        assert list(session.scalars(select(Trial.arch_key).order_by(Trial.number))) == ["a" * 1000, "b" * 20_000]
+    if db_url.startswith("postgresql"):  # going back would cut a key short: refused
+        get_engine(db_url).dispose()
+        with pytest.raises(Exception, match="value too long"):
+            command.downgrade(alembic_config(db_url), "0006")
 
 
 def test_a_job_whose_passes_keep_failing_fails_saying_why(settings_env, make_broker, caplog) -> None:
