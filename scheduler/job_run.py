@@ -401,7 +401,8 @@ class JobRun:
                              best_objective=best.objective if best else None,
                              lease_owner=None, lease_expires_at=None)
         summary = f"best trial {best.number}: {best.objective:.4g}" if best else (error or "no trials")
-        self._event(session, status, f"job {status} ({note or error}); {summary}",
+        why = note or error
+        self._event(session, status, f"job {status} ({why})" + ("" if summary == why else f"; {summary}"),
                     said=f"{status} ({'; '.join(filter(None, (note, error)))})" + (f"; {summary}" if best else ""),
                     level=logging.WARNING if status == "failed" else logging.INFO)
 
