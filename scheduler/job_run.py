@@ -79,9 +79,23 @@ class JobRun:
         (started, phase, completed, failed) are logged once the pass has committed them."""
         self._said = []
         alive = self._pass(activity, reap_lost)
+        self._say()
+        return alive
+
+    def give_up(self, activity: Row, reason: str) -> None:
+        """Fail the job for ``reason`` without another pass: its passes keep failing (the scheduler
+        counts them). What it is running is stopped, and the strategy held in memory, which may
+        have seen what those passes rolled back, is neither asked nor saved."""
+        self._said, self.strategy, self.stage = [], None, None
+        with session_scope(durable=False) as session:
+            self.trials_created, self.started_at = activity.trials_created, activity.started_at
+            repo.stop_in_flight(session, job_id=self.job_id, reason="the job failed")
+            self._finish(session, "failed", reason)
+        self._say()
+
+    def _say(self) -> None:
         for level, message in self._said:
             log.log(level, "job %s %s", self.job_id, message, extra={"job_id": self.job_id})
-        return alive
 
     def _pass(self, activity: Row, reap_lost: bool) -> bool:
         """One pass over the job, in one transaction. ``activity`` is the job's row of
@@ -387,7 +401,8 @@ class JobRun:
                              best_objective=best.objective if best else None,
                              lease_owner=None, lease_expires_at=None)
         summary = f"best trial {best.number}: {best.objective:.4g}" if best else (error or "no trials")
-        self._event(session, status, f"job {status} ({note or error}); {summary}",
+        why = note or error
+        self._event(session, status, f"job {status} ({why})" + ("" if summary == why else f"; {summary}"),
                     said=f"{status} ({'; '.join(filter(None, (note, error)))})" + (f"; {summary}" if best else ""),
                     level=logging.WARNING if status == "failed" else logging.INFO)
 

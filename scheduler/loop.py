@@ -23,9 +23,10 @@ from scheduler import gather
 from scheduler.dispatch import Send, Waiting, celery_send, celery_waiting
 from scheduler.job_run import JobRun
 from scion.errors import Conflict
+from scion.logs import Repeats
 from scion.settings import Settings, get_settings
 from storage import repository as repo
-from storage.db import autocommit, is_unreachable, session_scope
+from storage.db import autocommit, error_message, is_unreachable, session_scope
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,10 @@ class Scheduler:
         self.trials_waiting = 0
         self.unreachable_at = -math.inf  # when a pass last found the database unreachable (monotonic)
         self.reachable_again_at = -math.inf  # when the first pass after that reached it again
+        # Held jobs whose passes failed (other than for the database): how many in a row so far
+        # (0 after a pass that went through); a job is failed at ``scheduler_failed_passes``.
+        self.failed_passes: dict[int, int] = {}
+        self.repeats = Repeats(log)  # a failure's traceback once, then how often it came again
 
     def step(self, leases: bool = True) -> None:
         """One pass: renew or take leases (unless ``leases`` is False: see ``run``), then advance
@@ -66,6 +71,7 @@ class Scheduler:
             row = activity.get(job_id)
             if row is None or not repo.holds_lease(row, owner=self.owner):  # ended, cancelled or taken over
                 del self.runs[job_id]
+                self._forget_failures(job_id)
                 _say_let_go(job_id, row)
                 continue
             self.trials_waiting += row.in_flight - row.running
@@ -75,25 +81,65 @@ class Scheduler:
                 alive = run.step(row, reap_lost=reap_lost)
             except Conflict as exc:  # lease lost: the job left this scheduler during the pass, which rolled back
                 del self.runs[job_id]
+                self._forget_failures(job_id)
                 log.info("job %s: let go (%s)", job_id, exc)
                 continue
             except Exception as exc:
                 # The strategy in memory may have seen what the database rolled back: the next
                 # pass reloads the job from its last committed state.
                 del self.runs[job_id]
-                if not is_unreachable(exc):
-                    log.exception("job %s: scheduler pass failed; retrying next pass", job_id)
-                    continue
-                self.unreachable_at = time.monotonic()
-                log.warning("job %s: database unreachable (%s); retrying", job_id, type(exc).__name__)
+                if is_unreachable(exc):  # transient: never counted against the job
+                    self.unreachable_at = time.monotonic()
+                    log.warning("job %s: database unreachable (%s); retrying", job_id, type(exc).__name__)
+                else:
+                    self._pass_failed(run, row, exc)
                 continue
+            if job_id in self.failed_passes:
+                self.failed_passes[job_id] = 0
             if not alive:
                 del self.runs[job_id]
+                self._forget_failures(job_id)
             self.trials_waiting += run.trials_created - row.trials_created  # the pass's new trials
+        self.repeats.tick()
+
+    def _pass_failed(self, run: JobRun, row: Row, exc: Exception) -> None:
+        """A pass of the job failed for a reason other than the database being away (a row the
+        database refuses, a strategy that raises), so the next is likely to fail the same way: its
+        traceback is logged once while it repeats (then counted), and the job is failed, saying
+        why in its error and events, once ``scheduler_failed_passes`` passes in a row have."""
+        job_id = run.job_id
+        failures = self.failed_passes[job_id] = self.failed_passes.get(job_id, 0) + 1
+        limit = self.settings.scheduler_failed_passes
+        self.repeats.error(job_id, exc, f"job {job_id}: scheduler pass failed (the job fails after {limit} in a row)",
+                           extra={"job_id": job_id})
+        if failures < limit:
+            return
+        self.repeats.flush(job_id)
+        try:
+            run.give_up(row, f"its scheduler passes failed {failures} times in a row: {error_message(exc)}")
+        except Conflict as lost:
+            log.info("job %s: let go (%s)", job_id, lost)
+        except Exception as again:  # tried again at its next failed pass
+            if is_unreachable(again):
+                self.unreachable_at = time.monotonic()
+                log.warning("job %s: database unreachable (%s); retrying", job_id, type(again).__name__)
+            else:
+                self.repeats.error((job_id, "give_up"), again, f"job {job_id}: could not fail the job",
+                                   extra={"job_id": job_id})
+            return
+        self._forget_failures(job_id)
+
+    def _forget_failures(self, job_id: int) -> None:
+        """The job left this scheduler (ended, let go): its failed passes are no longer followed."""
+        if self.failed_passes.pop(job_id, None) is not None:
+            self.repeats.forget(job_id)
+            self.repeats.forget((job_id, "give_up"))
 
     def _take_leases(self, session: Session) -> None:
         # A job held before and not now (cancelled, taken over) is let go by the pass, which reads its row.
         held = repo.take_leases(session, owner=self.owner, seconds=self.settings.lease_seconds)
+        for job_id in set(self.failed_passes) - set(held):  # left this scheduler after a failed pass
+            self._forget_failures(job_id)
         for job_id, renewed in held.items():
             # A lease of ours that lapsed since the last pass may have been taken over by
             # another scheduler meanwhile: the job must then be reloaded from the database,
@@ -127,7 +173,7 @@ class Scheduler:
                     self.unreachable_at = time.monotonic()
                     log.warning("database unreachable (%s); retry %d", type(exc).__name__, failures)
                 else:
-                    log.exception("scheduler pass failed; retrying")
+                    self.repeats.error("pass", exc, "scheduler pass failed; retrying")
             said = listener.wait(min(poll * 2**failures, max(poll, 2.0)), stop.wait)
         self.release_all()
 

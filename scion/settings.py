@@ -79,6 +79,12 @@ class Settings(BaseSettings):
 
     lease_seconds: float = Field(30.0, gt=0, description="How long a scheduler's claim on a job lasts unrenewed.")
     scheduler_poll_seconds: float = Field(0.2, gt=0, description="Pause between scheduler passes.")
+    scheduler_failed_passes: int = Field(
+        3, ge=1,
+        description="A job whose scheduler passes fail this many times in a row for a reason other than the database "
+                    "being unreachable (a row the database refuses, a strategy that raises) fails, with the error as "
+                    "its reason, instead of being retried forever.",
+    )
     strategy_checkpoint_seconds: float = Field(
         10.0, ge=0,
         description="How often a job's strategy state is saved whole; in between only the calls made to the "

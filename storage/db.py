@@ -123,6 +123,15 @@ def is_unreachable(exc: BaseException) -> bool:
     return isinstance(exc, OperationalError) or (isinstance(exc, DBAPIError) and exc.connection_invalidated)
 
 
+def error_message(exc: BaseException, limit: int = 500) -> str:
+    """``exc`` as one line to show a user (a job's error and event): its type and the first line of
+    its message. For a statement the database refused, the driver's error alone, without the
+    statement and parameters SQLAlchemy adds to it, which stay in the log with the traceback."""
+    inner = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
+    first = next((line.strip() for line in str(inner).splitlines() if line.strip()), "")
+    return f"{type(inner).__name__}: {first}"[:limit] if first else type(inner).__name__
+
+
 def retry_unreachable(work: Callable[[], T], *, what: str, patience_s: float) -> T:
     """Run ``work``, a whole unit of work that opens its own ``session_scope``, again with growing
     pauses (0.1 s doubling to 2 s) while the database is unreachable, for up to ``patience_s``

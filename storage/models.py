@@ -62,7 +62,9 @@ class Trial(Base):
     number: Mapped[int] = mapped_column(Integer)
     status: Mapped[str] = mapped_column(String(16), default="pending")
     arch: Mapped[Any] = mapped_column(JSON)
-    arch_key: Mapped[str] = mapped_column(String(1000))
+    # Unbounded: a declared space's keys grow with its layers (migration 0007). Neither indexed nor
+    # unique: trials are found by number, and a strategy may propose an architecture again.
+    arch_key: Mapped[str] = mapped_column(Text)
     fidelity: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     phase: Mapped[str | None] = mapped_column(String(16))  # a one-shot job's phase the trial belongs to
     attempts: Mapped[int] = mapped_column(Integer, default=0)
