@@ -249,7 +249,16 @@ class _Bounded(np.ndarray):
 
 
 _numpy_scalar = (np._core if hasattr(np, "_core") else np.core).multiarray.scalar  # numpy 2 renamed core
-_NDARRAY = object()  # what numpy.ndarray names in a CIFAR pickle: an argument of _reconstruct, never called
+_AS_NUMPY_PICKLES = "numpy arrays are allowed in a CIFAR file only as numpy pickles them (an empty array filled " \
+                    "from the file's bytes)"
+
+
+def _ndarray(*args: Any) -> None:
+    """What numpy.ndarray names in a CIFAR pickle: an argument of numpy's _reconstruct, never called,
+    since ``numpy.ndarray(shape)`` would allocate any size before anything could check it."""
+    raise pickle.UnpicklingError(f"numpy.ndarray(...) is not allowed: {_AS_NUMPY_PICKLES}")
+
+
 _RECONSTRUCT = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct")}
 _SCALAR = {("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar")}
 
@@ -274,7 +283,7 @@ class _Unpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
         key = (module, name)
         if key == ("numpy", "ndarray"):
-            return _NDARRAY
+            return _ndarray
         if key in _RECONSTRUCT:
             return self._reconstruct
         if key in _SCALAR:
@@ -286,9 +295,8 @@ class _Unpickler(pickle.Unpickler):
         raise pickle.UnpicklingError(f"{module}.{name} is not allowed in a CIFAR file")
 
     def _reconstruct(self, subtype: Any, shape: Any, dtype: Any) -> np.ndarray:
-        if subtype is not _NDARRAY or shape != (0,):
-            raise pickle.UnpicklingError("numpy arrays are allowed in a CIFAR file only as numpy pickles them "
-                                         "(an empty array filled from the file's bytes)")
+        if subtype is not _ndarray or shape != (0,):
+            raise pickle.UnpicklingError(_AS_NUMPY_PICKLES)
         array = np.ndarray((0,), np.uint8).view(_Bounded)
         array._unpickler = self
         return array
@@ -319,7 +327,7 @@ def _labels(kind: str, path: Path, label_key: str, value: Any) -> np.ndarray:
     (each perhaps the same one, named again) would make an array of any shape."""
     if isinstance(value, np.ndarray) and value.ndim == 1:
         return np.asarray(value)
-    if isinstance(value, list) and all(type(v) is int for v in value):
+    if isinstance(value, list) and all(type(v) is int or isinstance(v, np.integer) for v in value):
         try:
             return np.array(value, dtype=np.int64)
         except OverflowError:
