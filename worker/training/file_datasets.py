@@ -53,7 +53,7 @@ from worker.training.datasets import (
     _split_off,
 )
 
-_CHUNK = 4096  # examples per chunk when computing statistics (bounded float64 temporaries)
+_CHUNK_VALUES = 1 << 21  # values per chunk when computing statistics: float64 temporaries of 16 MiB, whatever the size
 
 
 @dataclass(frozen=True)
@@ -97,13 +97,14 @@ def _channel_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per-channel (axis 1) mean and std over examples and positions, two passes in float64 chunks."""
     flat = x.reshape(len(x), x.shape[1], -1)
     count = flat.shape[0] * flat.shape[2]
+    step = max(1, _CHUNK_VALUES // (flat.shape[1] * flat.shape[2]))  # examples
     total = np.zeros(x.shape[1])
-    for start in range(0, len(flat), _CHUNK):
-        total += flat[start : start + _CHUNK].sum(axis=(0, 2), dtype=np.float64)
+    for start in range(0, len(flat), step):
+        total += flat[start : start + step].sum(axis=(0, 2), dtype=np.float64)
     mean = total / count
     squares = np.zeros(x.shape[1])
-    for start in range(0, len(flat), _CHUNK):
-        chunk = flat[start : start + _CHUNK].astype(np.float64) - mean[None, :, None]
+    for start in range(0, len(flat), step):
+        chunk = flat[start : start + step].astype(np.float64) - mean[None, :, None]
         squares += np.square(chunk).sum(axis=(0, 2))
     std = np.sqrt(squares / count)
     std[std < 1e-12] = 1.0  # a constant channel is left centred, not blown up
