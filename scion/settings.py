@@ -143,6 +143,12 @@ class Settings(BaseSettings):
                     "trials. False: budget.max_parallel alone (jobs served in the order they queued).",
     )
 
+    max_dataset_mb: float = Field(
+        4096, gt=0,
+        description="Most memory, in MiB, a file dataset's inputs may take once loaded (float32, or the file's own "
+                    "type where wider), sized from its headers at submission and again by the worker before it reads "
+                    "the data (scion/configs/dataset_size.py).",
+    )
     worker_device: str = Field("auto", description="'auto', 'cpu', 'cuda' or 'cuda:N'.")
     worker_data_cache_mb: int = Field(
         2048, ge=0,

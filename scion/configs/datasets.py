@@ -8,6 +8,7 @@ checks, and each worker resolves the paths again when it loads the data
 (``worker/training/file_datasets.py``)."""
 from __future__ import annotations
 
+import math
 import zipfile
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -16,6 +17,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from scion.configs.bounds import MAX_CLASSES
+from scion.configs.dataset_size import INPUT_BYTES, LABEL_BYTES, check_loaded_size
 from scion.data_paths import DataPathError, confined, resolve_data_path, user_path
 from scion.registry import Registry
 
@@ -261,6 +263,12 @@ def npz_plan(config: NPZConfig) -> tuple[Path, dict[str, str], tuple[int, ...]]:
     if config.augment and len(feature_shape) != 3:
         raise DataPathError(f"npz path {shown!r}: augment needs images (N, C, H, W); examples have shape "
                             f"{feature_shape}")
+    loaded = sum(math.prod(headers[name[xr]][0]) * max(INPUT_BYTES, headers[name[xr]][1].itemsize)
+                 + math.prod(headers[name[yr]][0]) * max(LABEL_BYTES, headers[name[yr]][1].itemsize)
+                 for xr, yr in pairs)
+    x_shapes = ", ".join(f"{name[xr]!r} {headers[name[xr]][0]} {headers[name[xr]][1]}" for xr, _ in pairs)
+    check_loaded_size(f"npz path {shown!r}", loaded, f"its arrays ({x_shapes}, by their headers)",
+                      "save fewer or smaller examples")
     return path, {role: name[role] for pair in pairs for role in pair}, feature_shape
 
 
@@ -328,6 +336,10 @@ def image_plan(config: ImageFolderConfig) -> tuple[Path, list[tuple[str, list[Pa
     total = sum(len(files) for _, files in classes)
     if total < MIN_EXAMPLES:
         raise DataPathError(f"image_folder path {shown!r} has {total} images; at least {MIN_EXAMPLES} are needed")
+    (height, width), channels = config.height_width, (3 if config.color == "rgb" else 1)
+    loaded = total * (channels * height * width * INPUT_BYTES + LABEL_BYTES)
+    check_loaded_size(f"image_folder path {shown!r}", loaded, f"its {total:,} images at size {height}x{width}, "
+                      f"{config.color},", "lower size or use fewer images")
     return root, classes
 
 
@@ -342,6 +354,8 @@ def probe_images(shown: str, files: list[Path]) -> None:
         except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as exc:
             raise DataPathError(f"image_folder path {shown!r}: cannot read image {user_path(file)!r}: {exc}") from None
 
+
+CIFAR_PIXELS = 3 * 32 * 32  # bytes of one image in a batch's uint8 'data'
 
 CIFAR_LAYOUT = {
     "cifar10": ("cifar-10-batches-py", [f"data_batch_{i}" for i in range(1, 6)], "test_batch"),
@@ -405,6 +419,10 @@ def cifar_files(config: _CIFARConfig) -> tuple[list[Path], Path]:
         with p.open("rb") as f:
             if f.read(1) != b"\x80":
                 raise DataPathError(f"{kind} file {user_path(p)!r} is not a pickle (the python-version CIFAR layout)")
+    # an image is CIFAR_PIXELS bytes of its file (its arrays hold no more than their file: the loader's unpickler)
+    images = sum(p.stat().st_size for p in paths) // CIFAR_PIXELS
+    check_loaded_size(f"{kind} path {shown!r}", images * (CIFAR_PIXELS * INPUT_BYTES + LABEL_BYTES),
+                      f"its files, of at most {images:,} images by their sizes,", "use smaller batch files")
     return paths[:-1], paths[-1]
 MIN_EXAMPLES = 10  # fewer cannot give non-empty train, validation and test splits
 

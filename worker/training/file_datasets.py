@@ -20,7 +20,9 @@ Nothing is ever downloaded.
 """
 from __future__ import annotations
 
+import codecs
 import hashlib
+import math
 import pickle
 import zipfile
 from dataclasses import dataclass
@@ -30,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from scion.configs.datasets import (
+    CIFAR_PIXELS,
     MIN_EXAMPLES,
     TEST_FRACTION,
     VAL_FRACTION,
@@ -50,7 +53,7 @@ from worker.training.datasets import (
     _split_off,
 )
 
-_CHUNK = 4096  # examples per chunk when computing statistics (bounded float64 temporaries)
+_CHUNK_VALUES = 1 << 21  # values per chunk when computing statistics: float64 temporaries of 16 MiB, whatever the size
 
 
 @dataclass(frozen=True)
@@ -94,13 +97,14 @@ def _channel_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per-channel (axis 1) mean and std over examples and positions, two passes in float64 chunks."""
     flat = x.reshape(len(x), x.shape[1], -1)
     count = flat.shape[0] * flat.shape[2]
+    step = max(1, _CHUNK_VALUES // (flat.shape[1] * flat.shape[2]))  # examples
     total = np.zeros(x.shape[1])
-    for start in range(0, len(flat), _CHUNK):
-        total += flat[start : start + _CHUNK].sum(axis=(0, 2), dtype=np.float64)
+    for start in range(0, len(flat), step):
+        total += flat[start : start + step].sum(axis=(0, 2), dtype=np.float64)
     mean = total / count
     squares = np.zeros(x.shape[1])
-    for start in range(0, len(flat), _CHUNK):
-        chunk = flat[start : start + _CHUNK].astype(np.float64) - mean[None, :, None]
+    for start in range(0, len(flat), step):
+        chunk = flat[start : start + step].astype(np.float64) - mean[None, :, None]
         squares += np.square(chunk).sum(axis=(0, 2))
     std = np.sqrt(squares / count)
     std[std < 1e-12] = 1.0  # a constant channel is left centred, not blown up
@@ -223,31 +227,119 @@ DATASETS.implement(
 
 # -- CIFAR-10 / CIFAR-100 (python pickle layout) -----------------------------------------------
 
-CIFAR_PIXELS = 3 * 32 * 32
+_PICKLE_SLACK = 64 * 1024  # bytes a file's arrays and strings may hold beyond twice its size (small headers)
+
+
+class _Bounded(np.ndarray):
+    """An array being unpickled: its data, given by its pickle state, is checked against the
+    unpickler's budget before numpy copies it in."""
+
+    def __setstate__(self, state: Any) -> None:
+        if not (isinstance(state, tuple) and len(state) in (4, 5)):
+            raise pickle.UnpicklingError("a numpy array's state is not the plain shape, dtype and bytes numpy writes")
+        shape, dtype, raw = state[-4], state[-3], state[-1]
+        if not (isinstance(shape, tuple) and all(type(d) is int and d >= 0 for d in shape)
+                and isinstance(dtype, np.dtype) and not dtype.hasobject and isinstance(raw, (bytes, str))):
+            raise pickle.UnpicklingError("a numpy array's state is not the plain shape, dtype and bytes numpy writes")
+        nbytes = math.prod(shape) * dtype.itemsize
+        if nbytes != len(raw):
+            raise pickle.UnpicklingError(f"a numpy array of shape {shape} {dtype} comes with {len(raw):,} bytes")
+        self._unpickler.spend(nbytes)
+        super().__setstate__(state)
+        del self._unpickler  # the array outlives the unpickler and what it read
+
+
+_numpy_scalar = (np._core if hasattr(np, "_core") else np.core).multiarray.scalar  # numpy 2 renamed core
+_AS_NUMPY_PICKLES = "numpy arrays are allowed in a CIFAR file only as numpy pickles them (an empty array filled " \
+                    "from the file's bytes)"
+
+
+def _ndarray(*args: Any) -> None:
+    """What numpy.ndarray names in a CIFAR pickle: an argument of numpy's _reconstruct, never called,
+    since ``numpy.ndarray(shape)`` would allocate any size before anything could check it."""
+    raise pickle.UnpicklingError(f"numpy.ndarray(...) is not allowed: {_AS_NUMPY_PICKLES}")
+
+
+_RECONSTRUCT = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct")}
+_SCALAR = {("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar")}
 
 
 class _Unpickler(pickle.Unpickler):
-    """Only what the CIFAR pickles contain (numpy arrays, lists, dicts, bytes): a file cannot make
-    the worker run code."""
+    """Only what the CIFAR pickles contain (numpy arrays, lists, dicts, bytes), built only the way
+    numpy and Python pickle them: a file cannot make the worker run code, nor allocate more than it
+    holds. Numpy arrays are made empty and then filled from bytes in the file; every array, scalar
+    and byte string made holds at most twice the file's size in all (``budget``: a byte string
+    made from the file's text, then an array from it), so ``numpy.ndarray(shape)``, or one string
+    made again and again, is refused before numpy allocates."""
 
-    _ALLOWED = {
-        ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-        ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
-        ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"),
-    }
+    def __init__(self, file: Any, budget: int) -> None:
+        super().__init__(file, encoding="latin1")
+        self._left = budget
+
+    def spend(self, nbytes: int) -> None:
+        self._left -= nbytes
+        if self._left < 0:
+            raise pickle.UnpicklingError("its arrays and strings hold more bytes than the file could")
 
     def find_class(self, module: str, name: str) -> Any:
-        if (module, name) not in self._ALLOWED:
-            raise pickle.UnpicklingError(f"{module}.{name} is not allowed in a CIFAR file")
-        if module == "numpy.core.multiarray":  # the files predate numpy 2's rename
-            module = "numpy._core.multiarray" if hasattr(np, "_core") else module
-        return super().find_class(module, name)
+        key = (module, name)
+        if key == ("numpy", "ndarray"):
+            return _ndarray
+        if key in _RECONSTRUCT:
+            return self._reconstruct
+        if key in _SCALAR:
+            return self._scalar
+        if key == ("numpy", "dtype"):
+            return _dtype
+        if key == ("_codecs", "encode"):
+            return self._encode
+        raise pickle.UnpicklingError(f"{module}.{name} is not allowed in a CIFAR file")
+
+    def _reconstruct(self, subtype: Any, shape: Any, dtype: Any) -> np.ndarray:
+        if subtype is not _ndarray or shape != (0,):
+            raise pickle.UnpicklingError(_AS_NUMPY_PICKLES)
+        array = np.ndarray((0,), np.uint8).view(_Bounded)
+        array._unpickler = self
+        return array
+
+    def _scalar(self, dtype: Any, raw: Any = None) -> Any:
+        if not isinstance(dtype, np.dtype) or dtype.hasobject or not isinstance(raw, (bytes, str)) \
+                or len(raw) != dtype.itemsize:
+            raise pickle.UnpicklingError("a numpy scalar in a CIFAR file is a plain dtype and its bytes")
+        self.spend(dtype.itemsize)
+        return _numpy_scalar(dtype, raw)
+
+    def _encode(self, text: Any, encoding: str = "utf-8", errors: str = "strict") -> bytes:
+        if not isinstance(text, str) or encoding != "latin1":
+            raise pickle.UnpicklingError("strings in a CIFAR file are latin-1 bytes")
+        self.spend(len(text))
+        return codecs.encode(text, encoding, errors)
+
+
+def _dtype(*args: Any) -> np.dtype:
+    dtype = np.dtype(*args)
+    if dtype.hasobject:
+        raise pickle.UnpicklingError(f"numpy dtype {dtype} (Python objects) is not allowed in a CIFAR file")
+    return dtype
+
+
+def _labels(kind: str, path: Path, label_key: str, value: Any) -> np.ndarray:
+    """A batch's labels as an array, from a flat list of ints or a 1-d array only: a list of lists
+    (each perhaps the same one, named again) would make an array of any shape."""
+    if isinstance(value, np.ndarray) and value.ndim == 1:
+        return np.asarray(value)
+    if isinstance(value, list) and all(type(v) is int or isinstance(v, np.integer) for v in value):
+        try:
+            return np.array(value, dtype=np.int64)
+        except OverflowError:
+            pass
+    raise DataPathError(f"{kind} file {user_path(path)!r}: {label_key!r} is not a list of class indices")
 
 
 def _read_cifar_file(kind: str, path: Path, label_key: str) -> tuple[np.ndarray, np.ndarray]:
     try:
         with path.open("rb") as f:
-            batch = _Unpickler(f, encoding="latin1").load()
+            batch = _Unpickler(f, budget=2 * path.stat().st_size + _PICKLE_SLACK).load()
     except (OSError, EOFError, ValueError, TypeError, AttributeError, pickle.UnpicklingError) as exc:
         raise DataPathError(f"{kind} file {user_path(path)!r} cannot be unpickled: {exc}") from None
     if not isinstance(batch, dict):
@@ -256,10 +348,11 @@ def _read_cifar_file(kind: str, path: Path, label_key: str) -> tuple[np.ndarray,
     if "data" not in batch or label_key not in batch:
         keys = ", ".join(map(str, batch))
         raise DataPathError(f"{kind} file {user_path(path)!r} lacks 'data' or {label_key!r}; keys: {keys}")
-    data, labels = np.asarray(batch["data"]), np.asarray(batch[label_key])
-    if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != CIFAR_PIXELS:
-        raise DataPathError(f"{kind} file {user_path(path)!r}: 'data' is {data.dtype} {data.shape}; expected uint8 "
-                            f"(N, {CIFAR_PIXELS})")
+    data = batch["data"]
+    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != CIFAR_PIXELS:
+        what = f"{data.dtype} {data.shape}" if isinstance(data, np.ndarray) else f"a {type(data).__name__}"
+        raise DataPathError(f"{kind} file {user_path(path)!r}: 'data' is {what}; expected uint8 (N, {CIFAR_PIXELS})")
+    data, labels = np.asarray(data), _labels(kind, path, label_key, batch[label_key])
     if labels.shape != (len(data),):
         raise DataPathError(f"{kind} file {user_path(path)!r}: {len(data)} images but {label_key!r} has shape "
                             f"{labels.shape}")
