@@ -11,6 +11,7 @@ from pydantic import BaseModel
 from scion.spec import JobRequest, planned_trials
 from storage.db import utcnow
 from storage.models import Job, JobEvent, Trial, TrialMetric
+from storage.repository import spec_head
 
 JobCreate = JobRequest
 
@@ -102,11 +103,17 @@ class TrialsPublic(BaseModel):
     offset: int
 
 
-class JobPublic(BaseModel):
+class JobSummary(BaseModel):
+    """A job as a listing shows it: its status and progress, and the types of its space, strategy and
+    evaluator, without its spec (which may be large; ``JobPublic`` has it)."""
+
     id: int
     name: str
     status: str
     phase: str | None = None  # a one-shot job's current phase: supernet, search or retrain
+    space: str
+    strategy: str
+    evaluator: str
     objective: ObjectivePublic
     counts: dict[str, int]
     trials_total: int
@@ -119,27 +126,41 @@ class JobPublic(BaseModel):
     elapsed_s: float | None
     queue_wait: QueueWaitPublic
     error: str | None
-    spec: dict[str, Any]
     owner: str | None = None  # the submitting token's owner; None when submitted with auth off
 
     @classmethod
-    def of(cls, job: Job, counts: dict[str, int], best: Trial | None, queue_wait: QueueWaitPublic) -> JobPublic:
+    def fields_of(cls, job: Job, head: dict[str, Any], counts: dict[str, int], best: Trial | None,
+                  queue_wait: QueueWaitPublic) -> dict[str, Any]:
+        """The summary's fields from the job's row and its spec's head (``repository.spec_head``)."""
         end = job.finished_at or utcnow()
-        primary = job.spec["objectives"][0]
-        return cls(
+        primary = head["objectives"][0]
+        return dict(
             id=job.id, name=job.name, status=job.status, phase=job.phase,
+            space=head["space"], strategy=head["strategy"], evaluator=head["evaluator"],
             objective=ObjectivePublic(metric=primary["metric"], mode=primary["mode"]),
-            counts=counts, trials_total=sum(counts.values()), max_trials=job.spec["budget"]["max_trials"],
-            trials_planned=planned_trials(job.spec),
+            counts=counts, trials_total=sum(counts.values()), max_trials=head["budget"]["max_trials"],
+            trials_planned=planned_trials(head),
             best=TrialSummary.of(best) if best else None,
             created_at=job.created_at, started_at=job.started_at, finished_at=job.finished_at,
             elapsed_s=(end - job.started_at).total_seconds() if job.started_at else None,
-            queue_wait=queue_wait, error=job.error, spec=job.spec, owner=job.owner,
+            queue_wait=queue_wait, error=job.error, owner=job.owner,
         )
 
 
+class JobPublic(JobSummary):
+    """One job, with the spec it was submitted with (as stored: normalised)."""
+
+    spec: dict[str, Any]
+
+    @classmethod
+    def of(cls, job: Job, counts: dict[str, int], best: Trial | None, queue_wait: QueueWaitPublic) -> JobPublic:
+        return cls(**cls.fields_of(job, spec_head(job.spec), counts, best, queue_wait), spec=job.spec)
+
+
 class JobsPublic(BaseModel):
-    items: list[JobPublic]
+    """A page of jobs, newest first; ``GET /v1/jobs/{id}`` has one with its spec."""
+
+    items: list[JobSummary]
     total: int
     limit: int
     offset: int

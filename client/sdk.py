@@ -14,6 +14,7 @@ import httpx
 from client.spec_file import read_spec
 
 TERMINAL = ("completed", "failed", "cancelled")
+SUBMIT_RETRY_S = (0.5, 2.0)  # waits before a submission that got no answer is sent again
 
 
 class ScionError(Exception):
@@ -55,11 +56,17 @@ class ScionClient:
     def __exit__(self, *exc: Any) -> None:
         self.close()
 
-    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
-        try:
-            response = self._http.request(method, path, **kwargs)
-        except httpx.TransportError as exc:
-            raise ScionError(0, f"cannot reach the Scion API at {self._http.base_url}: {exc}") from None
+    def _call(self, method: str, path: str, *, retry_s: tuple[float, ...] = (), **kwargs: Any) -> Any:
+        """``retry_s``: the waits before sending again a request that got no answer (the connection
+        failed or timed out), for a request the server answers the same way twice."""
+        for wait in (*retry_s, None):
+            try:
+                response = self._http.request(method, path, **kwargs)
+                break
+            except httpx.TransportError as exc:
+                if wait is None:
+                    raise ScionError(0, f"cannot reach the Scion API at {self._http.base_url}: {exc}") from None
+                time.sleep(wait)
         if response.status_code >= 400:
             raise _error(response)
         return self._decoded(response.json())
@@ -70,8 +77,11 @@ class ScionClient:
 
     def submit(self, spec: dict[str, Any] | str | Path) -> dict[str, Any]:
         """Submit a job: its spec as a dict, or the path of a YAML or JSON file holding it
-        (``client.spec_file.SpecFileError`` names the place of a syntax error)."""
-        return self._call("POST", "/v1/jobs", json=spec if isinstance(spec, dict) else read_spec(spec))
+        (``client.spec_file.SpecFileError`` names the place of a syntax error). Sent with a new
+        Idempotency-Key, and sent again with the same key when no answer came (``SUBMIT_RETRY_S``):
+        the server answers a repeat with the job the first one created, so a retry never makes two."""
+        return self._call("POST", "/v1/jobs", json=spec if isinstance(spec, dict) else read_spec(spec),
+                          headers={"Idempotency-Key": str(uuid.uuid4())}, retry_s=SUBMIT_RETRY_S)
 
     def jobs(self, *, status: str | None = None, limit: int = 50, offset: int = 0) -> dict[str, Any]:
         params = {"limit": limit, "offset": offset} | ({"status": status} if status else {})

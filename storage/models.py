@@ -168,3 +168,17 @@ class Worker(Base):
     device: Mapped[str] = mapped_column(String(32))
     started_at: Mapped[datetime]
     heartbeat_at: Mapped[datetime]
+
+
+class IdempotencyKey(Base):
+    """An ``Idempotency-Key`` a submission carried, per owner (``""`` with auth off), with the hash of
+    its request and the job it created: the same key and request answer that job again. Kept as long
+    as the job; the primary key keeps two submissions racing with one key from making two jobs."""
+
+    __tablename__ = "idempotency_keys"
+
+    owner: Mapped[str] = mapped_column(String(100), primary_key=True)
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    request_hash: Mapped[str] = mapped_column(String(64))  # SHA-256 of the request as validated, canonical JSON
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime]

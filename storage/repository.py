@@ -35,6 +35,7 @@ from storage.db import utcnow
 from storage.models import (
     TERMINAL_JOB_STATUSES,
     TERMINAL_TRIAL_STATUSES,
+    IdempotencyKey,
     Job,
     JobEvent,
     StrategyCall,
@@ -61,12 +62,25 @@ def _core(db: Session | Connection) -> Connection:
 # ---------------------------------------------------------------- jobs
 
 
-def create_job(session: Session, *, name: str, spec: dict[str, Any], owner: str | None = None) -> Job:
+def create_job(session: Session, *, name: str, spec: dict[str, Any], owner: str | None = None,
+               idempotency: tuple[str, str] | None = None) -> Job:
+    """``idempotency``: the submission's Idempotency-Key and its request's hash, kept with the job;
+    raises IntegrityError when the owner's key is already taken (a submission racing this one)."""
     job = Job(name=name, spec=spec, status="pending", created_at=utcnow(), trials_created=0, owner=owner)
     session.add(job)
     session.flush()
+    if idempotency:
+        key, request_hash = idempotency
+        session.add(IdempotencyKey(owner=owner or "", key=key, request_hash=request_hash, job_id=job.id,
+                                   created_at=job.created_at))
+        session.flush()
     add_event(session, job_id=job.id, kind="submitted", message=f"job {name!r} submitted")
     return job
+
+
+def idempotency_key(session: Session, *, owner: str | None, key: str) -> IdempotencyKey | None:
+    """The submission an owner sent with this Idempotency-Key (``create_job``), if any."""
+    return session.get(IdempotencyKey, (owner or "", key))
 
 
 # What the API reads of a job: all but its strategy state, which grows with the job's history and
@@ -78,18 +92,31 @@ def get_job(session: Session, *, job_id: int) -> Job | None:
     return session.get(Job, job_id, options=[WITHOUT_STATE])
 
 
+# What a page of jobs reads of each job's spec: the parts its summary shows, picked out in SQL, so a
+# listing costs the same whatever the specs hold (a declared space, warm-start architectures).
+SPEC_HEAD = {"objectives": ("objectives",), "budget": ("budget",), "one_shot": ("one_shot",),
+             "space": ("space", "type"), "strategy": ("strategy", "type"), "evaluator": ("evaluator", "type")}
+
+
+def spec_head(spec: dict[str, Any]) -> dict[str, Any]:
+    """The parts of a whole stored spec that ``list_jobs`` reads: one shape for the listing and a job."""
+    return {"objectives": spec["objectives"], "budget": spec["budget"], "one_shot": spec.get("one_shot"),
+            **{part: spec[part]["type"] for part in ("space", "strategy", "evaluator")}}
+
+
 def list_jobs(
     session: Session, *, status: str | None, limit: int, offset: int, owner: str | None = None, all_owners: bool = True
-) -> tuple[list[Job], int]:
-    """Newest first; ``all_owners=False`` keeps only ``owner``'s jobs."""
-    query = select(Job).options(WITHOUT_STATE)
+) -> tuple[list[tuple[Job, dict[str, Any]]], int]:
+    """Newest first, each job with its ``spec_head`` (its spec itself is not read); ``all_owners=False``
+    keeps only ``owner``'s jobs."""
+    query = select(Job, *(Job.spec[path] for path in SPEC_HEAD.values())).options(WITHOUT_STATE, defer(Job.spec))
     count = select(func.count(Job.id))
     if status:
         query, count = query.where(Job.status == status), count.where(Job.status == status)
     if not all_owners:
         query, count = query.where(Job.owner == owner), count.where(Job.owner == owner)
-    jobs = session.scalars(query.order_by(Job.id.desc()).limit(limit).offset(offset)).all()
-    return list(jobs), session.scalar(count) or 0
+    rows = session.execute(query.order_by(Job.id.desc()).limit(limit).offset(offset)).all()
+    return [(row[0], dict(zip(SPEC_HEAD, row[1:]))) for row in rows], session.scalar(count) or 0
 
 
 # The statements the API sends on every poll of a job are built once, with bound parameters:

@@ -13,7 +13,6 @@ import signal
 import socket
 import threading
 import time
-import traceback
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -33,7 +32,7 @@ from storage import repository as repo
 from storage.db import autocommit, retry_unreachable, session_scope, utcnow
 from worker.evaluators import job_evaluators
 from worker.evaluators.base import Evaluator
-from worker.outcomes import TrialFailed, TrialStopped
+from worker.outcomes import TrialFailed, TrialStopped, what_failed
 
 log = logging.getLogger(__name__)
 
@@ -212,8 +211,9 @@ def _evaluate(trial: Row, ctx: TrialContext, raw_spec: dict[str, Any] | None) ->
         # that does not turn it into TrialFailed as worker.training.trainer.run_oom_guarded does.
         outcome = dict(status="failed", error=f"out of memory: {exc}"[:_ERROR_LIMIT])
     except Exception as exc:  # a broken candidate fails alone; the worker lives on
-        tail = "".join(traceback.format_exception(exc)[-3:])
-        outcome = dict(status="failed", error=f"{type(exc).__name__}: {exc}\n{tail}"[:_ERROR_LIMIT])
+        log.warning("trial %s (job %s, number %s) raised", trial.id, trial.job_id, trial.number, exc_info=True,
+                    extra={"job_id": trial.job_id, "trial_id": trial.id, "trial_number": trial.number})
+        outcome = dict(status="failed", error=what_failed(exc)[:_ERROR_LIMIT])  # the traceback stays in the log
     return {**outcome, "trial_id": trial.id, "attempt": trial.attempts, "began": began, "ended": utcnow()}
 
 

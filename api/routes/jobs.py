@@ -1,15 +1,16 @@
 """/v1/jobs: submit, list, inspect and cancel searches; read their trials."""
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Path, Query, Response
 from fastapi.exceptions import RequestValidationError
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from api import one_shot, retrain
+from api import idempotency, one_shot, retrain
 from api.deps import MAX_ID, JobDep, JobId, PageLimit, PrincipalDep, SessionDep, read_job
 from api.routes import artifacts as artifact_routes
 from api.schemas import (
@@ -18,6 +19,7 @@ from api.schemas import (
     JobCreate,
     JobPublic,
     JobsPublic,
+    JobSummary,
     QueueWaitPublic,
     TrialPublic,
     TrialsPublic,
@@ -42,13 +44,20 @@ Phase = Literal[PHASES]  # type: ignore[valid-type]
 Offset = Query(0, ge=0, le=10_000_000)
 
 
-def _best(session, job: Job) -> Trial | None:
-    return repo.best_trial(session, job_id=job.id, phase=answer_phase(job.spec))
+def _best(session, job: Job, spec: dict[str, Any]) -> Trial | None:
+    """The job's best trial; ``spec``: its spec, or the head of it a listing reads (``repo.spec_head``)."""
+    return repo.best_trial(session, job_id=job.id, phase=answer_phase(spec))
 
 
 def _public(session, job: Job) -> JobPublic:
-    return JobPublic.of(job, repo.trial_counts(session, job_id=job.id), _best(session, job),
+    return JobPublic.of(job, repo.trial_counts(session, job_id=job.id), _best(session, job, job.spec),
                         QueueWaitPublic.of(repo.queue_waits(session, job_id=job.id)))
+
+
+def _summary(session, job: Job, head: dict[str, Any]) -> JobSummary:
+    return JobSummary(**JobSummary.fields_of(
+        job, head, repo.trial_counts(session, job_id=job.id), _best(session, job, head),
+        QueueWaitPublic.of(repo.queue_waits(session, job_id=job.id))))
 
 
 def _check_caps(spec: JobSpec) -> None:
@@ -65,14 +74,37 @@ def _check_caps(spec: JobSpec) -> None:
         raise RequestValidationError(errors)
 
 
-@router.post("", status_code=201, response_model=JobPublic, summary="Submit a search job")
-def submit_job(request: JobCreate, session: SessionDep, principal: PrincipalDep) -> JobPublic:
+def _answered_before(session, owner: str | None, keyed: tuple[str, str], response: Response) -> JobPublic | None:
+    """The job an earlier submission with this Idempotency-Key and request hash created, answered
+    with 200; None when the key is new."""
+    job = idempotency.earlier_job(session, owner=owner, key=keyed[0], digest=keyed[1])
+    if job is None:
+        return None
+    response.status_code = 200
+    return _public(session, job)
+
+
+@router.post("", status_code=201, response_model=JobPublic, summary="Submit a search job",
+             responses={200: {"model": JobPublic, "description": "The job an earlier submission with the same "
+                                                                  "Idempotency-Key and request created"}})
+def submit_job(request: JobCreate, session: SessionDep, principal: PrincipalDep, response: Response,
+               idempotency_key: idempotency.KeyHeader = None) -> JobPublic:
+    keyed = (idempotency_key, idempotency.request_hash(request)) if idempotency_key else None
+    if keyed and (earlier := _answered_before(session, principal.owner, keyed, response)):
+        return earlier
     spec = JobSpec.of(retrain.resolve(session, request, visible=principal.may_see))  # a retrain job's from_job
     _check_caps(spec)
     budgets.check_job(spec)
     one_shot.check(session, spec, visible=principal.may_see)
-    job = repo.create_job(session, name=spec.name, spec=spec.model_dump(mode="json"), owner=principal.owner)
-    session.commit()
+    try:
+        job = repo.create_job(session, name=spec.name, spec=spec.model_dump(mode="json"), owner=principal.owner,
+                              idempotency=keyed)
+        session.commit()
+    except IntegrityError:  # a submission with the same key won the race
+        session.rollback()
+        if not keyed or not (earlier := _answered_before(session, principal.owner, keyed, response)):
+            raise
+        return earlier
     nudger().nudge(JOB)  # a scheduler picks the job up now, not at its next poll
     return _public(session, job)
 
@@ -82,12 +114,14 @@ def list_jobs(
     session: SessionDep, principal: PrincipalDep, limit: PageLimit, status: JobStatus | None = None,
     offset: int = Offset,
 ) -> JobsPublic:
+    """Each job without its spec, which ``GET /v1/jobs/{id}`` returns."""
     jobs, total = repo.list_jobs(session, status=status, limit=limit, offset=offset, owner=principal.owner,
                                  all_owners=principal.sees_all)
-    return JobsPublic(items=[_public(session, j) for j in jobs], total=total, limit=limit, offset=offset)
+    return JobsPublic(items=[_summary(session, job, head) for job, head in jobs], total=total, limit=limit,
+                      offset=offset)
 
 
-@router.get("/{job_id}", response_model=JobPublic, summary="A job's status, counts and best trial")
+@router.get("/{job_id}", response_model=JobPublic, summary="A job's status, counts, best trial and spec")
 async def get_job(job_id: JobId, principal: PrincipalDep) -> JobPublic:
     return await read_job(job_id, principal, _public)
 
@@ -134,7 +168,7 @@ def get_trial(job: JobDep, number: Annotated[int, Path(ge=0, le=MAX_ID)], sessio
 
 @router.get("/{job_id}/best", response_model=TrialSummary, summary="The best completed trial so far")
 def get_best(job: JobDep, session: SessionDep) -> TrialSummary:
-    best = _best(session, job)
+    best = _best(session, job, job.spec)
     if best is None:
         raise NotFound(f"job {job.id} has no completed trial yet")
     return TrialSummary.of(best)

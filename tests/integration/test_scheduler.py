@@ -13,15 +13,18 @@ import threading
 import time
 from collections import Counter
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+import torch
 from pydantic import ValidationError
 from sqlalchemy import update
 
 from scheduler.loop import Scheduler
 from scion.spec import JobSpec
+from spaces.nb201 import NB201Space
 from storage import repository as repo
 from storage.db import session_scope, utcnow
 from storage.models import Job, Trial
@@ -313,6 +316,42 @@ def test_failing_candidate_fails_alone(settings_env, make_broker, monkeypatch):
     assert job.best_trial_number == 0 and job.best_objective == pytest.approx(ok.objective)
     failed = [e.message for e in get_events(job_id, "trial_failed")]
     assert sorted(m.split(":")[0] for m in failed) == ["trial 1 failed", "trial 2 failed"]
+
+
+def test_a_broken_candidates_error_says_what_failed_and_where_and_the_log_keeps_the_traceback(
+        settings_env, make_broker, monkeypatch, caplog, tmp_path):
+    """A network that breaks inside torch in its first forward pass, and one whose building opens a
+    missing file by its absolute path: each trial's error is the exception's type and message and the
+    part of the spec it came from, with no frame and no server path; the worker's log has the frames."""
+    missing = tmp_path / "data" / "missing-weights.bin"
+    broken: list[str] = []
+
+    def build(self, arch, input_shape, num_classes):
+        broken.append(self.key(arch))
+        if len(broken) == 1:
+            return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(7, num_classes))  # 64 features come in
+        return torch.load(missing)
+
+    monkeypatch.setattr(NB201Space, "build", build)
+    job_id = make_job(train_spec(budget={"max_trials": 2, "max_parallel": 1}))
+    broker = make_broker()
+    drive(Scheduler(settings_env, send=broker.send, owner="only"), broker, job_id, poll=0, timeout=120)
+
+    errors = {t.arch_key: t.error for t in get_trials(job_id) if t.status == "failed"}
+    assert sorted(errors) == sorted(broken), (errors, broken)
+    forward, opened = (errors[key] for key in broken)
+    assert forward.startswith("RuntimeError: mat1 and mat2 shapes cannot be multiplied"), forward
+    assert forward.endswith("(in the job's space: running this architecture's network to measure its costs)")
+    assert opened == ("FileNotFoundError: [Errno 2] No such file or directory: 'missing-weights.bin' "
+                      "(in the job's space: building this architecture's network)"), opened
+    repo_root = str(Path(__file__).resolve().parents[2])
+    for error in errors.values():
+        for leak in ("/site-packages/", 'File "', "Traceback", repo_root, str(tmp_path)):
+            assert leak not in error, (leak, error)
+    logged = [r for r in caplog.records if r.name == "worker.runner" and r.exc_info]
+    tracebacks = "\n".join(logging.Formatter().formatException(r.exc_info) for r in logged)
+    assert len(logged) == 2 and 'File "' in tracebacks and "/site-packages/torch/" in tracebacks
+    assert "mat1 and mat2" in tracebacks and str(missing) in tracebacks
 
 
 @pytest.mark.parametrize("guarded", [True, False], ids=["evaluator-guards", "worker-catches"])

@@ -14,7 +14,7 @@ from scion.budgets import network_over_limits
 from scion.configs.evaluators import TrainConfig
 from spaces.base import Arch, SearchSpace, training_settings
 from worker.evaluators.base import EvalContext, Evaluator
-from worker.outcomes import TrialFailed
+from worker.outcomes import TrialFailed, blame
 from worker.training.cost import measure_costs
 from worker.training.datasets import DATASETS, load_dataset
 from worker.training.trainer import run_oom_guarded, train
@@ -33,7 +33,8 @@ class TrainEvaluator(Evaluator):
 
     def evaluate(self, space: SearchSpace, arch: Arch, ctx: EvalContext) -> dict[str, Any]:
         cfg = self.config.model_copy(update=training_settings(space, arch))  # this trial's own lr, batch size...
-        data = load_dataset(cfg.dataset)
+        with blame("evaluator.dataset: loading it"):
+            data = load_dataset(cfg.dataset)
         if too_big := network_over_limits(space, arch, data.input_shape, data.num_classes, cfg.batch_size):
             raise TrialFailed(too_big)  # a file dataset's classes are known only now
         seed = arch_seed(space.key(arch))
@@ -44,13 +45,15 @@ class TrainEvaluator(Evaluator):
             resume = ctx.artifact_path(int(fidelity["resume_from"]))
             if not resume.exists():
                 raise TrialFailed(
-                    f"checkpoint of trial {fidelity['resume_from']} to continue from is missing: {resume}"
+                    f"checkpoint of trial {fidelity['resume_from']} to continue from is missing from the artifact store"
                 )
 
         def run() -> dict[str, Any]:
             torch.manual_seed(seed)  # same initial weights for the same architecture
-            model = space.build(arch, data.input_shape, data.num_classes).to(ctx.device)
-            costs = measure_costs(model, data.input_shape, cfg.batch_size, ctx.device, cfg.latency_repeats)
+            with blame("space: building this architecture's network"):
+                model = space.build(arch, data.input_shape, data.num_classes).to(ctx.device)
+            with blame("space: running this architecture's network to measure its costs"):
+                costs = measure_costs(model, data.input_shape, cfg.batch_size, ctx.device, cfg.latency_repeats)
             ctx.check_costs(costs)
             result = train(
                 model,
@@ -71,7 +74,8 @@ class TrainEvaluator(Evaluator):
             )
             return {**costs, **result}
 
-        return run_oom_guarded(run)
+        with blame("evaluator: training this architecture's network"):  # where build and costs say nothing
+            return run_oom_guarded(run)
 
 
 __all__ = ["TrainEvaluator", "arch_seed"]
