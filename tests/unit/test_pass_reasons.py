@@ -295,7 +295,8 @@ CASES: dict[Reason, Callable[[Settings], tuple[Case, Check]]] = {
     Reason.LOAD: load, Reason.START: start, Reason.REAP_SILENT: reap_silent,
     Reason.TRIAL_TIME_LIMIT: trial_time_limit, Reason.CHECK_LOST_MESSAGES: check_lost_messages,
     Reason.JOB_TIME_LIMIT: job_time_limit, Reason.RELAY_REPORTS: relay_reports, Reason.TELL: tell,
-    Reason.ASK: ask, Reason.ASKED: asked, Reason.NEXT_PHASE: next_phase, Reason.FINISH: finish, Reason.SEND_PENDING: send_pending,
+    Reason.ASK: ask, Reason.ASKED: asked, Reason.NEXT_PHASE: next_phase, Reason.FINISH: finish,
+    Reason.SEND_PENDING: send_pending,
 }
 
 
