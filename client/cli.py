@@ -659,6 +659,32 @@ def bench_scheduler(
         console.print(f"wrote {write_json(report, json_out)}")
 
 
+@bench_app.command("neighbour")
+def bench_neighbour(
+    table: BenchTableOption = BENCH_TABLE,
+    database_url: BenchDatabaseOption = BENCH_DATABASE,
+    broker: BenchBrokerOption = BENCH_BROKER,
+    small_trials: Annotated[int, typer.Option(help="Table look-ups of the small job.")] = 3,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the figures here.")] = None,
+) -> None:
+    """A small job's wall time alone and beside a job with the largest predictor, in one scheduler."""
+    from rich.table import Table
+
+    from bench import heavy_neighbour
+    from bench.strategies import write_json
+
+    report = heavy_neighbour.run(database_url=database_url, broker=broker, table=table, small_trials=small_trials)
+    table_out = Table(title=f"{small_trials} look-ups beside a PNAS job with the largest predictor")
+    for column in ("layout", "small job s", "heavy job's first predicted trials s"):
+        table_out.add_column(column)
+    for layout in report["layouts"]:
+        table_out.add_row(layout["layout"], str(layout["small_s"]), str(layout["heavy_first_round_s"] or "-"))
+    console.print(table_out)
+    console.print("memory a fit holds: " + "; ".join(f"{k} {v} MiB" for k, v in report["fit_memory_mb"].items()))
+    if json_out:
+        console.print(f"wrote {write_json(report, json_out)}")
+
+
 @bench_app.command("scaling")
 def bench_scaling(
     table: BenchTableOption = BENCH_TABLE,

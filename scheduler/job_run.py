@@ -23,6 +23,7 @@ from sqlalchemy import Row
 from sqlalchemy.orm import Session
 
 from scheduler import feedback
+from scheduler.aside import Aside
 from scheduler.dispatch import Send, Waiting, celery_waiting
 from scheduler.fair_share import FairShare
 from scheduler.pace import Pace
@@ -51,6 +52,7 @@ class Reason(StrEnum):
     RELAY_REPORTS = "relay_reports"  # the strategy or early stopping judges running trials by their epochs
     TELL = "tell"  # trials finished that the strategy has not been told of
     ASK = "ask"  # free slots within the budget: ask the strategy for new trials
+    ASKED = "asked"  # asks that ran aside (scheduler/aside.py) have ended: write their trials
     NEXT_PHASE = "next_phase"  # a one-shot job's phase has created all its trials and none is in flight
     FINISH = "finish"  # every trial of the budget created and none in flight: the job is done
     SEND_PENDING = "send_pending"  # trials written but never sent (a failed send, a scheduler that died)
@@ -71,6 +73,7 @@ class JobRun:
         self.last_report_id = 0
         self.curves: dict[int, list[tuple[int, float]]] = {}  # running trial id -> (epoch, score) so far
         self.pace = Pace(settings.scheduler_batch_seconds)
+        self.aside: Aside[tuple[list[Proposal], bool]] = Aside(settings.scheduler_aside_seconds, f"job-{job_id}-asks")
         self._said: list[tuple[int, str]] = []  # the pass's transitions, logged once it commits
         self.fair = FairShare(job_id, enabled=settings.scheduler_fair_share, fresh_s=settings.heartbeat_timeout_seconds)
 
@@ -140,9 +143,11 @@ class JobRun:
         """What a pass must do for the job, judged from its row of ``repo.job_activity`` (read at the
         start of the pass: trials finishing since wait for the next one) and what this run holds in
         memory. The one place a pass's work is decided: ``has_work`` skips a job with none and
-        ``step`` acts on each. Only ``LOAD`` while the spec is not loaded."""
+        ``step`` acts on each. Only ``LOAD`` while the spec is not loaded; while the strategy's asks
+        run aside, nothing that needs the strategy."""
         if self.strategy is None:
             return [Reason.LOAD]
+        asked, asking = self.aside.ready, self.aside.held
         budget, now, found = self.spec.budget, utcnow(), []
         if activity.status == "pending":
             found.append(Reason.START)
@@ -163,10 +168,14 @@ class JobRun:
             found.append(Reason.TELL)
         if activity.trials_created < self.stage.end and self.fair.may_ask(activity.in_flight, budget.max_parallel):
             found.append(Reason.ASK)
+        if asked:
+            found.append(Reason.ASKED)
         if activity.trials_created >= self.stage.end and activity.in_flight == 0:
             found.append(Reason.FINISH if self.stage.final else Reason.NEXT_PHASE)
         if activity.pending:
             found.append(Reason.SEND_PENDING)
+        if asking and not asked:
+            return [reason for reason in found if reason not in NEEDS_STRATEGY]
         return found
 
     def _load(self, session: Session) -> None:
@@ -208,7 +217,11 @@ class JobRun:
             self._relay_reports(session)
         if Reason.TELL in reasons:
             self._tell_finished(session)
-        new, exhausted = self._ask(session, activity) if Reason.ASK in reasons else ([], False)
+        if Reason.ASKED in reasons:
+            proposals, exhausted = self.aside.take()
+            new = self._add_trials(session, proposals)
+        else:
+            new, exhausted = self._ask(session, activity) if Reason.ASK in reasons else ([], False)
         if Reason.NEXT_PHASE in reasons or (exhausted and not new and activity.in_flight == 0 and not self.stage.final):
             try:
                 self._next_phase(session)
@@ -216,35 +229,52 @@ class JobRun:
                 self._finish(session, "failed", str(exc))
                 return False, []
             new, exhausted = self._ask(session, activity)
+        if self.aside.held:  # its calls are logged with the trials they make, by the pass that writes them
+            return True, self._to_send(session, reasons, to_send, new)
         self._save_strategy(session)
 
         if Reason.FINISH in reasons or (exhausted and not new and activity.in_flight == 0):
             note = "budget spent" if Reason.FINISH in reasons else "no more candidates to propose"
             self._finish(session, "completed", None, note=note)
             return False, []
+        return True, self._to_send(session, reasons, to_send, new)
+
+    def _to_send(self, session: Session, reasons: list[Reason], to_send: list[int],
+                 new: list[int]) -> list[list[int]]:
         if Reason.SEND_PENDING in reasons:
             to_send += repo.pending_trial_ids(session, job_id=self.job_id)
         again = sorted(set(to_send) - set(new))  # pending_trial_ids reads the new trials too
-        return True, [[trial_id] for trial_id in again] + self.pace.messages(new, budget.max_parallel)
+        return [[trial_id] for trial_id in again] + self.pace.messages(new, self.spec.budget.max_parallel)
 
     def _ask(self, session: Session, activity: Row) -> tuple[list[int], bool]:
         """Ask the strategy for trials while slots are free (within max_parallel and the job's fair
         share of its queue's workers: scheduler.fair_share), and write them; returns their ids and
-        whether the strategy had nothing more to propose."""
+        whether the strategy had nothing more to propose. Asks that take longer than
+        ``scheduler_aside_seconds`` go on aside (nothing written now: a later pass writes them)."""
         budget = self.spec.budget
         # As of the pass's start: trials finishing since only free slots, so this never overfills.
         room = min(self.stage.end - self.trials_created,
                    self.fair.room(session, queue=self.queue, in_flight=activity.in_flight,
                                   max_parallel=budget.max_parallel,
                                   per_message=self.pace.per_message(budget.max_parallel)))
-        proposals, exhausted = [], False
+        first, told = self.trials_created, self.strategy.take_unsaved()
+        answer = self.aside.run(lambda: self._proposals(first, room))
+        if answer is None:  # this pass marked those trials told: its calls so far are logged with it
+            repo.log_strategy_calls(session, job_id=self.job_id, calls=told)
+            return [], False
+        self.strategy.unsaved[:0] = told
+        return self._add_trials(session, answer[0]), answer[1]
+
+    def _proposals(self, first: int, room: int) -> tuple[list[Proposal], bool]:
+        """Up to ``room`` proposals for trials numbered from ``first``, and whether the strategy had
+        nothing more to propose."""
+        proposals: list[Proposal] = []
         while len(proposals) < room:
-            proposal = self._next_proposal(self.trials_created + len(proposals))
+            proposal = self._next_proposal(first + len(proposals))
             if proposal is None:
-                exhausted = True
-                break
+                return proposals, True
             proposals.append(proposal)
-        return self._add_trials(session, proposals), exhausted
+        return proposals, False
 
     def _next_proposal(self, number: int) -> Proposal | None:
         fixed = self.stage.proposal(number)
@@ -425,6 +455,11 @@ class JobRun:
             return
         with autocommit(durable=False) as connection:
             repo.mark_queued(connection, trial_ids=[trial_id for trial_ids in messages for trial_id in trial_ids])
+
+# What a pass leaves for later while the strategy's asks run aside: whatever calls the strategy.
+NEEDS_STRATEGY = frozenset({Reason.JOB_TIME_LIMIT, Reason.RELAY_REPORTS, Reason.TELL, Reason.ASK,
+                            Reason.NEXT_PHASE, Reason.FINISH})
+
 
 def _past(now: datetime, since: datetime | None, limit_s: float | None) -> bool:
     """Whether more than ``limit_s`` seconds (if a limit is set) have passed since ``since`` (if known)."""

@@ -128,6 +128,14 @@ class Settings(BaseSettings):
                     "(scheduler/gather.py). 0 turns this off: a pass at every nudge.",
     )
 
+    scheduler_aside_seconds: float = Field(
+        0.05, ge=0,
+        description="How long a scheduler pass waits for a job's strategy to answer its asks before leaving them to "
+                    "finish on a thread of the job's own and serving the other jobs; a later pass writes the "
+                    "proposals (scheduler/aside.py). 0 turns this off: the asks run in the pass, however long they "
+                    "take, and every other job of the scheduler waits for them.",
+    )
+
     # Sharing the workers between jobs. Each is on by default; false gives the plain path it
     # replaces, for measurement (scion bench fairness).
     worker_split_queues: bool = Field(

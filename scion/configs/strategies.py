@@ -11,6 +11,18 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from scion.configs.bounds import MAX_EPOCHS
 
+# What one job's strategy may make its scheduler do per ask, whatever else that scheduler serves
+# (docs/security.md): the largest predictor (16 networks of 8 hidden layers of 64 units, 1,000 Adam
+# steps a fit) takes tens of seconds a fit and tens of MB, not minutes and gigabytes, and candidate
+# pools and resampling stay in the thousands. The scheduler still runs a busy strategy aside
+# (scheduler/aside.py), so these bound how long that job waits on itself, not the other jobs.
+MAX_ENSEMBLE = 16  # networks in a predictor ensemble
+MAX_HIDDEN_UNITS = 64  # units in a hidden layer of a predictor
+MAX_HIDDEN_LAYERS = 8  # hidden layers of a predictor
+MAX_FIT_EPOCHS = 1_000  # Adam steps of any one fit (fresh, warm update, fantasy)
+MAX_POOL = 10_000  # candidates a predictor scores in one ask or round
+MAX_RESAMPLE = 1_000  # draws an ask tries for an unseen architecture
+
 
 class StrategyConfig(BaseModel):
     fidelity_settings: ClassVar[tuple[str, ...]] = ()
@@ -19,7 +31,7 @@ class StrategyConfig(BaseModel):
 class RandomSearchConfig(StrategyConfig):
     model_config = ConfigDict(extra="forbid")
     type: Literal["random"] = "random"
-    max_resample: int = Field(100, ge=1, le=10_000, description="Draws tried before accepting a repeat.")
+    max_resample: int = Field(100, ge=1, le=MAX_RESAMPLE, description="Draws tried before accepting a repeat.")
 
 
 class EvolutionConfig(StrategyConfig):
@@ -27,7 +39,7 @@ class EvolutionConfig(StrategyConfig):
     type: Literal["evolution"] = "evolution"
     population_size: int = Field(20, ge=2, le=10_000, description="Living members; also the random warm-up.")
     sample_size: int = Field(5, ge=1, le=10_000, description="Tournament size.")
-    max_resample: int = Field(20, ge=1, le=10_000, description="Mutations tried before accepting a repeat.")
+    max_resample: int = Field(20, ge=1, le=MAX_RESAMPLE, description="Mutations tried before accepting a repeat.")
 
     @model_validator(mode="after")
     def _sample_fits(self) -> EvolutionConfig:
@@ -41,11 +53,11 @@ class EvolutionConfig(StrategyConfig):
 class NSGA2Config(StrategyConfig):
     model_config = ConfigDict(extra="forbid")
     type: Literal["nsga2"] = "nsga2"
-    population_size: int = Field(20, ge=2, le=5_000, description="Members kept; also the random warm-up.")
+    population_size: int = Field(20, ge=2, le=1_000, description="Members kept; also the random warm-up.")
     crossover_prob: float = Field(
         0.5, ge=0.0, le=1.0, description="Chance that an offspring is a uniform crossover of two parents."
     )
-    max_resample: int = Field(20, ge=1, le=10_000, description="Offspring tried before accepting a repeat.")
+    max_resample: int = Field(20, ge=1, le=MAX_RESAMPLE, description="Offspring tried before accepting a repeat.")
 
 
 class GridConfig(StrategyConfig):
@@ -76,7 +88,7 @@ class LocalSearchConfig(StrategyConfig):
         description="Move to a neighbour as soon as it beats the centre (True), or only once the "
         "whole neighbourhood is evaluated, to its best member (False).",
     )
-    max_resample: int = Field(100, ge=1, le=10_000, description="Random draws tried before accepting a repeat.")
+    max_resample: int = Field(100, ge=1, le=MAX_RESAMPLE, description="Random draws tried before accepting a repeat.")
 
 
 class ReinforceConfig(StrategyConfig):
@@ -102,7 +114,7 @@ class ReinforceConfig(StrategyConfig):
         "the learning rate means the same whatever the scale of the score.",
     )
     max_resample: int = Field(
-        100, ge=1, le=10_000,
+        100, ge=1, le=MAX_RESAMPLE,
         description="Policy samples tried before a repeat is replaced by an unseen neighbour.",
     )
 
@@ -119,7 +131,7 @@ class ASHAConfig(StrategyConfig):
     )
     reduction_factor: int = Field(3, ge=2, le=100, description="η: the top 1/η of a rung go on.")
     brackets: int = Field(1, ge=1, le=10, description="Hyperband brackets; bracket b starts at rung b.")
-    max_resample: int = Field(100, ge=1, le=10_000, description="Draws tried before accepting a repeat.")
+    max_resample: int = Field(100, ge=1, le=MAX_RESAMPLE, description="Draws tried before accepting a repeat.")
 
     @model_validator(mode="after")
     def _budgets_ordered(self) -> ASHAConfig:
@@ -135,7 +147,7 @@ class TPEConfig(StrategyConfig):
         10, ge=0, le=10_000, description="Random trials before the Parzen estimators take over."
     )
     n_ei_candidates: int = Field(
-        24, ge=1, le=10_000, description="Candidates drawn from l(x) to pick the best l(x)/g(x) of."
+        24, ge=1, le=1_000, description="Candidates drawn from l(x) to pick the best l(x)/g(x) of."
     )
     multivariate: bool = Field(
         True, description="One joint kernel over all decisions (Falkner et al.) instead of one per decision."
@@ -159,11 +171,11 @@ class PredictorConfig(StrategyConfig):
         10, ge=1, le=10_000,
         description="Random architectures proposed before the predictor is used (the warm-up).",
     )
-    ensemble_size: int = Field(5, ge=1, le=64, description="Neural predictors in the ensemble.")
-    hidden_units: int = Field(32, ge=1, le=1024, description="Units in each hidden layer of a predictor.")
-    hidden_layers: int = Field(2, ge=1, le=8, description="Hidden layers of a predictor.")
+    ensemble_size: int = Field(5, ge=1, le=MAX_ENSEMBLE, description="Neural predictors in the ensemble.")
+    hidden_units: int = Field(32, ge=1, le=MAX_HIDDEN_UNITS, description="Units in each hidden layer of a predictor.")
+    hidden_layers: int = Field(2, ge=1, le=MAX_HIDDEN_LAYERS, description="Hidden layers of a predictor.")
     epochs: int = Field(
-        100, ge=1, le=10_000, description="Full-batch Adam steps of a fresh fit of the ensemble."
+        100, ge=1, le=MAX_FIT_EPOCHS, description="Full-batch Adam steps of a fresh fit of the ensemble."
     )
     refit_every: int = Field(
         10, ge=1, le=10_000,
@@ -171,13 +183,14 @@ class PredictorConfig(StrategyConfig):
         "initialisation; results in between are folded in by a warm update.",
     )
     update_epochs: int = Field(
-        20, ge=1, le=10_000,
+        20, ge=1, le=MAX_FIT_EPOCHS,
         description="Adam steps of a warm update (new results folded into the fitted ensemble).",
     )
     learning_rate: float = Field(0.01, gt=0, le=1, description="Adam step size.")
     weight_decay: float = Field(1e-4, ge=0, le=1, description="L2 penalty on the weights.")
     max_resample: int = Field(
-        100, ge=1, le=10_000, description="Random draws tried for an unseen architecture before accepting a repeat."
+        100, ge=1, le=MAX_RESAMPLE,
+        description="Random draws tried for an unseen architecture before accepting a repeat.",
     )
 
 
@@ -195,26 +208,26 @@ class BananasConfig(PredictorConfig):
     )
     ucb_kappa: float = Field(1.0, ge=0, le=100, description="Weight of the ensemble's spread in 'ucb'.")
     parents: int = Field(
-        10, ge=0, le=10_000,
+        10, ge=0, le=100,
         description="Best results of the current region whose mutations enter the candidate pool "
         "(and from which hill climbs on the predicted mean start).",
     )
-    mutations_per_parent: int = Field(10, ge=0, le=10_000, description="Random mutations drawn from each parent.")
+    mutations_per_parent: int = Field(10, ge=0, le=100, description="Random mutations drawn from each parent.")
     max_edits: int = Field(2, ge=1, le=100, description="A mutation makes 1 to max_edits random edits.")
     neighbours_of: int = Field(
-        3, ge=0, le=10_000,
+        3, ge=0, le=100,
         description="Best results of the current region whose whole neighbourhood (every single "
         "edit) enters the pool.",
     )
-    random_candidates: int = Field(100, ge=0, le=100_000, description="Random samples added to the pool.")
+    random_candidates: int = Field(100, ge=0, le=MAX_POOL, description="Random samples added to the pool.")
     climb_steps: int = Field(
-        10, ge=0, le=1_000,
+        10, ge=0, le=100,
         description="Most moves of the hill climbs on the predicted mean, from each parent, whose "
         "end points enter the pool (0: no climbs).",
     )
-    climb_starts: int = Field(0, ge=0, le=10_000, description="Extra hill climbs from random architectures.")
+    climb_starts: int = Field(0, ge=0, le=100, description="Extra hill climbs from random architectures.")
     fantasy_epochs: int = Field(
-        20, ge=0, le=10_000,
+        20, ge=0, le=MAX_FIT_EPOCHS,
         description="Adam steps that fold trials in flight into the ensemble at their predicted "
         "value (kriging believer); 0 only keeps them from being proposed again.",
     )
@@ -235,8 +248,8 @@ class BananasConfig(PredictorConfig):
 
 class PNASConfig(PredictorConfig):
     type: Literal["pnas"] = "pnas"
-    pool_size: int = Field(1000, ge=1, le=1_000_000, description="Candidates the predictor scores each round.")
-    top_k: int = Field(10, ge=1, le=10_000, description="Best-predicted candidates proposed per round (the beam).")
+    pool_size: int = Field(1000, ge=1, le=MAX_POOL, description="Candidates the predictor scores each round.")
+    top_k: int = Field(10, ge=1, le=1_000, description="Best-predicted candidates proposed per round (the beam).")
     expand_fraction: float = Field(
         0.5, ge=0, le=1,
         description="Share of each round's pool made of expansions (single-edit mutations) of the "

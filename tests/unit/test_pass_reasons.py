@@ -7,6 +7,7 @@ action in the pass, fails ``test_every_reason_has_a_case`` or ``test_the_pass_ac
 """
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import timedelta
@@ -17,6 +18,7 @@ import numpy as np
 import pytest
 from sqlalchemy import insert, select, update
 
+from scheduler.aside import Aside
 from scheduler.job_run import JobRun, Reason
 from scion.settings import Settings, get_settings
 from scion.spec import JobSpec
@@ -226,6 +228,30 @@ def ask(settings: Settings) -> tuple[Case, Check]:
     return Case(spec(), settings).load(), check
 
 
+def asked(settings: Settings) -> tuple[Case, Check]:
+    """Asks that went on aside (scheduler/aside.py: the strategy took longer than the pass waits) and
+    have since ended."""
+    case = Case(spec(), settings).load()
+    case.run.aside = Aside(1e-3, "asks")
+    answered = threading.Event()
+    assert case.run.aside.run(lambda: (answered.wait(5), case.run._proposals(0, 2))[1]) is None
+    assert case.run.reasons(case.activity(), reap_lost=True) == []  # the strategy is the asks' meanwhile
+    answered.set()
+    deadline = time.monotonic() + 5
+    while not case.run.aside.ready:
+        assert time.monotonic() < deadline, "the asks did not end"
+        time.sleep(0.01)
+
+    def check(case: Case) -> None:
+        trials = case.trials()
+        assert [t.status for t in trials] == ["queued", "queued"] and case.job().trials_created == 2
+        with session_scope() as session:
+            logged = repo.strategy_calls(session, job_id=case.job_id)
+        assert [list(call) for call in logged] == [["ask"], ["ask"]]  # logged with the trials they made
+
+    return case, check
+
+
 def next_phase(settings: Settings) -> tuple[Case, Check]:
     one_shot = spec(max_trials=3).model_dump(mode="json", exclude={"spec_version", "early_stopping"})
     case = Case(JobSpec.model_validate({**one_shot, "one_shot": {"method": {"type": "spos", "epochs": 1}}}),
@@ -269,7 +295,8 @@ CASES: dict[Reason, Callable[[Settings], tuple[Case, Check]]] = {
     Reason.LOAD: load, Reason.START: start, Reason.REAP_SILENT: reap_silent,
     Reason.TRIAL_TIME_LIMIT: trial_time_limit, Reason.CHECK_LOST_MESSAGES: check_lost_messages,
     Reason.JOB_TIME_LIMIT: job_time_limit, Reason.RELAY_REPORTS: relay_reports, Reason.TELL: tell,
-    Reason.ASK: ask, Reason.NEXT_PHASE: next_phase, Reason.FINISH: finish, Reason.SEND_PENDING: send_pending,
+    Reason.ASK: ask, Reason.ASKED: asked, Reason.NEXT_PHASE: next_phase, Reason.FINISH: finish,
+    Reason.SEND_PENDING: send_pending,
 }
 
 
