@@ -609,6 +609,20 @@ def heartbeat(db: Session | Connection, *, trial_id: int, attempt: int) -> bool:
     return job_status not in TERMINAL_JOB_STATUSES
 
 
+def record_killed(db: Session | Connection, *, trial_id: int, attempt: int, reason: str, note: str) -> bool:
+    """An attempt whose worker process is ended because it did not stop in time: still running, it is
+    stopped for ``reason``; already stopped or cancelled, its error keeps why. Either way ``note`` (what
+    was done) is added. One conditional statement (the same attempt, not finished otherwise)."""
+    running = Trial.status == "running"
+    return _core(db).execute(
+        update(Trial)
+        .where(Trial.id == trial_id, Trial.attempts == attempt, Trial.status.in_(("running", "stopped", "cancelled")))
+        .values(status=case((running, literal("stopped")), else_=Trial.status),
+                error=case((running, literal(reason)), else_=func.coalesce(Trial.error, literal(reason))) + note,
+                finished_at=func.coalesce(Trial.finished_at, utcnow()))
+    ).rowcount == 1
+
+
 def _json_safe(value: Any) -> Any:
     """NaN and ±inf become null: PostgreSQL's json rejects them and they are not valid JSON."""
     if isinstance(value, float) and not math.isfinite(value):
