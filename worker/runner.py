@@ -34,6 +34,7 @@ from worker.evaluators import job_evaluators
 from worker.evaluators.base import Evaluator
 from worker.outcomes import TrialFailed, TrialStopped
 from worker.stopping import STOPPER, killed_note
+from worker.training import datasets
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +80,20 @@ class _Heartbeats:
                             ctx.stop("stop requested")
                 except Exception:  # a database blip must not kill the trial; the next beat retries
                     log.warning("heartbeat for trial %s failed", ctx.trial_id, exc_info=True)
+            self._forget_ended_jobs({ctx.job_id for ctx in watched})
+
+    @staticmethod
+    def _forget_ended_jobs(running: set[int]) -> None:
+        """Give back the memory of the datasets of jobs that ended (cancelled, finished) since this
+        process loaded them: one query, only while it keeps data of jobs it is not running now."""
+        idle = datasets.cached_jobs() - running
+        if not idle:
+            return
+        try:
+            with autocommit(durable=False) as connection:
+                datasets.forget_jobs(repo.ended_jobs(connection, job_ids=idle))
+        except Exception:  # the next beat asks again
+            log.warning("checking whether jobs %s ended failed", sorted(idle), exc_info=True)
 
 
 _HEARTBEATS = _Heartbeats()
@@ -169,7 +184,8 @@ def _evaluate(trial: Row, ctx: TrialContext, raw_spec: dict[str, Any] | None) ->
     try:
         spec, space, evaluators = _job_plan(trial.job_id, raw_spec)
         ctx.constraints = spec.constraints
-        with STOPPER.running(trial.id, spec.budget.trial_time_limit_s, lambda reason: _record_killed(trial, reason)):
+        with (STOPPER.running(trial.id, spec.budget.trial_time_limit_s, lambda reason: _record_killed(trial, reason)),
+              datasets.for_job(trial.job_id)):
             metrics = evaluators[trial.phase].evaluate(space, trial.arch, ctx)
         objective, score = spec.score(metrics)
         if trial.phase == SUPERNET:  # trained weights, not a candidate: never ranked with the networks

@@ -10,6 +10,7 @@ from __future__ import annotations
 import gc
 import math
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -296,12 +297,13 @@ def _train(
     }
 
 
-_DEVICE_DATA: dict[tuple[int, str], tuple[Dataset, tuple[Tensor, ...]]] = {}
+_DEVICE_DATA: dict[tuple[int, str], tuple[Tensor, ...]] = {}
 
 
 def device_tensors(data: Dataset, device: torch.device) -> tuple[Tensor, ...]:
     """The dataset's six arrays as tensors on ``device``, copied once per worker process (through
-    pinned memory on CUDA) and reused by every later trial on the same data."""
+    pinned memory on CUDA) and reused by every later trial on the same data, for as long as the
+    dataset itself is kept (worker.training.datasets): its copies go with it."""
     key = (id(data), str(device))
     if key not in _DEVICE_DATA:
         arrays = (data.x_train, data.y_train, data.x_val, data.y_val, data.x_test, data.y_test)
@@ -312,8 +314,9 @@ def device_tensors(data: Dataset, device: torch.device) -> tuple[Tensor, ...]:
             if device.type == "cuda":
                 host = host.pin_memory()
             tensors.append(host.to(device, non_blocking=True))
-        _DEVICE_DATA[key] = (data, tuple(tensors))  # holding ``data`` keeps its id from being reused
-    return _DEVICE_DATA[key][1]
+        _DEVICE_DATA[key] = tuple(tensors)
+        weakref.finalize(data, _DEVICE_DATA.pop, key, None)  # before its id can be reused
+    return _DEVICE_DATA[key]
 
 
 __all__ = [
