@@ -64,9 +64,10 @@ def measured(record_property, request: pytest.FixtureRequest):
 
 
 @contextmanager
-def stack_on(tmp_path: Path, database_url: str, broker_url: str) -> Iterator[tuple[FaultStack, ScionClient]]:
+def stack_on(tmp_path: Path, database_url: str, broker_url: str,
+             workers: int = 2) -> Iterator[tuple[FaultStack, ScionClient]]:
     settings = Settings(home=tmp_path / "home", database_url=database_url, broker_url=broker_url)
-    with FaultStack(settings, workers=2) as stack, ScionClient(stack.url) as client:
+    with FaultStack(settings, workers=workers) as stack, ScionClient(stack.url) as client:
         yield stack, client
 
 
