@@ -139,7 +139,9 @@ class TrialContext:
                 repo.record_step(session, trial_id=self.trial_id, attempt=self.attempt, step=epoch, metrics=metrics)
                 return repo.heartbeat(session, trial_id=self.trial_id, attempt=self.attempt)
 
-        if not _persist(record, f"reporting epoch {epoch} of trial {self.trial_id}"):
+        with STOPPER.deferred():
+            recorded = _persist(record, f"reporting epoch {epoch} of trial {self.trial_id}")
+        if not recorded:
             self._stop.set()
         if self._stop.is_set():
             raise TrialStopped(f"stop requested after epoch {epoch}")

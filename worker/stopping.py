@@ -58,6 +58,8 @@ class _Run:
     reason: str | None = None
     interrupted: bool = False  # TrialStopped raised once; never twice
     finished: bool = False
+    deferring: bool = False  # inside a database write: the interrupt waits for its end
+    deferred: bool = False
 
     def past_limit(self, now: float) -> bool:
         return self.limit_s is not None and now >= self.started + self.limit_s - 0.01
@@ -122,6 +124,22 @@ class _Stopper:
             self._cond.notify_all()
             signal.pthread_kill(threading.main_thread().ident, signal.SIGALRM)
 
+    @contextmanager
+    def deferred(self) -> Iterator[None]:
+        """Around a database write of the running trial (an epoch's report): an interrupt waits for
+        the write to end, rather than break off a connection half way through a statement."""
+        run = self._run
+        if run is None or threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        run.deferring = True
+        try:
+            yield
+        finally:
+            run.deferring = False
+            if run.deferred:
+                self._interrupt(signal.SIGALRM, None)
+
     def _interrupt(self, _signum: int, _frame: Any) -> None:
         run = self._run
         if run is None or run.finished or run.interrupted:
@@ -130,6 +148,9 @@ class _Stopper:
             if not run.past_limit(time.monotonic()):
                 return
             run.stop_since, run.reason = time.monotonic(), limit_reason(run.limit_s)  # type: ignore[arg-type]
+        if run.deferring:
+            run.deferred = True
+            return
         run.interrupted = True
         raise TrialStopped(run.reason)
 

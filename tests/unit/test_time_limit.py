@@ -87,3 +87,13 @@ def test_a_step_that_cannot_be_interrupted_ends_the_process_after_the_grace(monk
     assert said.get() == "exceeded the trial time limit of 0.5 s"  # what the trial's record is given
     assert said.empty()
     assert 1.0 <= took < 5.0, took
+
+
+def test_a_database_write_in_progress_is_not_broken_off_the_interrupt_follows_it() -> None:
+    written: list[str] = []
+    with pytest.raises(TrialStopped, match="exceeded the trial time limit of 0.1 s"), STOPPER.running(4, 0.1, never):
+        with STOPPER.deferred():
+            time.sleep(0.3)  # the limit passes while an epoch's report is written
+            written.append("report")
+        written.append("training on")
+    assert written == ["report"]
