@@ -36,7 +36,7 @@ class InProcessContext:
     ``bench.one_shot``) hand it to them."""
 
     def __init__(self, artifacts: Path, number: int) -> None:
-        self.device, self.fidelity, self.number = "cpu", None, number
+        self.device, self.fidelity, self.number, self.attempt = "cpu", None, number, 1
         self.artifacts = artifacts
         self.last: dict[str, Any] = {}
 

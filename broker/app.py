@@ -44,6 +44,9 @@ def make_celery() -> Celery:
         # broker, and their lost messages cost nothing (the scheduler re-sends what never started).
         worker_cancel_long_running_tasks_on_connection_loss=False,
         worker_prefetch_multiplier=1,
+        # A pool process replaced after a trial had to be killed (worker/stopping.py) imports the worker's
+        # libraries before it says it is up; on busy cores that takes longer than Celery's default 4 s.
+        worker_proc_alive_timeout=60,
         task_ignore_result=True,
         result_backend=None,
         task_default_queue="gpu",

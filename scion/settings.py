@@ -92,6 +92,17 @@ class Settings(BaseSettings):
     )
     heartbeat_seconds: float = Field(5.0, gt=0, description="How often a worker touches a running trial.")
     heartbeat_timeout_seconds: float = Field(60.0, gt=0, description="A running trial silent this long is lost.")
+    stop_grace_seconds: float = Field(
+        10.0, gt=0,
+        description="How long a trial past its time limit, or asked to stop (cancelled, stopped by the scheduler), "
+                    "may take to stop inside one long step before its worker process is ended and replaced "
+                    "(worker/stopping.py).",
+    )
+    checkpoint_seconds: float = Field(
+        300.0, ge=0,
+        description="A training trial saves its state after every epoch, and within an epoch once this long has "
+                    "passed since its last save; a re-run attempt continues from there. 0: after every batch.",
+    )
     broker_visibility_timeout: int = Field(
         12 * 3600, gt=0, description="Seconds before an unacknowledged message is redelivered; longer than any trial."
     )

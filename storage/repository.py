@@ -271,14 +271,12 @@ def get_trial(session: Session, *, job_id: int, number: int) -> Trial | None:
     return session.scalars(select(Trial).where(Trial.job_id == job_id, Trial.number == number)).first()
 
 
-def trial_history(session: Session, *, trial_id: int, attempt: int, resumed: bool = False) -> list[TrialMetric]:
-    """A trial's epochs as this attempt reported them; with ``resumed`` (an attempt continues from
-    the last one's checkpoint, as a supernet's training does) every attempt's, the newest report
-    of each epoch."""
+def trial_history(session: Session, *, trial_id: int, attempt: int) -> list[TrialMetric]:
+    """A trial's epochs up to ``attempt``, the newest report of each: an attempt continues from the
+    last one's checkpoint (training, a supernet's too), so the epochs before it are an earlier attempt's."""
     rows = session.scalars(
         select(TrialMetric)
-        .where(TrialMetric.trial_id == trial_id, TrialMetric.attempt <= attempt if resumed
-               else TrialMetric.attempt == attempt)
+        .where(TrialMetric.trial_id == trial_id, TrialMetric.attempt <= attempt)
         .order_by(TrialMetric.step, TrialMetric.attempt)
     )
     return list({row.step: row for row in rows}.values())
@@ -634,6 +632,26 @@ def heartbeat(db: Session | Connection, *, trial_id: int, attempt: int) -> bool:
         return False
     job_status = db.scalar(select(Job.status).join(Trial, Trial.job_id == Job.id).where(Trial.id == trial_id))
     return job_status not in TERMINAL_JOB_STATUSES
+
+
+def ended_jobs(db: Session | Connection, *, job_ids: set[int]) -> set[int]:
+    """Those of ``job_ids`` that are no longer running (finished, failed, cancelled, or gone)."""
+    live = set(db.scalars(select(Job.id).where(Job.id.in_(job_ids), Job.status.not_in(TERMINAL_JOB_STATUSES))))
+    return job_ids - live
+
+
+def record_killed(db: Session | Connection, *, trial_id: int, attempt: int, reason: str, note: str) -> bool:
+    """An attempt whose worker process is ended because it did not stop in time: still running, it is
+    stopped for ``reason``; already stopped or cancelled, its error keeps why. Either way ``note`` (what
+    was done) is added. One conditional statement (the same attempt, not finished otherwise)."""
+    running = Trial.status == "running"
+    return _core(db).execute(
+        update(Trial)
+        .where(Trial.id == trial_id, Trial.attempts == attempt, Trial.status.in_(("running", "stopped", "cancelled")))
+        .values(status=case((running, literal("stopped")), else_=Trial.status),
+                error=case((running, literal(reason)), else_=func.coalesce(Trial.error, literal(reason))) + note,
+                finished_at=func.coalesce(Trial.finished_at, utcnow()))
+    ).rowcount == 1
 
 
 def _json_safe(value: Any) -> Any:

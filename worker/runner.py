@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -33,6 +32,8 @@ from storage.db import autocommit, retry_unreachable, session_scope, utcnow
 from worker.evaluators import job_evaluators
 from worker.evaluators.base import Evaluator
 from worker.outcomes import TrialFailed, TrialStopped, what_failed
+from worker.stopping import STOPPER, killed_note
+from worker.training import datasets
 
 log = logging.getLogger(__name__)
 
@@ -42,28 +43,6 @@ T = TypeVar("T")
 
 def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
-
-
-@contextmanager
-def time_limit(seconds: float | None) -> Iterator[None]:
-    """Interrupt a candidate that is still running when its trial's time limit passes, even in
-    the middle of an epoch (a hung data loop, a pathological network), not only at the next
-    epoch. SIGALRM reaches the main thread only, which is where Celery's prefork pool runs its
-    tasks; elsewhere (threads) the checks between epochs remain the only stop."""
-    if not seconds or threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def expire(_signum: int, _frame: Any) -> None:
-        raise TrialStopped(f"exceeded the trial time limit of {seconds:g} s")
-
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 class _Heartbeats:
@@ -97,9 +76,23 @@ class _Heartbeats:
                 try:
                     with autocommit(durable=False) as connection:
                         if not repo.heartbeat(connection, trial_id=ctx.trial_id, attempt=ctx.attempt):
-                            ctx.stop()
+                            ctx.stop("stop requested")
                 except Exception:  # a database blip must not kill the trial; the next beat retries
                     log.warning("heartbeat for trial %s failed", ctx.trial_id, exc_info=True)
+            self._forget_ended_jobs({ctx.job_id for ctx in watched})
+
+    @staticmethod
+    def _forget_ended_jobs(running: set[int]) -> None:
+        """Give back the memory of the datasets of jobs that ended (cancelled, finished) since this
+        process loaded them: one query, only while it keeps data of jobs it is not running now."""
+        idle = datasets.cached_jobs() - running
+        if not idle:
+            return
+        try:
+            with autocommit(durable=False) as connection:
+                datasets.forget_jobs(repo.ended_jobs(connection, job_ids=idle))
+        except Exception:  # the next beat asks again
+            log.warning("checking whether jobs %s ended failed", sorted(idle), exc_info=True)
 
 
 _HEARTBEATS = _Heartbeats()
@@ -121,8 +114,10 @@ class TrialContext:
     def __exit__(self, *exc: Any) -> None:
         _HEARTBEATS.release(self)
 
-    def stop(self) -> None:
+    def stop(self, reason: str) -> None:
+        """Stop at the next epoch, and sooner where the evaluation can be interrupted (worker/stopping.py)."""
         self._stop.set()
+        STOPPER.request(self.trial_id, reason)
 
     def artifact_path(self, number: int) -> Path:
         return artifacts.checkpoint_path(self.job_id, number)
@@ -143,7 +138,9 @@ class TrialContext:
                 repo.record_step(session, trial_id=self.trial_id, attempt=self.attempt, step=epoch, metrics=metrics)
                 return repo.heartbeat(session, trial_id=self.trial_id, attempt=self.attempt)
 
-        if not _persist(record, f"reporting epoch {epoch} of trial {self.trial_id}"):
+        with STOPPER.deferred():
+            recorded = _persist(record, f"reporting epoch {epoch} of trial {self.trial_id}")
+        if not recorded:
             self._stop.set()
         if self._stop.is_set():
             raise TrialStopped(f"stop requested after epoch {epoch}")
@@ -188,7 +185,8 @@ def _evaluate(trial: Row, ctx: TrialContext, raw_spec: dict[str, Any] | None) ->
     try:
         spec, space, evaluators = _job_plan(trial.job_id, raw_spec)
         ctx.constraints = spec.constraints
-        with time_limit(spec.budget.trial_time_limit_s):
+        with (STOPPER.running(trial.id, spec.budget.trial_time_limit_s, lambda reason: _record_killed(trial, reason)),
+              datasets.for_job(trial.job_id)):
             metrics = evaluators[trial.phase].evaluate(space, trial.arch, ctx)
         objective, score = spec.score(metrics)
         if trial.phase == SUPERNET:  # trained weights, not a candidate: never ranked with the networks
@@ -215,6 +213,15 @@ def _evaluate(trial: Row, ctx: TrialContext, raw_spec: dict[str, Any] | None) ->
                     extra={"job_id": trial.job_id, "trial_id": trial.id, "trial_number": trial.number})
         outcome = dict(status="failed", error=what_failed(exc)[:_ERROR_LIMIT])  # the traceback stays in the log
     return {**outcome, "trial_id": trial.id, "attempt": trial.attempts, "began": began, "ended": utcnow()}
+
+
+def _record_killed(trial: Row, reason: str) -> None:
+    """The trial's record once its evaluation overstayed its grace and the process is about to end:
+    stopped, its error saying so (worker/stopping.py). One attempt, no retries: the process must end."""
+    with autocommit() as connection:
+        repo.record_killed(connection, trial_id=trial.id, attempt=trial.attempts, reason=reason,
+                           note=killed_note(get_settings().stop_grace_seconds))
+    nudger().nudge()
 
 
 def run_trials(trial_ids: list[int], device: str) -> dict[int, str]:

@@ -13,6 +13,7 @@ from storage.db import dispose_engines
 from worker.export import export_trial
 from worker.presence import Presence
 from worker.runner import run_trials
+from worker.stopping import STOPPER
 
 log = logging.getLogger(__name__)
 _device: str | None = None  # chosen per pool process at start-up
@@ -72,6 +73,7 @@ def _init_process(**_: object) -> None:
     CPU threads, and imports torch now rather than during its first trial."""
     global _device
     dispose_engines()
+    STOPPER.allow_kill()  # the pool replaces this process if a trial has to be killed (worker/stopping.py)
     import sklearn.datasets  # noqa: F401  (first-trial latency: pay the imports at start-up)
     import torch
     import torch.utils.flop_counter  # noqa: F401

@@ -27,7 +27,7 @@ from api.schemas import (
 )
 from broker.nudge import JOB, nudger
 from scion import budgets
-from scion.configs.one_shot import PHASES, SUPERNET
+from scion.configs.one_shot import PHASES
 from scion.errors import NotFound
 from scion.pareto import orient, pareto_mask
 from scion.settings import get_settings
@@ -159,7 +159,7 @@ def get_trial(job: JobDep, number: Annotated[int, Path(ge=0, le=MAX_ID)], sessio
     trial = repo.get_trial(session, job_id=job.id, number=number)
     if trial is None:
         raise NotFound(f"job {job.id} has no trial {number}")
-    history = repo.trial_history(session, trial_id=trial.id, attempt=trial.attempts, resumed=trial.phase == SUPERNET)
+    history = repo.trial_history(session, trial_id=trial.id, attempt=trial.attempts)
     return TrialPublic(
         **TrialSummary.of(trial).model_dump(), worker=trial.worker, fidelity=trial.fidelity,
         history=[EpochPublic.of(h) for h in history],

@@ -64,9 +64,10 @@ def measured(record_property, request: pytest.FixtureRequest):
 
 
 @contextmanager
-def stack_on(tmp_path: Path, database_url: str, broker_url: str) -> Iterator[tuple[FaultStack, ScionClient]]:
+def stack_on(tmp_path: Path, database_url: str, broker_url: str,
+             workers: int = 2) -> Iterator[tuple[FaultStack, ScionClient]]:
     settings = Settings(home=tmp_path / "home", database_url=database_url, broker_url=broker_url)
-    with FaultStack(settings, workers=2) as stack, ScionClient(stack.url) as client:
+    with FaultStack(settings, workers=workers) as stack, ScionClient(stack.url) as client:
         yield stack, client
 
 
@@ -117,6 +118,7 @@ def test_worker_killed_mid_trial_is_rerun_then_failed_and_every_trial_counted_on
         wait_for(lambda: kill_mid_trial(job_id), timeout=150, what="the job to end", interval=0.1)
         job = client.job(job_id)
         failed = client.trial(job_id, 0)
+        history = [h["step"] for h in client.trial(job_id, 1)["history"]]
 
     assert sorted((n, a) for n, a, _ in kills) == [(0, 1), (0, 2), (1, 1)]
     assert job["status"] == "completed", job
@@ -124,8 +126,12 @@ def test_worker_killed_mid_trial_is_rerun_then_failed_and_every_trial_counted_on
     trials = each_trial_once(postgres_url, job_id, 3)
     assert [(t.status, t.attempts) for t in trials] == [("failed", 2), ("completed", 2), ("completed", 1)]
     assert "worker lost 2 times" in failed["error"] and "no attempts left" in failed["error"]
+    before = [m.step for m in read_epochs(postgres_url, trials[1].id) if m.attempt == 1]
     rerun = [m.step for m in read_epochs(postgres_url, trials[1].id) if m.attempt == 2]
-    assert rerun == list(range(1, 9)), "the re-run trained from the start to the end"
+    # The re-run continued from the checkpoint of the last epoch trained (saved before it is reported):
+    # the epoch killed part way trained again, nothing before it.
+    assert rerun == list(range(rerun[0], 9)) and before[-1] < rerun[0] <= before[-1] + 2, (before, rerun)
+    assert history == list(range(1, 9)), "the trial's history: each epoch once, across its attempts"
 
     lost = read_events(postgres_url, job_id, "trial_lost")
     assert len(lost) == 3

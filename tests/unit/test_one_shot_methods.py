@@ -49,7 +49,7 @@ class Ctx:
     the epoch the checkpoint held when each was made, and can stop the trial after an epoch."""
 
     def __init__(self, artifacts: Path, stop_after: int | None = None) -> None:
-        self.device, self.fidelity, self.number = "cpu", None, 0
+        self.device, self.fidelity, self.number, self.attempt = "cpu", None, 0, 1
         self.artifacts, self.stop_after = artifacts, stop_after
         self.reports: list[tuple[int, dict[str, Any]]] = []
         self.checkpointed: list[int] = []

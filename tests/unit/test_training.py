@@ -41,8 +41,8 @@ class Ctx:
     """A stand-in for the worker's EvalContext that records reports and can stop a trial."""
 
     def __init__(self, stop_after: int | None = None, fidelity: dict | None = None, number: int = 0,
-                 artifacts: Path | None = None) -> None:
-        self.device = "cpu"
+                 artifacts: Path | None = None, attempt: int = 1) -> None:
+        self.device, self.attempt = "cpu", attempt
         self.reports: list[tuple[int, dict[str, float]]] = []
         self.stop_after = stop_after
         self.fidelity, self.number = fidelity, number

@@ -14,6 +14,7 @@ class EvalContext(Protocol):
     """What the worker hands an evaluator."""
 
     device: str  # torch device string chosen for this worker process
+    attempt: int  # this attempt's number: above 1, an earlier attempt's worker was lost, maybe part way
     fidelity: dict[str, Any] | None  # the budget the strategy asked for (e.g. epochs), if any
 
     def artifact_path(self, number: int) -> Path:

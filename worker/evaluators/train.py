@@ -12,6 +12,7 @@ import torch
 
 from scion.budgets import network_over_limits
 from scion.configs.evaluators import TrainConfig
+from scion.settings import get_settings
 from spaces.base import Arch, SearchSpace, training_settings
 from worker.evaluators.base import EvalContext, Evaluator
 from worker.outcomes import TrialFailed, blame
@@ -62,6 +63,8 @@ class TrainEvaluator(Evaluator):
                 schedule_epochs=int(fidelity.get("schedule_epochs", epochs)),
                 resume=resume,
                 checkpoint=ctx.artifact_path(ctx.number),
+                continue_checkpoint=ctx.attempt > 1,  # an earlier attempt's worker died: go on from its state
+                checkpoint_seconds=get_settings().checkpoint_seconds,
                 batch_size=cfg.batch_size,
                 lr=cfg.lr,
                 momentum=cfg.momentum,

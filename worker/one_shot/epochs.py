@@ -22,21 +22,7 @@ from torch import Tensor
 from worker.evaluators.base import EvalContext
 from worker.one_shot.method import Method
 from worker.outcomes import TrialFailed
-from worker.training.trainer import save_checkpoint
-
-
-def _rng_state() -> dict[str, Any]:
-    state: dict[str, Any] = {"torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"].cpu())
-    if "cuda" in state and torch.cuda.is_available():
-        for device, value in enumerate(state["cuda"][: torch.cuda.device_count()]):
-            torch.cuda.set_rng_state(value.cpu(), device)
+from worker.training.checkpoint import rng_state, save_checkpoint, set_rng_state
 
 
 def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict[str, Any]:
@@ -67,7 +53,7 @@ def run_epochs(method: Method, ctx: EvalContext | None, checkpoint: Path, epochs
         state = load_checkpoint(checkpoint, method.device)
         method.supernet.load_state_dict(state["supernet"])
         method.load_state_dict(state["method"])
-        _set_rng_state(state["rng"])
+        set_rng_state(state["rng"])
         trained, earlier, metrics = int(state["epoch"]), float(state["seconds"]), dict(state["metrics"])
     method.model.train()
     for epoch in range(trained + 1, epochs + 1):
@@ -81,7 +67,7 @@ def run_epochs(method: Method, ctx: EvalContext | None, checkpoint: Path, epochs
         metrics["epoch_seconds"] = time.perf_counter() - epoch_started
         if ctx is not None:
             save_checkpoint(checkpoint, {
-                "supernet": method.supernet.state_dict(), "method": method.state_dict(), "rng": _rng_state(),
+                "supernet": method.supernet.state_dict(), "method": method.state_dict(), "rng": rng_state(),
                 "epoch": epoch, "seconds": earlier + time.perf_counter() - started, "metrics": metrics,
             })
             ctx.report(epoch, metrics)

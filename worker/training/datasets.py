@@ -4,14 +4,18 @@ Everything here is generated or shipped with a Python package (no downloads), sp
 fixed seed that does not depend on the job, and cached per process so that a worker pays the
 loading cost once however many trials it runs. The cache holds at most
 ``SCION_WORKER_DATA_CACHE_MB`` of arrays, least recently used out first, so a worker that has
-served many jobs on large files gives their memory back. Only numpy and scikit-learn are imported at module
-level, so the API can build the catalogue and validate job specs without torch.
+served many jobs on large files gives their memory back; a dataset that only jobs now ended used
+is dropped at once (``forget_jobs``, from the worker's heartbeat thread). Only numpy and
+scikit-learn are imported at module level, so the API can build the catalogue and validate job
+specs without torch.
 """
 from __future__ import annotations
 
 import random
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -143,15 +147,42 @@ def load_dataset(config: BaseModel | str) -> Dataset:
         key = (config.type, config.model_dump_json(), stamp)  # type: ignore[attr-defined]
         with _lock:
             cached = _cache.get(key)
-        if cached is not None:
-            return cached
-        data = _load(*key)
+        data = cached if cached is not None else _load(*key)
     except (OSError, ValueError) as exc:
         raise TrialFailed(f"dataset {config.type}: {exc}") from None  # type: ignore[attr-defined]
     with _lock:
-        if data.nbytes <= _cache.maxsize:  # larger than the whole cache: this trial's alone
+        if cached is None and data.nbytes <= _cache.maxsize:  # larger than the whole cache: this trial's alone
             _cache[key] = data
+        if (job := _job.get()) is not None and key in _cache:
+            _users.setdefault(key, set()).add(job)
     return data
+
+
+@contextmanager
+def for_job(job_id: int) -> Iterator[None]:
+    """Datasets loaded inside are noted as the job's, to be forgotten once it ends (``forget_jobs``)."""
+    token = _job.set(job_id)
+    try:
+        yield
+    finally:
+        _job.reset(token)
+
+
+def cached_jobs() -> set[int]:
+    """The jobs some kept dataset was loaded for."""
+    with _lock:
+        return {job for key, jobs in _users.items() if key in _cache for job in jobs}
+
+
+def forget_jobs(job_ids: set[int]) -> None:
+    """Give back the memory of datasets that only ``job_ids`` (jobs that ended: cancelled, finished)
+    used, rather than keep them until newer data pushes them out."""
+    with _lock:
+        for key, jobs in list(_users.items()):
+            jobs -= job_ids
+            if not jobs or key not in _cache:
+                del _users[key]
+                _cache.pop(key, None)
 
 
 def _new_cache() -> LRUCache:
@@ -159,6 +190,8 @@ def _new_cache() -> LRUCache:
 
 
 _cache = _new_cache()
+_users: dict[tuple[str, str, str], set[int]] = {}  # per kept dataset, the jobs it was loaded for
+_job: ContextVar[int | None] = ContextVar("dataset_job", default=None)
 _lock = threading.Lock()  # a process's trial threads share it (one-shot's distributed workers, tests)
 
 
@@ -167,6 +200,7 @@ def clear_cache() -> None:
     global _cache
     with _lock:
         _cache = _new_cache()
+        _users.clear()
 
 
 def _load(name: str, config_json: str, stamp: str = "") -> Dataset:
@@ -196,7 +230,9 @@ def _load(name: str, config_json: str, stamp: str = "") -> Dataset:
     return Dataset(name, *arrays, input_shape=shape, num_classes=classes, augment=augment)
 
 
-__all__ = ["DATASETS", "Dataset", "DatasetSource", "clear_cache", "load_dataset"]
+__all__ = [
+    "DATASETS", "Dataset", "DatasetSource", "cached_jobs", "clear_cache", "for_job", "forget_jobs", "load_dataset",
+]
 
 # Datasets from the user's files (npz, image_folder, cifar10, cifar100) register themselves; last,
 # so that module can import everything above.

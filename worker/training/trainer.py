@@ -10,6 +10,7 @@ from __future__ import annotations
 import gc
 import math
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,7 @@ from torch import Tensor, nn
 
 from worker.outcomes import TrialFailed
 from worker.training.augment import augment_batch, epoch_generator
+from worker.training.checkpoint import rng_state, save_checkpoint, set_rng_state
 from worker.training.datasets import Dataset
 
 OnEpoch = Callable[[int, dict[str, float]], None]
@@ -84,17 +86,21 @@ class Split:
         return len(_batch_bounds(len(self), batch_size))
 
     def batches(
-        self, batch_size: int, seed: int, epoch: int, augment: bool = False, shard: tuple[int, int] = (0, 1)
+        self, batch_size: int, seed: int, epoch: int, augment: bool = False, shard: tuple[int, int] = (0, 1),
+        *, generator: torch.Generator | None = None, start: int = 0,
     ) -> Iterator[tuple[Tensor, Tensor]]:
-        """The epoch's shuffled batches; images randomly cropped and flipped when ``augment``.
-        ``shard`` (rank, processes): the part of every batch one of several processes takes."""
+        """The epoch's shuffled batches; images randomly cropped and flipped when ``augment`` (drawn from
+        ``generator`` if given, else the epoch's own). ``shard`` (rank, processes): the part of every
+        batch one of several processes takes. ``start``: the batches before it are left out (an epoch
+        resumed part way, ``generator`` then in the state it had there)."""
         order = _epoch_order(len(self), seed, epoch, self.y.device)
-        generator = epoch_generator(self.y.device, seed, epoch) if augment else None
+        if augment and generator is None:
+            generator = epoch_generator(self.y.device, seed, epoch)
         rank, processes = shard
-        for start, stop in _batch_bounds(len(self), batch_size):
-            index = order[start:stop]
+        for first, end in _batch_bounds(len(self), batch_size)[start:]:
+            index = order[first:end]
             x = self.x[index]
-            x = augment_batch(x, generator) if generator is not None else x
+            x = augment_batch(x, generator) if augment else x
             yield x[rank::processes], self.y[index][rank::processes]
 
 
@@ -135,6 +141,8 @@ def train(
     schedule_epochs: int | None = None,
     resume: Path | None = None,
     checkpoint: Path | None = None,
+    continue_checkpoint: bool = False,
+    checkpoint_seconds: float = math.inf,
 ) -> dict[str, float]:
     """Train ``model`` (already on ``device``) and return train_loss, val_acc, test_acc (%) and
     train_seconds.
@@ -147,11 +155,19 @@ def train(
     schedule's length (the largest budget), ``resume`` names a checkpoint written by an earlier,
     shorter run of the same network (training goes on from its epoch up to ``epochs``), and
     ``checkpoint`` is where this run leaves its own weights and optimiser state.
+
+    A run outlives its process: its whole state (weights, optimiser, schedule, torch's generators,
+    the epoch, and part way through an epoch the batches done, the epoch's sums and the augmentation
+    generator) goes to ``checkpoint`` after every epoch, before the epoch is reported, and within an
+    epoch once ``checkpoint_seconds`` have passed since the last save. With ``continue_checkpoint``
+    (a later attempt of the same run) training goes on from the state there, so that on CPU the
+    final weights are the uninterrupted run's, bit for bit.
     """
     return run_oom_guarded(
         _train, model, data, epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum,
         weight_decay=weight_decay, nesterov=nesterov, device=device, amp=amp, seed=seed,
         on_epoch=on_epoch, schedule_epochs=schedule_epochs or epochs, resume=resume, checkpoint=checkpoint,
+        continue_checkpoint=continue_checkpoint, checkpoint_seconds=checkpoint_seconds,
     )
 
 
@@ -172,6 +188,8 @@ def _train(
     schedule_epochs: int,
     resume: Path | None,
     checkpoint: Path | None,
+    continue_checkpoint: bool,
+    checkpoint_seconds: float,
 ) -> dict[str, float]:
     started = time.perf_counter()
     dev = torch.device(device)
@@ -190,24 +208,51 @@ def _train(
     steps = schedule_epochs * train_split.steps(batch_size)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
     criterion = nn.CrossEntropyLoss()
-    done = 0
-    if resume is not None:
+    augment = getattr(data, "augment", False)
+    done, earlier, within = 0, 0.0, None
+    train_loss, val_acc = math.nan, 0.0
+    if continue_checkpoint and checkpoint is not None and checkpoint.exists():
+        state = torch.load(checkpoint, map_location=dev, weights_only=True)
+        set_rng_state(state["rng"])
+        earlier, within = float(state["seconds"]), state["within"]
+        train_loss, val_acc = state["last"]["train_loss"], state["last"]["val_acc"]
+    elif resume is not None:
         state = torch.load(resume, map_location=dev, weights_only=True)
+    else:
+        state = None
+    if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         done = int(state["epoch"])
+    saved_at = time.monotonic()
+
+    def save(epoch: int, part: dict[str, Any] | None = None) -> None:
+        nonlocal saved_at
+        save_checkpoint(checkpoint, {  # type: ignore[arg-type]
+            "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+            "epoch": epoch, "rng": rng_state(), "seconds": earlier + time.perf_counter() - started,
+            "last": {"train_loss": train_loss, "val_acc": val_acc}, "within": part,
+        })
+        saved_at = time.monotonic()
+
     model.train()
-    train_loss = math.nan
-    val_acc = 0.0
     for epoch in range(done + 1, epochs + 1):
         epoch_start = time.perf_counter()
-        seen = 0
         # summed on the device: no host sync per step; a NaN is caught at the end of the epoch
         loss_sum = torch.zeros((), dtype=torch.float32, device=dev)
         correct = torch.zeros((), dtype=torch.long, device=dev)
+        seen, skip = 0, 0
         # images are cropped and flipped at random per batch (worker.training.augment)
-        for xb, yb in train_split.batches(batch_size, seed, epoch, getattr(data, "augment", False)):
+        generator = epoch_generator(dev, seed, epoch) if augment else None
+        if within is not None:  # this epoch was saved part way
+            skip, seen = int(within["batches"]), int(within["seen"])
+            loss_sum, correct = within["loss_sum"].to(dev), within["correct"].to(dev)
+            if generator is not None:
+                generator.set_state(within["augment"])
+            within = None
+        batches = train_split.batches(batch_size, seed, epoch, augment, generator=generator, start=skip)
+        for step, (xb, yb) in enumerate(batches, start=skip + 1):
             with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=autocast):
                 logits = model(xb)
                 loss = criterion(logits.float(), yb)
@@ -219,11 +264,16 @@ def _train(
             loss_sum += loss.detach() * len(yb)
             correct += (logits.detach().argmax(1) == yb).sum()
             seen += len(yb)
+            if checkpoint is not None and time.monotonic() - saved_at >= checkpoint_seconds:
+                save(epoch - 1, {"batches": step, "seen": seen, "loss_sum": loss_sum, "correct": correct,
+                                 "augment": generator.get_state() if generator is not None else None})
         train_loss = float(loss_sum) / seen
         if not math.isfinite(train_loss):
             raise TrialFailed(f"loss became NaN at epoch {epoch}")
         val_acc = accuracy(model, x_val, y_val, autocast)
         _sync(dev)
+        if checkpoint is not None:
+            save(epoch)
         if on_epoch is not None:
             on_epoch(
                 epoch,
@@ -235,25 +285,25 @@ def _train(
                 },
             )
 
-    if checkpoint is not None:
-        save_checkpoint(checkpoint, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                                     "scheduler": scheduler.state_dict(), "epoch": max(done, epochs)})
+    if checkpoint is not None and done >= epochs:  # nothing trained here: the weights continued from
+        save(done)
     test_acc = accuracy(model, x_test, y_test, autocast)
     _sync(dev)
     return {
         "train_loss": train_loss,
         "val_acc": val_acc,
         "test_acc": test_acc,
-        "train_seconds": time.perf_counter() - started,
+        "train_seconds": earlier + time.perf_counter() - started,
     }
 
 
-_DEVICE_DATA: dict[tuple[int, str], tuple[Dataset, tuple[Tensor, ...]]] = {}
+_DEVICE_DATA: dict[tuple[int, str], tuple[Tensor, ...]] = {}
 
 
 def device_tensors(data: Dataset, device: torch.device) -> tuple[Tensor, ...]:
     """The dataset's six arrays as tensors on ``device``, copied once per worker process (through
-    pinned memory on CUDA) and reused by every later trial on the same data."""
+    pinned memory on CUDA) and reused by every later trial on the same data, for as long as the
+    dataset itself is kept (worker.training.datasets): its copies go with it."""
     key = (id(data), str(device))
     if key not in _DEVICE_DATA:
         arrays = (data.x_train, data.y_train, data.x_val, data.y_val, data.x_test, data.y_test)
@@ -264,18 +314,11 @@ def device_tensors(data: Dataset, device: torch.device) -> tuple[Tensor, ...]:
             if device.type == "cuda":
                 host = host.pin_memory()
             tensors.append(host.to(device, non_blocking=True))
-        _DEVICE_DATA[key] = (data, tuple(tensors))  # holding ``data`` keeps its id from being reused
-    return _DEVICE_DATA[key][1]
-
-
-def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    """Write atomically: a reader never sees half a checkpoint, even on a shared filesystem."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(".partial")
-    torch.save(state, partial)
-    partial.replace(path)
+        _DEVICE_DATA[key] = tuple(tensors)
+        weakref.finalize(data, _DEVICE_DATA.pop, key, None)  # before its id can be reused
+    return _DEVICE_DATA[key]
 
 
 __all__ = [
-    "GRAD_CLIP", "Split", "accuracy", "device_tensors", "pick_device", "run_oom_guarded", "save_checkpoint", "train",
+    "GRAD_CLIP", "Split", "accuracy", "device_tensors", "pick_device", "run_oom_guarded", "train",
 ]
