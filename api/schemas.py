@@ -37,7 +37,7 @@ def queue_wait_s(status: str, queued_at: datetime | None, started_at: datetime |
 
 class QueueWaitPublic(BaseModel):
     """How long a job's trials wait for a worker: the median and longest wait of its trials that were
-    sent (its latest 1,000: ``repository.queue_waits``), and how many of them wait now."""
+    sent (its latest 100: ``repository.queue_waits``), and how many of them wait now."""
 
     median_s: float | None
     max_s: float | None

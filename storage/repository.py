@@ -139,7 +139,7 @@ BEST_TRIAL = (select(Trial).where(Trial.job_id == JOB_ID, Trial.status == "compl
 BEST_OF_PHASE = BEST_TRIAL.where(Trial.phase == bindparam("phase"))
 
 
-QUEUE_WAIT_WINDOW = 1000  # a job's latest sent trials its queue waits are taken over
+QUEUE_WAIT_WINDOW = 100  # a job's latest sent trials its queue waits are taken over: a page of rows
 QUEUE_WAITS = (select(Trial.status, Trial.queued_at, Trial.started_at, Trial.finished_at)
                .where(Trial.job_id == JOB_ID, Trial.queued_at.is_not(None))
                .order_by(Trial.number.desc()).limit(QUEUE_WAIT_WINDOW))

@@ -64,10 +64,10 @@ def measured(record_property, request: pytest.FixtureRequest):
 
 
 @contextmanager
-def stack_on(tmp_path: Path, database_url: str, broker_url: str,
-             workers: int = 2) -> Iterator[tuple[FaultStack, ScionClient]]:
+def stack_on(tmp_path: Path, database_url: str, broker_url: str, workers: int = 2,
+             env: dict[str, str] | None = None) -> Iterator[tuple[FaultStack, ScionClient]]:
     settings = Settings(home=tmp_path / "home", database_url=database_url, broker_url=broker_url)
-    with FaultStack(settings, workers=workers) as stack, ScionClient(stack.url) as client:
+    with FaultStack(settings, workers=workers, env=env) as stack, ScionClient(stack.url) as client:
         yield stack, client
 
 
@@ -197,7 +197,10 @@ def test_redis_restart_loses_queued_messages_and_the_scheduler_sends_them_again(
     tmp_path, postgres_url, own_redis, measured
 ):
     spec = train_spec(epochs=8, budget={"max_trials": 6, "max_parallel": 4})
-    with stack_on(tmp_path, postgres_url, own_redis.url) as (stack, client):
+    # Messages waiting in the broker are what a restart loses; a job alone queues no more than the
+    # workers' slots under its fair share, so the share is off here to leave two waiting.
+    with stack_on(tmp_path, postgres_url, own_redis.url, env={"SCION_SCHEDULER_FAIR_SHARE": "false"}) as (
+            stack, client):
         job_id = client.submit(spec)["id"]
 
         def two_training_two_waiting() -> list[int] | None:

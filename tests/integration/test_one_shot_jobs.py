@@ -172,8 +172,8 @@ def test_cancelling_a_one_shot_job_mid_training_cancels_the_supernet_trial(env):
 
 def test_a_supernet_that_does_not_finish_training_fails_the_job_with_its_reason(env):
     scheduler, broker, _ = env
-    body = one_shot_spec({"type": "spos"}, max_trials=2)
-    body["budget"]["trial_time_limit_s"] = 1.0  # the shortest a limit may be; the supernet trains for longer
+    body = one_shot_spec({"type": "spos", "epochs": 500}, max_trials=2)
+    body["budget"]["trial_time_limit_s"] = 1.0  # the shortest a limit may be; 500 epochs take far longer
     job = drive(scheduler, broker, make_job(body), timeout=120)
     assert job.status == "failed"
     assert "supernet's training ended stopped" in job.error and "time limit" in job.error

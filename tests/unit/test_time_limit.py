@@ -76,8 +76,9 @@ def test_a_step_that_cannot_be_interrupted_ends_the_process_after_the_grace(monk
     from scion.settings import get_settings
 
     get_settings.cache_clear()
-    said = multiprocessing.get_context("fork").SimpleQueue()
-    process = multiprocessing.get_context("fork").Process(target=_stuck_in_one_step, args=(0.5, said))
+    # spawned, not forked: a fork of this test process inherits whatever its other threads held
+    said = multiprocessing.get_context("spawn").SimpleQueue()
+    process = multiprocessing.get_context("spawn").Process(target=_stuck_in_one_step, args=(0.5, said))
     started = time.monotonic()
     process.start()
     process.join(30)
@@ -86,7 +87,7 @@ def test_a_step_that_cannot_be_interrupted_ends_the_process_after_the_grace(monk
     assert process.exitcode == KILLED_EXIT_CODE
     assert said.get() == "exceeded the trial time limit of 0.5 s"  # what the trial's record is given
     assert said.empty()
-    assert 1.0 <= took < 5.0, took
+    assert 1.0 <= took < 15.0, took  # the limit, the grace, and starting a Python process
 
 
 def test_a_database_write_in_progress_is_not_broken_off_the_interrupt_follows_it() -> None:
