@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import re
 import textwrap
-import unicodedata
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,6 +18,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.segment import SegmentLines
 from rich.table import Table
 from rich.text import Text
+
+from scion.spec import steers_terminal
 
 SHOWN_METRICS = ("test_acc", "test_acc_200ep", "params", "flops", "latency_ms", "train_seconds")
 DURATION_METRICS = ("train_seconds", "epoch_seconds")
@@ -34,7 +35,7 @@ def printable(value: Any) -> Any:
     terminal, open a link nor reorder text (bidirectional overrides) when printed."""
     if isinstance(value, str):
         return value if value.isprintable() else "".join(
-            c for c in value if c in "\n\t" or unicodedata.category(c) not in ("Cc", "Cf"))
+            c for c in value if c in "\n\t" or not steers_terminal(c))
     if isinstance(value, dict):
         return {printable(k): printable(v) for k, v in value.items()}
     if isinstance(value, list):

@@ -42,6 +42,13 @@ from scion.space import (
     training_settings,
 )
 
+
+def steers_terminal(char: str) -> bool:
+    """A control or formatting character: printed, it would move the cursor, recolour, hide text
+    or reorder it (bidirectional overrides). Refused in names; the CLI strips it from what it prints."""
+    return unicodedata.category(char) in ("Cc", "Cf")
+
+
 SPEC_VERSION = 3  # 1: stored before specs carried a version; 2: before one_shot (both: the same fields otherwise)
 TRUSTED = {"trusted": True}  # validation context of a stored spec: checked at submission, files included
 
@@ -189,7 +196,7 @@ class JobRequest(BaseModel):
         move the cursor, recolour, hide text or reorder it (bidirectional overrides). Names stored
         before this check load as they are; the CLI strips such characters when it prints."""
         for at, char in enumerate(name if not trusted(info) else ""):
-            if unicodedata.category(char) in ("Cc", "Cf"):
+            if steers_terminal(char):
                 raise ValueError(f"control character {char!r} at position {at} is not allowed; use printable text")
         return name
 
@@ -511,5 +518,5 @@ def make_space(config: Any) -> SearchSpace:
 
 
 __all__ = ["SPEC_VERSION", "Budget", "Constraint", "JobRequest", "JobSpec", "Objective", "RetrainSource",
-           "answer_phase", "architecture_record", "planned_trials", "load_spec", "make_space", "unstorable",
-           "weightless"]
+           "answer_phase", "architecture_record", "planned_trials", "load_spec", "make_space", "steers_terminal",
+           "unstorable", "weightless"]
